@@ -1,0 +1,107 @@
+//! The per-process HTTP endpoint: `GET /healthz` (200 when the process says it is healthy,
+//! else 503) and `GET /metrics` (Prometheus text format of the process's registry).
+//! It serves nothing else and never blocks the actor threads: it runs on tokio tasks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+pub type HealthCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+/// Binds `addr` (port 0 allowed) and serves until the process exits; returns the bound address.
+pub async fn serve_http(
+    addr: &str,
+    registry: SharedRegistry,
+    healthy: HealthCheck,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("http accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let registry = registry.clone();
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let registry = registry.clone();
+                    let healthy = healthy.clone();
+                    async move { Ok::<_, Infallible>(respond(req, &registry, &healthy)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!("http connection ended: {e}");
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+fn respond(
+    req: Request<Incoming>,
+    registry: &SharedRegistry,
+    healthy: &HealthCheck,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/healthz") => {
+            if healthy() {
+                (StatusCode::OK, "text/plain", "ok\n".to_string())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "unhealthy\n".to_string(),
+                )
+            }
+        }
+        ("GET", "/metrics") => {
+            let mut text = String::new();
+            let encoded = match registry.lock() {
+                Ok(registry) => prometheus_client::encoding::text::encode(&mut text, &registry),
+                Err(_) => Err(std::fmt::Error),
+            };
+            match encoded {
+                Ok(()) => (
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "metrics encoding failed\n".to_string(),
+                ),
+            }
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}

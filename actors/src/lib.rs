@@ -1,0 +1,17 @@
+//! The actix building blocks every Strata process shares.
+//!
+//! - [`rpc`]: the RPC server (an acceptor actor and one actor per connection, pipelined
+//!   requests, typed routing) and the typed, multiplexed RPC client.
+//! - [`telemetry`]: `tracing` setup, exported through OpenTelemetry OTLP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through frames.
+//! - [`http`]: the small per-process HTTP endpoint (`/healthz`, Prometheus `/metrics`).
+//! - [`process`]: process chores (address files, shutdown signals).
+//!
+//! Nothing here knows about streams, ranges or Kafka.
+
+pub mod http;
+pub mod process;
+pub mod rpc;
+pub mod telemetry;
+
+pub use rpc::{serve, ClientOptions, RequestContext, Router, RpcClient, ServerOptions};

@@ -1,0 +1,215 @@
+//! The RPC server: an acceptor actor and one actor per connection.
+//!
+//! A connection actor owns its socket: it decodes frames, hands each request to the
+//! [`Router`] in arrival order, and writes responses as their futures complete. A frame that
+//! cannot be cut from the byte stream (oversized, malformed) gets one error frame and the
+//! connection is closed; a request whose body or opcode is bad gets an error response and the
+//! connection goes on. Nothing here panics on peer input.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use bytes::Bytes;
+use protocol::frame::{FrameError, PROTOCOL_VERSION};
+use protocol::{ErrorCode, Frame, FrameCodec, Header, Opcode, RpcError};
+use tokio::io::WriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::FramedRead;
+use tracing::Instrument;
+
+use super::router::{RequestContext, Router};
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest frame accepted, checked before the body is buffered.
+    pub max_frame: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_frame: protocol::frame::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Binds `addr` (port 0 allowed) and starts accepting on the current actix System.
+/// Returns the bound address.
+pub async fn serve(addr: &str, router: Router, opts: ServerOptions) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let router = Rc::new(router);
+    Acceptor::create(move |ctx| {
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await;
+            Some((accepted, listener))
+        });
+        ctx.add_stream(incoming);
+        Acceptor { router, opts }
+    });
+    Ok(local)
+}
+
+struct Acceptor {
+    router: Rc<Router>,
+    opts: ServerOptions,
+}
+
+impl Actor for Acceptor {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for Acceptor {
+    fn handle(&mut self, item: std::io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Context<Self>) {
+        let (stream, peer) = match item {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually EMFILE or a connection reset before accept; keep listening.
+                tracing::warn!("accept failed: {e}");
+                return;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "set_nodelay: {e}");
+        }
+        let router = self.router.clone();
+        let codec = FrameCodec::new(self.opts.max_frame);
+        Connection::create(move |ctx| {
+            let (read, write) = tokio::io::split(stream);
+            ctx.add_stream(FramedRead::new(read, codec.clone()));
+            Connection {
+                router,
+                peer,
+                writer: FramedWrite::new(write, codec, ctx),
+                closing: false,
+            }
+        });
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("listener closed");
+    }
+}
+
+/// One client connection.
+pub struct Connection {
+    router: Rc<Router>,
+    peer: SocketAddr,
+    writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
+    /// Set once the connection is being closed after a framing error: the last error frame is
+    /// flushed, then the write side's `finished` stops the actor.
+    closing: bool,
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        tracing::debug!(peer = %self.peer, "connection opened");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        tracing::debug!(peer = %self.peer, "connection closed");
+    }
+}
+
+impl WriteHandler<FrameError> for Connection {
+    fn error(&mut self, err: FrameError, _ctx: &mut Context<Self>) -> Running {
+        tracing::warn!(peer = %self.peer, "write failed: {err}");
+        Running::Stop
+    }
+}
+
+impl Connection {
+    fn respond(&mut self, header: &Header, result: Result<Vec<u8>, RpcError>) {
+        let frame = match result {
+            Ok(body) => Frame {
+                header: header.response_to(false),
+                body: Bytes::from(body),
+            },
+            Err(error) => Frame::error_response(header, &error),
+        };
+        if !self.closing {
+            self.writer.write(frame);
+        }
+    }
+
+    /// Flushes what is queued, then closes; the write side's `finished` stops the actor.
+    fn close(&mut self) {
+        self.closing = true;
+        self.writer.close();
+    }
+}
+
+impl StreamHandler<Result<Frame, FrameError>> for Connection {
+    fn handle(&mut self, item: Result<Frame, FrameError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(e) => {
+                // The byte stream is out of step: answer once (request id 0) and close.
+                tracing::warn!(peer = %self.peer, "closing connection: {e}");
+                let header = Header::request(Opcode(0), 0, String::new());
+                self.respond(&header, Err(e.to_rpc_error()));
+                self.close();
+                return;
+            }
+        };
+        let header = frame.header.clone();
+        if header.version != PROTOCOL_VERSION {
+            tracing::warn!(peer = %self.peer, version = header.version, "unsupported protocol version");
+            let err = RpcError::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {} is not supported (want {PROTOCOL_VERSION})",
+                    header.version
+                ),
+            );
+            self.respond(&header, Err(err));
+            return;
+        }
+        if header.is_response() {
+            tracing::warn!(peer = %self.peer, "closing connection: peer sent a response frame");
+            let err = RpcError::new(
+                ErrorCode::MalformedFrame,
+                "a server takes requests, not responses",
+            );
+            self.respond(&header, Err(err));
+            self.close();
+            return;
+        }
+        let span = tracing::debug_span!("rpc.server", opcode = header.opcode.0, peer = %self.peer);
+        crate::telemetry::set_parent(&span, &header.trace_context);
+        let request_ctx = RequestContext {
+            peer: self.peer,
+            header: header.clone(),
+        };
+        let fut = {
+            let _entered = span.enter();
+            self.router.dispatch(frame.body, request_ctx)
+        };
+        let peer = self.peer;
+        ctx.spawn(
+            fut.instrument(span)
+                .into_actor(self)
+                .map(move |result, act, _ctx| {
+                    if let Err(e) = &result {
+                        if matches!(e.code, ErrorCode::MalformedFrame | ErrorCode::UnknownOpcode) {
+                            tracing::warn!(%peer, opcode = header.opcode.0, "bad request: {e}");
+                        }
+                    }
+                    act.respond(&header, result);
+                }),
+        );
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.closing {
+            ctx.stop();
+        }
+    }
+}

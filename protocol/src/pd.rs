@@ -1,0 +1,152 @@
+//! Requests served by the placement driver.
+
+use bincode::{Decode, Encode};
+
+use crate::frame::Opcode;
+use crate::model::{NodeId, NodeInfo, NodeKind, RangeInfo, RangeReport, StreamId, StreamInfo};
+use crate::Rpc;
+
+macro_rules! rpc {
+    ($req:ty => $resp:ty, $code:expr) => {
+        impl Rpc for $req {
+            const OPCODE: Opcode = Opcode($code);
+            type Response = $resp;
+        }
+    };
+}
+
+/// Join the cluster, or re-join with the id kept from an earlier run.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct RegisterNode {
+    pub kind: NodeKind,
+    pub node_id: Option<NodeId>,
+    pub addr: String,
+    pub http_addr: String,
+}
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct RegisterNodeResponse {
+    pub node_id: NodeId,
+    /// A node whose last heartbeat is older than this is considered dead.
+    pub lease_ms: u64,
+}
+rpc!(RegisterNode => RegisterNodeResponse, 1);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct Heartbeat {
+    pub node_id: NodeId,
+    /// Optional inventory of the ranges this node holds (sent after a restart).
+    pub ranges: Vec<RangeReport>,
+}
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct HeartbeatResponse {
+    pub lease_ms: u64,
+}
+rpc!(Heartbeat => HeartbeatResponse, 2);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CreateStream {
+    pub replica: u8,
+    pub ack_count: u8,
+}
+rpc!(CreateStream => StreamInfo, 3);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct DescribeStream {
+    pub stream_id: StreamId,
+}
+rpc!(DescribeStream => StreamInfo, 4);
+
+/// Open a stream for writing: bumps its epoch, which fences every earlier writer.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct OpenStream {
+    pub stream_id: StreamId,
+    /// The new epoch is at least this (lets a broker use its Kafka leader epoch).
+    pub min_epoch: u64,
+}
+rpc!(OpenStream => StreamInfo, 5);
+
+/// Create the next range of a stream, starting where the last sealed range ended.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CreateRange {
+    pub stream_id: StreamId,
+    pub epoch: u64,
+    pub start: u64,
+    /// Range servers the writer just saw fail; avoided even if their lease is still current.
+    pub exclude: Vec<NodeId>,
+}
+rpc!(CreateRange => RangeInfo, 6);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct SealRange {
+    pub stream_id: StreamId,
+    pub epoch: u64,
+    pub index: u32,
+    pub end: u64,
+}
+rpc!(SealRange => RangeInfo, 7);
+
+/// Move the stream's start offset forward; data before it may be deleted.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct TrimStream {
+    pub stream_id: StreamId,
+    pub start_offset: u64,
+}
+rpc!(TrimStream => StreamInfo, 8);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct DeleteStream {
+    pub stream_id: StreamId,
+}
+rpc!(DeleteStream => StreamInfo, 9);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ListNodes {}
+rpc!(ListNodes => Vec<NodeInfo>, 10);
+
+/// Long-poll for changes after `since` (a revision from an earlier answer; 0 for all).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct Watch {
+    pub since: u64,
+    pub timeout_ms: u64,
+}
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Event {
+    NodeChanged(NodeId),
+    StreamChanged(StreamId),
+}
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct WatchResponse {
+    /// Pass this as `since` next time.
+    pub revision: u64,
+    /// True when `since` is too old to list events: the watcher must reload what it caches.
+    pub reset: bool,
+    pub events: Vec<Event>,
+}
+rpc!(Watch => WatchResponse, 11);
+
+/// Take `count` ids from the named allocator; answers the first one.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct AllocateIds {
+    pub key: String,
+    pub count: u64,
+}
+rpc!(AllocateIds => u64, 12);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ListStreams {}
+rpc!(ListStreams => Vec<StreamInfo>, 13);
+
+/// Raft traffic between placement-driver voters: an openraft message carried as bincode of its
+/// serde form. Opaque to everyone else.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct RaftMessage {
+    pub kind: RaftMessageKind,
+    pub payload: Vec<u8>,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum RaftMessageKind {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+rpc!(RaftMessage => Vec<u8>, 50);
