@@ -110,36 +110,35 @@ impl RpcClient {
         request: R,
         timeout: Duration,
     ) -> Result<R::Response, RpcError> {
-        let body = protocol::encode(&request)?;
         let deadline = Instant::now() + timeout;
-        let result = tokio::time::timeout(timeout, self.send(R::OPCODE, body, deadline)).await;
-        let frame = match result {
-            Ok(frame) => frame?,
-            Err(_) => {
-                return Err(RpcError::new(
-                    ErrorCode::Timeout,
-                    format!("no answer from {} within {timeout:?}", self.inner.addr),
-                ))
-            }
-        };
-        if frame.header.is_error() {
-            return Err(protocol::decode::<RpcError>(&frame.body)?);
+        let sent = tokio::time::timeout(timeout, self.send_with_deadline(request, deadline)).await;
+        match sent {
+            Ok(response) => response?.await,
+            Err(_) => Err(self.timeout(timeout)),
         }
-        protocol::decode::<R::Response>(&frame.body)
     }
 
-    async fn send(
+    /// Queues `request` on the connection and returns once it is queued, with a future for
+    /// its response (bounded by the call timeout, counted from now). Requests queued by
+    /// successive `send` calls on one client reach the peer in that order, which lets a caller
+    /// pipeline ordered requests (appends) without waiting for each answer.
+    pub async fn send<R: Rpc>(&self, request: R) -> Result<PendingCall<R::Response>, RpcError> {
+        let deadline = Instant::now() + self.inner.opts.call_timeout;
+        self.send_with_deadline(request, deadline).await
+    }
+
+    async fn send_with_deadline<R: Rpc>(
         &self,
-        opcode: protocol::Opcode,
-        body: Vec<u8>,
+        request: R,
         deadline: Instant,
-    ) -> Result<Frame, RpcError> {
+    ) -> Result<PendingCall<R::Response>, RpcError> {
+        let body = protocol::encode(&request)?;
         let conn = self.connection(deadline).await?;
         let request_id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&conn.pending).insert(request_id, tx);
-        // Guards the pending entry so a timed-out call does not leak it.
-        let _cleanup = PendingGuard {
+        // Removes the pending entry however the call ends, so a timed-out call leaks nothing.
+        let guard = PendingGuard {
             pending: conn.pending.clone(),
             request_id,
         };
@@ -147,7 +146,7 @@ impl RpcClient {
             return Err(self.unavailable("connection closed"));
         }
         let header = Header::request(
-            opcode,
+            R::OPCODE,
             request_id,
             crate::telemetry::current_trace_context(),
         );
@@ -158,8 +157,20 @@ impl RpcClient {
         if conn.outbox.send(frame).is_err() {
             return Err(self.unavailable("connection closed"));
         }
-        rx.await
-            .map_err(|_| self.unavailable("connection lost before the answer"))
+        Ok(PendingCall {
+            rx,
+            _guard: guard,
+            deadline,
+            addr: self.inner.addr.clone(),
+            _response: std::marker::PhantomData,
+        })
+    }
+
+    fn timeout(&self, timeout: Duration) -> RpcError {
+        RpcError::new(
+            ErrorCode::Timeout,
+            format!("no answer from {} within {timeout:?}", self.inner.addr),
+        )
     }
 
     fn unavailable(&self, what: &str) -> RpcError {
@@ -285,6 +296,51 @@ impl RpcClient {
             pending,
             closed,
         }))
+    }
+}
+
+/// A request on the wire, waiting for its response.
+pub struct PendingCall<T> {
+    rx: oneshot::Receiver<Frame>,
+    _guard: PendingGuard,
+    deadline: Instant,
+    addr: String,
+    _response: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: protocol::Message> std::future::IntoFuture for PendingCall<T> {
+    type Output = Result<T, RpcError>;
+    type IntoFuture = futures::future::BoxFuture<'static, Result<T, RpcError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let PendingCall {
+                rx,
+                _guard,
+                deadline,
+                addr,
+                ..
+            } = self;
+            let frame = match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(_)) => {
+                    return Err(RpcError::new(
+                        ErrorCode::Unavailable,
+                        format!("{addr}: connection lost before the answer"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(RpcError::new(
+                        ErrorCode::Timeout,
+                        format!("no answer from {addr} in time"),
+                    ))
+                }
+            };
+            if frame.header.is_error() {
+                return Err(protocol::decode::<RpcError>(&frame.body)?);
+            }
+            protocol::decode::<T>(&frame.body)
+        })
     }
 }
 

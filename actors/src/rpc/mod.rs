@@ -12,6 +12,6 @@ mod client;
 mod router;
 mod server;
 
-pub use client::{ClientOptions, RpcClient};
+pub use client::{ClientOptions, PendingCall, RpcClient};
 pub use router::{RequestContext, Router};
 pub use server::{serve, ServerOptions};
