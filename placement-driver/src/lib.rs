@@ -1,0 +1,45 @@
+//! Strata placement driver (PD): metadata, placement, fencing epochs and liveness, replicated
+//! with openraft.
+//!
+//! Module map:
+//! - [`state`]: the replicated data and the rules (pure, deterministic).
+//! - [`log_store`]: the durable Raft log and vote.
+//! - [`state_machine`]: the openraft adaptor for [`state`], snapshots.
+//! - [`watch`]: recent change events and long-poll.
+//! - [`liveness`]: heartbeat leases (leader memory only).
+//! - [`service`]: request handlers.
+//! - [`network`]: Raft traffic between voters over the Strata RPC.
+//! - [`server`]: process wiring ([`run`]).
+
+use std::io::Cursor;
+
+pub mod fsutil;
+pub mod liveness;
+pub mod log_store;
+pub mod network;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod state_machine;
+pub mod watch;
+
+pub use openraft::BasicNode;
+
+pub use server::{run, start, Config, PdError, Running};
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the placement driver.
+    pub TypeConfig:
+        D = state::Command,
+        R = state::ApplyResult,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,0 +1,90 @@
+//! Node liveness by lease, kept only in memory at the leader.
+//!
+//! Owns: the time of each node's last heartbeat and the grace period after this PD started
+//! (or became leader), during which nodes known from the persisted state count as alive so a
+//! restarted PD does not declare everyone dead. Must not: go through Raft or touch disk;
+//! heartbeats are far too frequent to replicate and liveness is re-learned within one lease.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Inner {
+    grace_start: Instant,
+    last: HashMap<u64, Instant>,
+}
+
+#[derive(Debug)]
+pub struct Liveness {
+    lease: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl Liveness {
+    pub fn new(lease: Duration) -> Self {
+        Liveness {
+            lease,
+            inner: Mutex::new(Inner {
+                grace_start: Instant::now(),
+                last: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a heartbeat (or a registration) of `node` now.
+    pub fn heartbeat(&self, node: u64) {
+        self.heartbeat_at(node, Instant::now());
+    }
+
+    fn heartbeat_at(&self, node: u64, at: Instant) {
+        self.lock().last.insert(node, at);
+    }
+
+    /// Starts a new grace period and forgets heartbeats (this PD just became leader).
+    pub fn restart_grace(&self) {
+        let mut g = self.lock();
+        g.grace_start = Instant::now();
+        g.last.clear();
+    }
+
+    /// Whether `node` (known to the state) holds a current lease.
+    pub fn alive(&self, node: u64) -> bool {
+        self.alive_at(node, Instant::now())
+    }
+
+    fn alive_at(&self, node: u64, now: Instant) -> bool {
+        let g = self.lock();
+        let since = match g.last.get(&node) {
+            Some(t) => *t,
+            None => g.grace_start,
+        };
+        now.saturating_duration_since(since) < self.lease
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_and_grace() {
+        let l = Liveness::new(Duration::from_millis(3000));
+        let t0 = Instant::now();
+        // Grace: unknown-to-liveness nodes count as alive for one lease after start.
+        assert!(l.alive_at(5, t0));
+        assert!(!l.alive_at(5, t0 + Duration::from_millis(3100)));
+        l.heartbeat_at(5, t0 + Duration::from_millis(3000));
+        assert!(l.alive_at(5, t0 + Duration::from_millis(5999)));
+        assert!(!l.alive_at(5, t0 + Duration::from_millis(6001)));
+        assert!(!l.alive_at(6, t0 + Duration::from_millis(6001)));
+    }
+}

@@ -1,0 +1,74 @@
+//! `strata-pd`: the placement-driver process. Parses flags, sets up telemetry and runs
+//! [`placement_driver::run`] inside an actix System until SIGINT/SIGTERM. Holds no logic.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "strata-pd", about = "Strata placement driver")]
+struct Args {
+    /// RPC listen address (port 0 picks a free port; see <data>/rpc.addr).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: String,
+    /// HTTP listen address for /healthz and /metrics (see <data>/http.addr).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    http_listen: String,
+    /// Data directory (Raft log, vote, snapshot).
+    #[arg(long, default_value = "./strata-data/pd")]
+    data: PathBuf,
+    /// This voter's Raft node id.
+    #[arg(long, default_value_t = 1)]
+    node_id: u64,
+    /// Other voters, e.g. `2=127.0.0.1:7001,3=127.0.0.1:7002` (empty: single voter).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// Node lease in milliseconds: a node silent for longer is dead.
+    #[arg(long, default_value_t = 3000)]
+    lease_ms: u64,
+    /// Largest RPC frame accepted, in bytes.
+    #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
+    max_frame_bytes: usize,
+    /// Build a snapshot and purge the Raft log after this many entries.
+    #[arg(long, default_value_t = 5000)]
+    snapshot_logs: u64,
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("peer `{s}` is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|e| format!("peer id `{id}`: {e}"))?;
+    Ok((id, addr.trim().to_string()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = placement_driver::Config {
+        listen: args.listen,
+        http_listen: args.http_listen,
+        data: args.data,
+        node_id: args.node_id,
+        peers: args.peers.into_iter().collect::<BTreeMap<_, _>>(),
+        lease: Duration::from_millis(args.lease_ms),
+        max_frame: args.max_frame_bytes,
+        snapshot_logs: args.snapshot_logs,
+    };
+    let telemetry = actors::telemetry::init("strata-pd");
+    let result = actix_rt::System::new().block_on(placement_driver::run(config));
+    drop(telemetry);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata-pd: {e}");
+            tracing::error!("strata-pd failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

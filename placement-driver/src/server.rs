@@ -1,0 +1,322 @@
+//! Process wiring: opens storage, starts Raft, serves the RPC and HTTP endpoints, publishes the
+//! bound addresses and runs until a shutdown signal.
+//!
+//! Owns: [`Config`], [`start`] and [`run`]; the Raft configuration; cluster initialization on
+//! first start; the leadership watcher that restarts the liveness grace period; metrics.
+//! Must not: implement request semantics (that is [`crate::service`]) or storage formats.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use protocol::pd::*;
+
+use crate::fsutil::DiskError;
+use crate::liveness::Liveness;
+use crate::log_store::LogStore;
+use crate::network::{handle_raft_message, Network};
+use crate::service::PdService;
+use crate::state_machine::StateMachineStore;
+use crate::watch::{WatchHub, DEFAULT_CAPACITY};
+use crate::{BasicNode, NodeId, Raft};
+
+/// How the placement driver runs. Every field has a default for one machine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RPC listen address (port 0 picks a free port).
+    pub listen: String,
+    /// HTTP listen address for `/healthz` and `/metrics`.
+    pub http_listen: String,
+    /// Data directory: Raft log, vote, snapshot, address files.
+    pub data: PathBuf,
+    /// This voter's Raft id.
+    pub node_id: NodeId,
+    /// Other voters: id -> RPC address. Empty for a single voter.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Node lease: a node silent for longer is dead.
+    pub lease: Duration,
+    pub max_frame: usize,
+    /// Build a snapshot (and purge the log) after this many entries.
+    pub snapshot_logs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7000".into(),
+            http_listen: "127.0.0.1:8000".into(),
+            data: PathBuf::from("./strata-data/pd"),
+            node_id: 1,
+            peers: BTreeMap::new(),
+            lease: Duration::from_millis(3000),
+            max_frame: protocol::frame::DEFAULT_MAX_FRAME,
+            snapshot_logs: 5000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PdError {
+    #[error("storage: {0}")]
+    Disk(#[from] DiskError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PdError {
+    let context = context.into();
+    move |source| PdError::Io { context, source }
+}
+
+/// A started placement driver.
+pub struct Running {
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub service: PdService,
+}
+
+impl Running {
+    pub fn raft(&self) -> &Raft {
+        &self.service.raft
+    }
+
+    /// Stops Raft (the listeners end with the actix System).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.service.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+fn raft_config(snapshot_logs: u64) -> Result<Arc<openraft::Config>, PdError> {
+    let config = openraft::Config {
+        cluster_name: "strata-pd".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs.max(1)),
+        max_in_snapshot_log_to_keep: 100,
+        purge_batch_size: 256,
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| PdError::Raft(e.to_string()))
+}
+
+fn router(service: &PdService) -> actors::Router {
+    let mut r = actors::Router::new();
+    macro_rules! route {
+        ($req:ty, $method:ident) => {{
+            let s = service.clone();
+            r.route::<$req, _, _>(move |req, _ctx| {
+                let s = s.clone();
+                async move { s.$method(req).await }
+            });
+        }};
+    }
+    route!(RegisterNode, register_node);
+    route!(Heartbeat, heartbeat);
+    route!(CreateStream, create_stream);
+    route!(DescribeStream, describe_stream);
+    route!(OpenStream, open_stream);
+    route!(CreateRange, create_range);
+    route!(SealRange, seal_range);
+    route!(TrimStream, trim_stream);
+    route!(DeleteStream, delete_stream);
+    route!(ListNodes, list_nodes);
+    route!(Watch, watch);
+    route!(AllocateIds, allocate_ids);
+    route!(ListStreams, list_streams);
+    let raft = service.raft.clone();
+    r.route::<RaftMessage, _, _>(move |msg, _ctx| {
+        let raft = raft.clone();
+        async move { handle_raft_message(&raft, msg).await }
+    });
+    r
+}
+
+struct Gauges {
+    streams: Gauge,
+    nodes_alive: Gauge,
+    term: Gauge,
+    last_applied: Gauge,
+    leader: Gauge,
+}
+
+fn register_metrics(registry: &mut Registry) -> Gauges {
+    let g = Gauges {
+        streams: Gauge::default(),
+        nodes_alive: Gauge::default(),
+        term: Gauge::<i64, AtomicI64>::default(),
+        last_applied: Gauge::default(),
+        leader: Gauge::default(),
+    };
+    registry.register("pd_streams", "Streams not deleted", g.streams.clone());
+    registry.register(
+        "pd_nodes_alive",
+        "Nodes holding a current lease",
+        g.nodes_alive.clone(),
+    );
+    registry.register("pd_raft_term", "Current Raft term", g.term.clone());
+    registry.register(
+        "pd_raft_last_applied",
+        "Last applied Raft log index",
+        g.last_applied.clone(),
+    );
+    registry.register(
+        "pd_raft_is_leader",
+        "1 when this voter is the Raft leader",
+        g.leader.clone(),
+    );
+    g
+}
+
+/// Starts the placement driver on the current actix System and returns once it serves.
+pub async fn start(config: Config) -> Result<Running, PdError> {
+    let raft_dir = config.data.join("raft");
+    std::fs::create_dir_all(&raft_dir).map_err(io(format!("create {}", raft_dir.display())))?;
+    let watch = Arc::new(WatchHub::new(DEFAULT_CAPACITY));
+    let log_store = LogStore::open(&raft_dir)?;
+    let recovered_last = log_store.last_index();
+    let state_machine = StateMachineStore::open(&raft_dir, watch.clone())?;
+    let shared = state_machine.shared();
+    let raft = Raft::new(
+        config.node_id,
+        raft_config(config.snapshot_logs)?,
+        Network::new(config.max_frame),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| PdError::Raft(e.to_string()))?;
+
+    let liveness = Arc::new(Liveness::new(config.lease));
+    let service = PdService {
+        node_id: config.node_id,
+        raft: raft.clone(),
+        shared,
+        watch,
+        liveness: liveness.clone(),
+    };
+
+    let rpc_addr = actors::serve(
+        &config.listen,
+        router(&service),
+        actors::ServerOptions {
+            max_frame: config.max_frame,
+        },
+    )
+    .await
+    .map_err(io(format!("listen {}", config.listen)))?;
+
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| PdError::Raft(e.to_string()))?;
+    let mut members: BTreeMap<NodeId, BasicNode> = config
+        .peers
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+        .collect();
+    members.insert(config.node_id, BasicNode::new(rpc_addr.to_string()));
+    if !initialized && members.keys().next() == Some(&config.node_id) {
+        tracing::info!(?members, "initializing the placement-driver cluster");
+        raft.initialize(members)
+            .await
+            .map_err(|e| PdError::Raft(e.to_string()))?;
+    }
+
+    // A voter that becomes leader starts a fresh liveness grace period.
+    {
+        let mut metrics = raft.metrics();
+        let liveness = liveness.clone();
+        let me = config.node_id;
+        tokio::spawn(async move {
+            let mut was_leader = false;
+            loop {
+                let is_leader = metrics.borrow_and_update().current_leader == Some(me);
+                if is_leader && !was_leader {
+                    tracing::info!("became placement-driver leader");
+                    liveness.restart_grace();
+                }
+                was_leader = is_leader;
+                if metrics.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut registry = Registry::default();
+    let gauges = register_metrics(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let (streams, alive) = service.counts();
+                let m = service.raft.metrics().borrow().clone();
+                gauges.streams.set(streams as i64);
+                gauges.nodes_alive.set(alive as i64);
+                gauges.term.set(m.current_term as i64);
+                gauges
+                    .last_applied
+                    .set(m.last_applied.map_or(0, |l| l.index) as i64);
+                gauges.leader.set(i64::from(m.current_leader == Some(m.id)));
+            }
+        });
+    }
+    let healthy = {
+        let metrics = raft.metrics();
+        Arc::new(move || {
+            let m = metrics.borrow();
+            let applied = m.last_applied.map(|l| l.index);
+            m.current_leader.is_some() && applied >= recovered_last
+        })
+    };
+    let http_addr = actors::http::serve_http(&config.http_listen, registry, healthy)
+        .await
+        .map_err(io(format!("listen {}", config.http_listen)))?;
+
+    actors::process::write_file_atomic(&config.data, "rpc.addr", &rpc_addr.to_string())
+        .map_err(io("write rpc.addr"))?;
+    actors::process::write_file_atomic(&config.data, "http.addr", &http_addr.to_string())
+        .map_err(io("write http.addr"))?;
+    tracing::info!(
+        node_id = config.node_id,
+        rpc = %rpc_addr,
+        http = %http_addr,
+        data = %config.data.display(),
+        "strata-pd listening"
+    );
+    Ok(Running {
+        rpc_addr,
+        http_addr,
+        service,
+    })
+}
+
+/// Runs the placement driver until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), PdError> {
+    let running = start(config).await?;
+    actors::process::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}

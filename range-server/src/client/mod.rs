@@ -1,0 +1,407 @@
+//! The stream client: what brokers and tools use to keep data in streams.
+//!
+//! [`StreamClient`] creates, describes, trims and deletes streams at the placement driver,
+//! opens a stream for writing ([`StreamWriter`]: epoch bump, quorum seal of the last range,
+//! a new range, pipelined replicated appends) and reads confirmed batches from any replica
+//! that holds them, checking every batch's CRC32C. It caches stream descriptors and range
+//! server addresses; it keeps no data.
+
+mod nodes;
+mod pd;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::model::{NodeId, RangeInfo, StreamId, StreamInfo};
+use protocol::pd::{
+    CreateRange, CreateStream, DeleteStream, DescribeStream, OpenStream, TrimStream,
+};
+use protocol::rs::{Batch, Fetch, Seal};
+use protocol::{ErrorCode, RpcError};
+
+pub use nodes::Nodes;
+pub use pd::PdClient;
+pub use writer::{AppendFuture, StreamWriter};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Longest wait for one replica's answer to an append before it counts as failed.
+    pub append_timeout: Duration,
+    /// How long PD calls and seals keep retrying transient failures.
+    pub retry_for: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            append_timeout: Duration::from_secs(5),
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Batches read from a stream.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub batches: Vec<Batch>,
+    /// Where the next read should start (the end of the last batch, or the offset asked for
+    /// when nothing was readable yet).
+    pub next_offset: u64,
+}
+
+#[derive(Clone)]
+pub struct StreamClient {
+    pd: PdClient,
+    nodes: Nodes,
+    streams: Arc<Mutex<HashMap<StreamId, StreamInfo>>>,
+    config: ClientConfig,
+}
+
+impl StreamClient {
+    /// `pd_addrs`: the placement driver's address(es).
+    pub fn new(pd_addrs: &[String]) -> Self {
+        StreamClient::with_config(pd_addrs, ClientConfig::default())
+    }
+
+    pub fn with_config(pd_addrs: &[String], config: ClientConfig) -> Self {
+        let pd = PdClient::new(pd_addrs).with_retry_for(config.retry_for);
+        let nodes = Nodes::new(pd.clone(), config.append_timeout);
+        StreamClient {
+            pd,
+            nodes,
+            streams: Arc::new(Mutex::new(HashMap::new())),
+            config,
+        }
+    }
+
+    pub fn pd(&self) -> &PdClient {
+        &self.pd
+    }
+
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
+    }
+
+    pub async fn create_stream(&self, replica: u8, ack_count: u8) -> Result<StreamInfo, RpcError> {
+        let info = self.pd.call(CreateStream { replica, ack_count }).await?;
+        self.remember(&info);
+        Ok(info)
+    }
+
+    /// The stream as PD knows it now (also refreshes the cache).
+    pub async fn describe(&self, stream_id: StreamId) -> Result<StreamInfo, RpcError> {
+        let info = self.pd.call(DescribeStream { stream_id }).await?;
+        self.remember(&info);
+        Ok(info)
+    }
+
+    /// Opens the stream for writing; fences every earlier writer.
+    pub async fn open(&self, stream_id: StreamId) -> Result<StreamWriter, RpcError> {
+        self.open_with_epoch(stream_id, 0).await
+    }
+
+    /// Opens for writing with an epoch of at least `min_epoch` (a Kafka leader epoch).
+    pub async fn open_with_epoch(
+        &self,
+        stream_id: StreamId,
+        min_epoch: u64,
+    ) -> Result<StreamWriter, RpcError> {
+        let info = self
+            .pd
+            .call(OpenStream {
+                stream_id,
+                min_epoch,
+            })
+            .await?;
+        let epoch = info.epoch;
+        let start = match info.last_range() {
+            Some(range) if range.end.is_none() => {
+                let end = writer::seal_with_quorum(self, range, epoch, info.ack_count).await?;
+                self.pd
+                    .call(protocol::pd::SealRange {
+                        stream_id,
+                        epoch,
+                        index: range.index,
+                        end,
+                    })
+                    .await?;
+                self.tell_replicas_sealed(range, epoch, end, &[]);
+                tracing::info!(
+                    stream = stream_id,
+                    range = range.index,
+                    end,
+                    epoch,
+                    "sealed the previous writer's range"
+                );
+                end
+            }
+            Some(_) => info.sealed_end(),
+            None => info.start_offset,
+        };
+        let range = self.create_range(stream_id, epoch, start, &[]).await?;
+        let writer = writer::start(self.clone(), stream_id, epoch, info.ack_count, range).await?;
+        self.invalidate(stream_id);
+        Ok(writer)
+    }
+
+    /// Moves the stream's start offset forward.
+    pub async fn trim(
+        &self,
+        stream_id: StreamId,
+        start_offset: u64,
+    ) -> Result<StreamInfo, RpcError> {
+        let info = self
+            .pd
+            .call(TrimStream {
+                stream_id,
+                start_offset,
+            })
+            .await?;
+        self.remember(&info);
+        Ok(info)
+    }
+
+    pub async fn delete(&self, stream_id: StreamId) -> Result<(), RpcError> {
+        self.pd.call(DeleteStream { stream_id }).await?;
+        self.invalidate(stream_id);
+        Ok(())
+    }
+
+    /// Reads confirmed batches from `offset`, up to about `max_bytes` (always at least one
+    /// batch when any is readable). A batch that contains `offset` is returned whole.
+    pub async fn read(
+        &self,
+        stream_id: StreamId,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<ReadResult, RpcError> {
+        let mut info = self.cached(stream_id).await?;
+        let mut refreshed = false;
+        loop {
+            if offset < info.start_offset {
+                return Err(RpcError::new(
+                    ErrorCode::OffsetOutOfRange,
+                    format!(
+                        "offset {offset} is before the stream start {}",
+                        info.start_offset
+                    ),
+                ));
+            }
+            let Some(range) = info.ranges.iter().find(|r| r.contains(offset)).cloned() else {
+                if !refreshed {
+                    info = self.describe(stream_id).await?;
+                    refreshed = true;
+                    continue;
+                }
+                // Past the end of every range: nothing to read yet.
+                return Ok(ReadResult {
+                    batches: Vec::new(),
+                    next_offset: offset,
+                });
+            };
+            match self.read_range(&range, offset, max_bytes).await? {
+                RangeRead::Batches(result) => return Ok(result),
+                RangeRead::SealedBefore if !refreshed => {
+                    info = self.describe(stream_id).await?;
+                    refreshed = true;
+                }
+                RangeRead::SealedBefore => {
+                    return Ok(ReadResult {
+                        batches: Vec::new(),
+                        next_offset: offset,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn read_range(
+        &self,
+        range: &RangeInfo,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<RangeRead, RpcError> {
+        let end = range.end.unwrap_or(u64::MAX);
+        let n = range.servers.len().max(1);
+        // Spread readers over replicas, starting at a different one per offset.
+        let first = (offset as usize) % n;
+        let mut last_error = RpcError::new(ErrorCode::Unavailable, "range has no servers");
+        let mut sealed_before = false;
+        for i in 0..range.servers.len() {
+            let node = range.servers[(first + i) % n];
+            let answer = self.fetch_from(node, range, offset, end, max_bytes).await;
+            match answer {
+                Ok(response) => {
+                    if response.batches.is_empty() {
+                        if response.sealed_end.is_some_and(|e| offset >= e) && range.end.is_none() {
+                            sealed_before = true;
+                            continue;
+                        }
+                        if range.end.is_none() {
+                            return Ok(RangeRead::Batches(ReadResult {
+                                batches: Vec::new(),
+                                next_offset: offset,
+                            }));
+                        }
+                        continue;
+                    }
+                    if let Some(bad) = response
+                        .batches
+                        .iter()
+                        .find(|b| protocol::checksum(&b.payload) != b.crc)
+                    {
+                        // Corrupt in transit or on that replica's disk: try another replica.
+                        tracing::warn!(
+                            node,
+                            offset = bad.offset,
+                            "batch fails its CRC; trying another replica"
+                        );
+                        last_error = RpcError::new(
+                            ErrorCode::BadChecksum,
+                            format!(
+                                "batch at offset {} from node {node} fails its CRC",
+                                bad.offset
+                            ),
+                        );
+                        continue;
+                    }
+                    let next_offset = response
+                        .batches
+                        .last()
+                        .map(|b| b.offset + b.count as u64)
+                        .unwrap_or(offset);
+                    return Ok(RangeRead::Batches(ReadResult {
+                        batches: response.batches,
+                        next_offset,
+                    }));
+                }
+                Err(e) if e.code == ErrorCode::OffsetOutOfRange && range.end.is_none() => {
+                    // The open range's readable end has not reached `offset` on this replica.
+                    last_error = e;
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        if sealed_before {
+            return Ok(RangeRead::SealedBefore);
+        }
+        if range.end.is_none() && last_error.code == ErrorCode::OffsetOutOfRange {
+            return Ok(RangeRead::Batches(ReadResult {
+                batches: Vec::new(),
+                next_offset: offset,
+            }));
+        }
+        Err(last_error)
+    }
+
+    async fn fetch_from(
+        &self,
+        node: NodeId,
+        range: &RangeInfo,
+        offset: u64,
+        end: u64,
+        max_bytes: u32,
+    ) -> Result<protocol::rs::FetchResponse, RpcError> {
+        let rpc = self.nodes.client(node).await?;
+        let request = Fetch {
+            stream_id: range.stream_id,
+            index: range.index,
+            offset,
+            end,
+            max_bytes,
+        };
+        let result = rpc.call(request.clone()).await;
+        if let Err(e) = &result {
+            if e.code == ErrorCode::Unavailable {
+                // The server may have come back on another address.
+                let _ = self.nodes.refresh().await;
+            }
+        }
+        result
+    }
+
+    pub(crate) async fn create_range(
+        &self,
+        stream_id: StreamId,
+        epoch: u64,
+        start: u64,
+        exclude: &[NodeId],
+    ) -> Result<RangeInfo, RpcError> {
+        let deadline = Instant::now() + self.config.retry_for;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = self
+                .pd
+                .call(CreateRange {
+                    stream_id,
+                    epoch,
+                    start,
+                    exclude: exclude.to_vec(),
+                })
+                .await;
+            match result {
+                Err(e)
+                    if e.code == ErrorCode::NoCapacity && Instant::now() + backoff < deadline =>
+                {
+                    tracing::info!(stream = stream_id, "no capacity for a new range yet: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Best effort: tells the replicas of `range` its final end so they serve no more than
+    /// that and fence stale appends. PD already holds the end; this only helps direct readers.
+    pub(crate) fn tell_replicas_sealed(
+        &self,
+        range: &RangeInfo,
+        epoch: u64,
+        end: u64,
+        skip: &[NodeId],
+    ) {
+        for &node in range.servers.iter().filter(|n| !skip.contains(n)) {
+            let client = self.clone();
+            let request = Seal {
+                stream_id: range.stream_id,
+                index: range.index,
+                epoch,
+                range_start: range.start,
+                end: Some(end),
+            };
+            tokio::spawn(async move {
+                if let Ok(rpc) = client.nodes.client(node).await {
+                    let _ = rpc.call_with_timeout(request, Duration::from_secs(2)).await;
+                }
+            });
+        }
+    }
+
+    async fn cached(&self, stream_id: StreamId) -> Result<StreamInfo, RpcError> {
+        if let Some(info) = self.lock().get(&stream_id) {
+            return Ok(info.clone());
+        }
+        self.describe(stream_id).await
+    }
+
+    fn remember(&self, info: &StreamInfo) {
+        self.lock().insert(info.id, info.clone());
+    }
+
+    fn invalidate(&self, stream_id: StreamId) {
+        self.lock().remove(&stream_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, StreamInfo>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum RangeRead {
+    Batches(ReadResult),
+    /// The range turned out to be sealed before the offset: the stream descriptor is stale.
+    SealedBefore,
+}

@@ -1,0 +1,68 @@
+//! Range-server addresses as the placement driver knows them, and one RPC client per range
+//! server. Refreshed from PD when a node is unknown or its address stops answering.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actors::{ClientOptions, RpcClient};
+use protocol::model::NodeId;
+use protocol::pd::ListNodes;
+use protocol::{ErrorCode, RpcError};
+
+use super::pd::PdClient;
+
+#[derive(Clone)]
+pub struct Nodes {
+    pd: PdClient,
+    opts: ClientOptions,
+    clients: Arc<Mutex<HashMap<NodeId, RpcClient>>>,
+}
+
+impl Nodes {
+    pub fn new(pd: PdClient, call_timeout: Duration) -> Self {
+        Nodes {
+            pd,
+            opts: ClientOptions {
+                call_timeout,
+                connect_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The client for `node`, asking PD for its address when it is not known yet.
+    pub async fn client(&self, node: NodeId) -> Result<RpcClient, RpcError> {
+        if let Some(client) = self.lock().get(&node) {
+            return Ok(client.clone());
+        }
+        self.refresh().await?;
+        self.lock().get(&node).cloned().ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NotFound,
+                format!("range server {node} is not registered"),
+            )
+        })
+    }
+
+    /// Reloads addresses from PD; keeps clients whose address did not change.
+    pub async fn refresh(&self) -> Result<(), RpcError> {
+        let nodes = self.pd.call(ListNodes {}).await?;
+        let mut clients = self.lock();
+        for node in nodes {
+            let keep = clients.get(&node.id).is_some_and(|c| c.addr() == node.addr);
+            if !keep {
+                clients.insert(
+                    node.id,
+                    RpcClient::with_options(node.addr, self.opts.clone()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, RpcClient>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,559 @@
+//! The stream writer: the single writer of one open stream.
+//!
+//! It sends every append to all replicas of the open range in parallel, many appends in
+//! flight, and confirms an append once `ack_count` replicas hold it and everything before it
+//! (DESIGN.md §4). When a replica fails or errs, the writer seals the range at its confirmed
+//! offset, opens a new range elsewhere and re-sends the unconfirmed appends there, so no
+//! confirmed record is lost and no offset is reused. A `Fenced` answer (a newer writer opened
+//! the stream) ends the writer: every waiting append fails with it.
+//!
+//! The writer runs as one task (its state is never shared); replicas are fed by one task each
+//! so appends reach every replica in offset order. It does not read.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::RpcClient;
+use bytes::Bytes;
+use protocol::model::{NodeId, RangeInfo, StreamId};
+use protocol::pd::SealRange;
+use protocol::rs::{Append, Commit, Seal};
+use protocol::{ErrorCode, RpcError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StreamClient;
+
+/// How long a replica that failed is kept out of new ranges of this writer.
+const EXCLUDE_FOR: Duration = Duration::from_secs(10);
+
+/// Handle to an open stream. Appends are ordered by call order. Dropping it without
+/// [`StreamWriter::close`] abandons the stream as a crash would: unconfirmed appends may or may
+/// not survive, and the next opener seals the open range with the quorum rule.
+pub struct StreamWriter {
+    stream_id: StreamId,
+    epoch: u64,
+    next: u64,
+    commands: mpsc::UnboundedSender<Command>,
+    confirmed: Arc<AtomicU64>,
+}
+
+/// Resolves to the append's first offset once it is confirmed, or to the error that ended the
+/// writer.
+pub type AppendFuture = futures::future::BoxFuture<'static, Result<u64, RpcError>>;
+
+impl StreamWriter {
+    pub fn stream_id(&self) -> StreamId {
+        self.stream_id
+    }
+
+    /// The epoch this writer holds; an opener with a higher one fences it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The offset the next append will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Everything below this offset is confirmed.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
+    /// Appends one batch that takes `count` offsets. The offset is assigned now (it is
+    /// `next_offset()` before the call); the future resolves when the batch is confirmed.
+    pub fn append(&mut self, payload: Bytes, count: u32) -> AppendFuture {
+        let offset = self.next;
+        if count == 0 {
+            let err = RpcError::new(
+                ErrorCode::InvalidArgument,
+                "an append takes at least one offset",
+            );
+            return Box::pin(async move { Err(err) });
+        }
+        self.next += count as u64;
+        let (done, wait) = oneshot::channel();
+        let crc = protocol::checksum(&payload);
+        let sent = self.commands.send(Command::Append(PendingAppend {
+            offset,
+            count,
+            crc,
+            payload,
+            done,
+        }));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(RpcError::new(
+                    ErrorCode::NotReady,
+                    "stream writer has stopped",
+                ));
+            }
+            wait.await.unwrap_or_else(|_| {
+                Err(RpcError::new(
+                    ErrorCode::NotReady,
+                    "stream writer has stopped",
+                ))
+            })
+        })
+    }
+
+    /// Waits for every append to be confirmed, then seals the open range at PD so the next
+    /// opener starts at once. Returns the stream's end offset.
+    pub async fn close(self) -> Result<u64, RpcError> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Close(tx)).is_err() {
+            return Err(RpcError::new(
+                ErrorCode::NotReady,
+                "stream writer has stopped",
+            ));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(RpcError::new(
+                ErrorCode::NotReady,
+                "stream writer has stopped",
+            ))
+        })
+    }
+}
+
+enum Command {
+    Append(PendingAppend),
+    Close(oneshot::Sender<Result<u64, RpcError>>),
+}
+
+struct PendingAppend {
+    offset: u64,
+    count: u32,
+    crc: u32,
+    payload: Bytes,
+    done: oneshot::Sender<Result<u64, RpcError>>,
+}
+
+impl PendingAppend {
+    fn end(&self) -> u64 {
+        self.offset + self.count as u64
+    }
+}
+
+/// An answer from one replica about one append.
+struct Ack {
+    generation: u64,
+    node: NodeId,
+    end: u64,
+    result: Result<u64, RpcError>,
+}
+
+enum ReplicaOp {
+    Append(Append),
+    Commit(Commit),
+}
+
+struct Replica {
+    node: NodeId,
+    ops: mpsc::UnboundedSender<ReplicaOp>,
+    durable: u64,
+}
+
+struct WriterTask {
+    client: StreamClient,
+    stream_id: StreamId,
+    epoch: u64,
+    ack_count: usize,
+    range: RangeInfo,
+    replicas: Vec<Replica>,
+    /// Bumped at each range switch; answers from older generations are ignored.
+    generation: u64,
+    confirmed: u64,
+    commit_sent: u64,
+    pending: VecDeque<PendingAppend>,
+    acks_tx: mpsc::UnboundedSender<Ack>,
+    failed: Vec<(NodeId, Instant)>,
+    fatal: Option<RpcError>,
+    shared_confirmed: Arc<AtomicU64>,
+}
+
+pub(super) async fn start(
+    client: StreamClient,
+    stream_id: StreamId,
+    epoch: u64,
+    ack_count: u8,
+    range: RangeInfo,
+) -> Result<StreamWriter, RpcError> {
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let shared_confirmed = Arc::new(AtomicU64::new(range.start));
+    let mut task = WriterTask {
+        client,
+        stream_id,
+        epoch,
+        ack_count: ack_count.max(1) as usize,
+        range: range.clone(),
+        replicas: Vec::new(),
+        generation: 0,
+        confirmed: range.start,
+        commit_sent: range.start,
+        pending: VecDeque::new(),
+        acks_tx,
+        failed: Vec::new(),
+        fatal: None,
+        shared_confirmed: shared_confirmed.clone(),
+    };
+    task.install_range(range.clone()).await?;
+    tokio::spawn(task.run(commands_rx, acks_rx));
+    Ok(StreamWriter {
+        stream_id,
+        epoch,
+        next: range.start,
+        commands,
+        confirmed: shared_confirmed,
+    })
+}
+
+impl WriterTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut acks: mpsc::UnboundedReceiver<Ack>,
+    ) {
+        let mut closing: Option<oneshot::Sender<Result<u64, RpcError>>> = None;
+        loop {
+            if let Some(reply) = closing.take() {
+                if self.pending.is_empty() || self.fatal.is_some() {
+                    let _ = reply.send(self.finish().await);
+                    return;
+                }
+                closing = Some(reply);
+            }
+            tokio::select! {
+                command = commands.recv(), if closing.is_none() => match command {
+                    Some(Command::Append(append)) => self.append(append),
+                    Some(Command::Close(reply)) => closing = Some(reply),
+                    // The handle was dropped without `close`: abandon the stream as a crashed
+                    // writer would; the next opener seals the range with the quorum rule.
+                    None => return,
+                },
+                Some(ack) = acks.recv() => self.on_ack(ack).await,
+            }
+        }
+    }
+
+    fn append(&mut self, append: PendingAppend) {
+        if let Some(err) = &self.fatal {
+            let _ = append.done.send(Err(err.clone()));
+            return;
+        }
+        self.send_to_replicas(&append);
+        self.pending.push_back(append);
+    }
+
+    fn send_to_replicas(&self, append: &PendingAppend) {
+        for replica in &self.replicas {
+            let request = Append {
+                stream_id: self.stream_id,
+                index: self.range.index,
+                epoch: self.epoch,
+                range_start: self.range.start,
+                offset: append.offset,
+                count: append.count,
+                confirmed: self.confirmed,
+                crc: append.crc,
+                payload: append.payload.to_vec(),
+            };
+            // A closed queue means the replica task ended; its failure is reported as an ack.
+            let _ = replica.ops.send(ReplicaOp::Append(request));
+        }
+    }
+
+    async fn on_ack(&mut self, ack: Ack) {
+        if ack.generation != self.generation || self.fatal.is_some() {
+            return;
+        }
+        let durable = match ack.result {
+            Ok(durable) => durable,
+            Err(e) if e.code == ErrorCode::AlreadyCommitted => ack.end,
+            Err(e) if matches!(e.code, ErrorCode::Fenced | ErrorCode::RangeSealed) => {
+                self.fail(RpcError::new(
+                    ErrorCode::Fenced,
+                    format!(
+                        "stream {} was taken over by a newer writer: {e}",
+                        self.stream_id
+                    ),
+                ));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    stream = self.stream_id,
+                    range = self.range.index,
+                    node = ack.node,
+                    "replica failed, moving to a new range: {e}"
+                );
+                self.switch_range(ack.node).await;
+                return;
+            }
+        };
+        if let Some(replica) = self.replicas.iter_mut().find(|r| r.node == ack.node) {
+            replica.durable = replica.durable.max(durable);
+        }
+        self.advance();
+    }
+
+    /// Confirms every pending append that `ack_count` replicas now hold.
+    fn advance(&mut self) {
+        let mut durables: Vec<u64> = self.replicas.iter().map(|r| r.durable).collect();
+        durables.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&candidate) = durables.get(self.ack_count - 1) else {
+            return;
+        };
+        if candidate <= self.confirmed {
+            return;
+        }
+        self.confirmed = candidate;
+        self.shared_confirmed.store(candidate, Ordering::Release);
+        while self.pending.front().is_some_and(|p| p.end() <= candidate) {
+            if let Some(done) = self.pending.pop_front() {
+                let _ = done.done.send(Ok(done.offset));
+            }
+        }
+        // When no append is left to carry the confirmed offset, send it on its own so readers
+        // of the replicas see the tail.
+        if self.pending.is_empty() && self.confirmed > self.commit_sent {
+            self.commit_sent = self.confirmed;
+            for replica in &self.replicas {
+                let _ = replica.ops.send(ReplicaOp::Commit(Commit {
+                    stream_id: self.stream_id,
+                    index: self.range.index,
+                    epoch: self.epoch,
+                    confirmed: self.confirmed,
+                }));
+            }
+        }
+    }
+
+    fn fail(&mut self, err: RpcError) {
+        tracing::warn!(stream = self.stream_id, "stream writer stops: {err}");
+        for pending in self.pending.drain(..) {
+            let _ = pending.done.send(Err(err.clone()));
+        }
+        self.replicas.clear();
+        self.fatal = Some(err);
+    }
+
+    /// Seals the open range at the confirmed offset and continues in a new range that avoids
+    /// `failed_node`, re-sending every unconfirmed append.
+    async fn switch_range(&mut self, failed_node: NodeId) {
+        self.generation += 1;
+        self.replicas.clear();
+        let now = Instant::now();
+        self.failed
+            .retain(|(_, at)| now.duration_since(*at) < EXCLUDE_FOR);
+        self.failed.push((failed_node, now));
+        let end = self.confirmed;
+        let started = Instant::now();
+        let sealed = self
+            .client
+            .pd
+            .call(SealRange {
+                stream_id: self.stream_id,
+                epoch: self.epoch,
+                index: self.range.index,
+                end,
+            })
+            .await;
+        if let Err(e) = sealed {
+            self.fail(e);
+            return;
+        }
+        self.client
+            .tell_replicas_sealed(&self.range, self.epoch, end, &[failed_node]);
+        let exclude: Vec<NodeId> = self.failed.iter().map(|(n, _)| *n).collect();
+        let range = match self
+            .client
+            .create_range(self.stream_id, self.epoch, end, &exclude)
+            .await
+        {
+            Ok(range) => range,
+            Err(e) => {
+                self.fail(e);
+                return;
+            }
+        };
+        tracing::info!(
+            stream = self.stream_id,
+            old_range = self.range.index,
+            new_range = range.index,
+            start = end,
+            servers = ?range.servers,
+            resent = self.pending.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "switched to a new range"
+        );
+        if let Err(e) = self.install_range(range).await {
+            self.fail(e);
+            return;
+        }
+        for append in &self.pending {
+            self.send_to_replicas(append);
+        }
+    }
+
+    async fn install_range(&mut self, range: RangeInfo) -> Result<(), RpcError> {
+        let mut replicas = Vec::with_capacity(range.servers.len());
+        for &node in &range.servers {
+            let client = self.client.nodes.client(node).await?;
+            let (ops, ops_rx) = mpsc::unbounded_channel();
+            tokio::spawn(replica_loop(
+                client,
+                node,
+                self.generation,
+                ops_rx,
+                self.acks_tx.clone(),
+            ));
+            replicas.push(Replica {
+                node,
+                ops,
+                durable: range.start,
+            });
+        }
+        self.replicas = replicas;
+        self.range = range;
+        Ok(())
+    }
+
+    /// Ends the writer: seals the open range at the confirmed offset.
+    async fn finish(&mut self) -> Result<u64, RpcError> {
+        if let Some(err) = &self.fatal {
+            return Err(err.clone());
+        }
+        let end = self.confirmed;
+        self.client
+            .pd
+            .call(SealRange {
+                stream_id: self.stream_id,
+                epoch: self.epoch,
+                index: self.range.index,
+                end,
+            })
+            .await?;
+        self.client
+            .tell_replicas_sealed(&self.range, self.epoch, end, &[]);
+        Ok(end)
+    }
+}
+
+/// Feeds one replica in order: each request is queued on the connection before the next is
+/// taken, and its answer comes back to the writer as an [`Ack`].
+async fn replica_loop(
+    client: RpcClient,
+    node: NodeId,
+    generation: u64,
+    mut ops: mpsc::UnboundedReceiver<ReplicaOp>,
+    acks: mpsc::UnboundedSender<Ack>,
+) {
+    while let Some(op) = ops.recv().await {
+        match op {
+            ReplicaOp::Append(request) => {
+                let end = request.offset + request.count as u64;
+                match client.send(request).await {
+                    Ok(call) => {
+                        let acks = acks.clone();
+                        tokio::spawn(async move {
+                            let result = call.await.map(|r| r.durable);
+                            let _ = acks.send(Ack {
+                                generation,
+                                node,
+                                end,
+                                result,
+                            });
+                        });
+                    }
+                    Err(result) => {
+                        let _ = acks.send(Ack {
+                            generation,
+                            node,
+                            end,
+                            result: Err(result),
+                        });
+                    }
+                }
+            }
+            ReplicaOp::Commit(request) => {
+                if let Ok(call) = client.send(request).await {
+                    tokio::spawn(async move {
+                        let _ = call.await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Seals `range` on its replicas at `epoch` and returns the quorum end (DESIGN.md §4): at
+/// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
+/// replica counting as the largest.
+pub(super) async fn seal_with_quorum(
+    client: &StreamClient,
+    range: &RangeInfo,
+    epoch: u64,
+    ack_count: u8,
+) -> Result<u64, RpcError> {
+    let n = range.servers.len();
+    let ack = (ack_count as usize).clamp(1, n.max(1));
+    let need = n + 1 - ack;
+    let deadline = Instant::now() + client.config.retry_for;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let answers = futures::future::join_all(range.servers.iter().map(|&node| {
+            let client = client.clone();
+            async move {
+                let rpc = client.nodes.client(node).await?;
+                let request = Seal {
+                    stream_id: range.stream_id,
+                    index: range.index,
+                    epoch,
+                    range_start: range.start,
+                    end: None,
+                };
+                match rpc.call_with_timeout(request, Duration::from_secs(2)).await {
+                    Ok(answer) => Ok(answer.local_end),
+                    Err(e) if e.code == ErrorCode::NotFound => Ok(range.start),
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .await;
+        let mut ends = Vec::with_capacity(n);
+        let mut last_error = None;
+        for answer in answers {
+            match answer {
+                Ok(end) => ends.push(end.max(range.start)),
+                Err(e) if e.code == ErrorCode::Fenced => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if ends.len() >= need {
+            while ends.len() < n {
+                ends.push(u64::MAX);
+            }
+            ends.sort_unstable();
+            return Ok(ends[n - ack]);
+        }
+        if Instant::now() + backoff > deadline {
+            return Err(last_error.unwrap_or_else(|| {
+                RpcError::new(ErrorCode::Unavailable, "too few replicas answered the seal")
+            }));
+        }
+        tracing::info!(
+            stream = range.stream_id,
+            range = range.index,
+            answered = ends.len(),
+            need,
+            "waiting for more replicas to seal"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}

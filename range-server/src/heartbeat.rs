@@ -1,0 +1,153 @@
+//! Registration with the placement driver and heartbeats. Keeps the node id in
+//! `<data>/node_id` so a restart re-joins as the same node, reports every range on the first
+//! heartbeat after each registration, and re-registers when PD no longer knows the node.
+//! PD being down never stops the server: this task only logs and retries.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::RpcClient;
+use protocol::model::{NodeId, NodeKind};
+use protocol::pd::{Heartbeat, RegisterNode};
+use protocol::ErrorCode;
+
+use crate::registry::RangeRegistry;
+
+const NODE_ID_FILE: &str = "node_id";
+const MAX_INTERVAL: Duration = Duration::from_millis(500);
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub pd: String,
+    /// The RPC address others reach this server at.
+    pub addr: String,
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+}
+
+/// Reads the node id kept by an earlier run (None when absent or unreadable).
+pub fn load_node_id(data_dir: &Path) -> Option<NodeId> {
+    let text = std::fs::read_to_string(data_dir.join(NODE_ID_FILE)).ok()?;
+    match text.trim().parse() {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring unreadable node_id file");
+            None
+        }
+    }
+}
+
+fn interval(lease_ms: u64) -> Duration {
+    Duration::from_millis(lease_ms / 4).clamp(MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Registers and heartbeats forever. `node_id` is set once registered (0 until then).
+pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<AtomicU64>) {
+    let client = RpcClient::new(cfg.pd.clone());
+    let mut kept = load_node_id(&cfg.data_dir);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let registered = client
+            .call(RegisterNode {
+                kind: NodeKind::RangeServer,
+                node_id: kept,
+                addr: cfg.addr.clone(),
+                http_addr: cfg.http_addr.clone(),
+            })
+            .await;
+        let resp = match registered {
+            Ok(resp) => resp,
+            Err(e) if e.code == ErrorCode::NotFound && kept.is_some() => {
+                tracing::warn!(error = %e, "PD does not know the kept node id; registering as a new node");
+                kept = None;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(pd = %cfg.pd, error = %e, "registration with PD failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if kept != Some(resp.node_id) {
+            let dir = cfg.data_dir.clone();
+            let text = format!("{}\n", resp.node_id);
+            let written = tokio::task::spawn_blocking(move || {
+                actors::process::write_file_atomic(&dir, NODE_ID_FILE, &text)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "could not persist the node id"),
+                Err(e) => tracing::error!(error = %e, "could not persist the node id"),
+            }
+            kept = Some(resp.node_id);
+        }
+        node_id.store(resp.node_id, Ordering::SeqCst);
+        tracing::info!(
+            node_id = resp.node_id,
+            lease_ms = resp.lease_ms,
+            "registered with PD"
+        );
+
+        let mut lease_ms = resp.lease_ms;
+        let mut reported = false;
+        loop {
+            let reports = if reported {
+                Vec::new()
+            } else {
+                ranges.reports().await
+            };
+            let count = reports.len();
+            match client
+                .call(Heartbeat {
+                    node_id: resp.node_id,
+                    ranges: reports,
+                })
+                .await
+            {
+                Ok(hb) => {
+                    if !reported {
+                        tracing::info!(ranges = count, "reported ranges to PD");
+                    }
+                    reported = true;
+                    lease_ms = hb.lease_ms;
+                }
+                Err(e) if e.code == ErrorCode::NotFound => {
+                    tracing::warn!(error = %e, "PD does not know this node; registering again");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat to PD failed; retrying");
+                }
+            }
+            tokio::time::sleep(interval(lease_ms)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_a_quarter_lease_at_most_half_a_second() {
+        assert_eq!(interval(10_000), Duration::from_millis(500));
+        assert_eq!(interval(1_000), Duration::from_millis(250));
+        assert_eq!(interval(0), MIN_INTERVAL);
+    }
+
+    #[test]
+    fn node_id_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_node_id(dir.path()), None);
+        actors::process::write_file_atomic(dir.path(), NODE_ID_FILE, "42\n").unwrap();
+        assert_eq!(load_node_id(dir.path()), Some(42));
+        std::fs::write(dir.path().join(NODE_ID_FILE), "garbage").unwrap();
+        assert_eq!(load_node_id(dir.path()), None);
+    }
+}

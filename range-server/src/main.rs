@@ -1,0 +1,56 @@
+//! `strata-range-server`: parses flags and runs the range server (see the library).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use range_server::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "strata-range-server", about = "Strata range server")]
+struct Args {
+    /// Placement driver RPC address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pd: String,
+    /// RPC listen address (port 0 picks a free port; see <data>/rpc.addr).
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    listen: String,
+    /// HTTP listen address for /healthz and /metrics (see <data>/http.addr).
+    #[arg(long, default_value = "127.0.0.1:8101")]
+    http_listen: String,
+    /// Address announced to PD (default: the bound listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Data directory (WAL, node id, address files).
+    #[arg(long, default_value = "./strata-data/range-server-1")]
+    data: PathBuf,
+    /// Tail cache budget in bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    cache_bytes: usize,
+    /// WAL segment size in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    segment_bytes: u64,
+    /// Largest RPC frame accepted, in bytes.
+    #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
+    max_frame_bytes: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let _telemetry = actors::telemetry::init("strata-range-server");
+    let config = Config {
+        pd: args.pd,
+        listen: args.listen,
+        http_listen: args.http_listen,
+        advertise: args.advertise,
+        data: args.data,
+        cache_bytes: args.cache_bytes,
+        segment_bytes: args.segment_bytes,
+        max_frame_bytes: args.max_frame_bytes,
+    };
+    let result = actix::System::new().block_on(range_server::run(config));
+    if let Err(e) = result {
+        tracing::error!(error = %e, "range server failed");
+        eprintln!("strata-range-server: {e}");
+        std::process::exit(1);
+    }
+}

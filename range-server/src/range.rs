@@ -1,0 +1,624 @@
+//! One stream range on this server: its rules ([`RangeState`], pure and unit-tested) and the
+//! actix actor that owns it ([`RangeActor`]).
+//!
+//! The actor decides, in message order, whether an append is accepted, hands accepted batches
+//! to the WAL without waiting for the sync (many appends stay in flight), and answers each
+//! append once the WAL reports its record durable. It never blocks its thread: disk reads for
+//! fetches run on tokio's blocking pool. It does not know about other ranges or about PD.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
+use bytes::Bytes;
+use protocol::model::RangeReport;
+use protocol::rs::{
+    Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
+};
+use protocol::{ErrorCode, RpcError};
+use tokio::sync::oneshot;
+
+use crate::cache::TailCache;
+use crate::metrics::Metrics;
+use crate::wal::WalRecord;
+use crate::wal::{BatchEntry, DataRecord, Location, RecoveredRange, SealRecord, Wal, WalError};
+
+/// Where an answer goes: every request message carries its own reply channel, so requests
+/// can be queued with `do_send` (which keeps their order) and answered later.
+pub type Reply<T> = oneshot::Sender<Result<T, RpcError>>;
+
+fn err(code: ErrorCode, message: String) -> RpcError {
+    RpcError::new(code, message)
+}
+
+/// The bookkeeping of one range, without I/O.
+#[derive(Debug, Clone)]
+pub struct RangeState {
+    pub stream_id: u64,
+    pub index: u32,
+    /// Newest writer epoch seen; older ones are fenced.
+    pub epoch: u64,
+    pub start: u64,
+    /// Next offset accepted (includes appends still in flight).
+    pub next: u64,
+    /// Every offset below this is fsynced here.
+    pub durable: u64,
+    /// The writer's confirmed offset, as far as this server knows.
+    pub confirmed: u64,
+    pub sealed: bool,
+    /// The range's end as decided at PD, once a seal carried it.
+    pub final_end: Option<u64>,
+    batches: BTreeMap<u64, BatchEntry>,
+}
+
+impl RangeState {
+    pub fn new(stream_id: u64, index: u32, epoch: u64, start: u64) -> Self {
+        Self::from_recovered(RecoveredRange::new(stream_id, index, epoch, start))
+    }
+
+    /// Everything recovery found is durable (recovery synced it).
+    pub fn from_recovered(r: RecoveredRange) -> Self {
+        RangeState {
+            stream_id: r.stream_id,
+            index: r.index,
+            epoch: r.epoch,
+            start: r.start,
+            next: r.next,
+            durable: r.next,
+            confirmed: r.confirmed,
+            sealed: r.sealed,
+            final_end: r.final_end,
+            batches: r.batches,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("range {}/{}", self.stream_id, self.index)
+    }
+
+    fn check_epoch(&self, epoch: u64) -> Result<(), RpcError> {
+        if epoch < self.epoch {
+            return Err(err(
+                ErrorCode::Fenced,
+                format!(
+                    "{}: epoch {epoch} is older than the range's epoch {}",
+                    self.name(),
+                    self.epoch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the append rules; on success the append is accepted (`next` moves past it) and
+    /// must be written to the WAL.
+    pub fn check_append(&mut self, req: &Append) -> Result<(), RpcError> {
+        self.check_epoch(req.epoch)?;
+        if self.sealed {
+            return Err(err(
+                ErrorCode::RangeSealed,
+                format!("{} is sealed", self.name()),
+            ));
+        }
+        if protocol::checksum(&req.payload) != req.crc {
+            return Err(err(
+                ErrorCode::BadChecksum,
+                format!(
+                    "{}: payload CRC mismatch at offset {}",
+                    self.name(),
+                    req.offset
+                ),
+            ));
+        }
+        if req.range_start != self.start {
+            return Err(err(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: range start {} differs from this server's {}",
+                    self.name(),
+                    req.range_start,
+                    self.start
+                ),
+            ));
+        }
+        if req.count == 0 {
+            return Err(err(
+                ErrorCode::InvalidArgument,
+                format!("{}: a batch must hold at least one offset", self.name()),
+            ));
+        }
+        let end = req.offset.checked_add(req.count as u64).ok_or_else(|| {
+            err(
+                ErrorCode::InvalidArgument,
+                format!("{}: offset {} overflows", self.name(), req.offset),
+            )
+        })?;
+        self.epoch = self.epoch.max(req.epoch);
+        self.confirmed = self.confirmed.max(req.confirmed);
+        if end <= self.durable {
+            return Err(err(
+                ErrorCode::AlreadyCommitted,
+                format!(
+                    "{}: offsets {}..{end} are already durable (durable end {})",
+                    self.name(),
+                    req.offset,
+                    self.durable
+                ),
+            ));
+        }
+        if req.offset < self.next {
+            return Err(err(
+                ErrorCode::InFlight,
+                format!(
+                    "{}: offset {} is being written (next {})",
+                    self.name(),
+                    req.offset,
+                    self.next
+                ),
+            ));
+        }
+        if req.offset > self.next {
+            return Err(err(
+                ErrorCode::Overtaking,
+                format!(
+                    "{}: offset {} is past the next expected offset {}",
+                    self.name(),
+                    req.offset,
+                    self.next
+                ),
+            ));
+        }
+        self.next = end;
+        Ok(())
+    }
+
+    /// Records that the batch at `offset` is durable at `entry.loc`.
+    pub fn batch_durable(&mut self, offset: u64, entry: BatchEntry) {
+        self.durable = self.durable.max(offset + entry.count as u64);
+        self.batches.insert(offset, entry);
+    }
+
+    /// Seals the range (idempotent); the returned record must be written to the WAL and the
+    /// seal answered after its sync.
+    pub fn seal(&mut self, epoch: u64, end: Option<u64>) -> Result<SealRecord, RpcError> {
+        self.check_epoch(epoch)?;
+        if let Some(e) = end {
+            if e < self.start {
+                return Err(err(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "{}: end {e} is before the range start {}",
+                        self.name(),
+                        self.start
+                    ),
+                ));
+            }
+            if let Some(known) = self.final_end {
+                if known != e {
+                    return Err(err(
+                        ErrorCode::InvalidArgument,
+                        format!("{}: already sealed at {known}, not {e}", self.name()),
+                    ));
+                }
+            }
+        }
+        self.sealed = true;
+        self.epoch = self.epoch.max(epoch);
+        self.final_end = self.final_end.or(end);
+        Ok(SealRecord {
+            stream_id: self.stream_id,
+            index: self.index,
+            epoch: self.epoch,
+            range_start: self.start,
+            local_end: self.next,
+            final_end: self.final_end,
+        })
+    }
+
+    pub fn commit(&mut self, epoch: u64, confirmed: u64) -> Result<(), RpcError> {
+        self.check_epoch(epoch)?;
+        self.epoch = self.epoch.max(epoch);
+        self.confirmed = self.confirmed.max(confirmed);
+        Ok(())
+    }
+
+    /// Offsets below this may be served: up to the final end once known, else up to the
+    /// confirmed offset; never past durable data.
+    pub fn readable_end(&self) -> u64 {
+        let limit = self.final_end.unwrap_or(self.confirmed);
+        limit.min(self.durable).max(self.start)
+    }
+
+    /// Chooses the batches a fetch returns: from the one containing `offset`, before `end`,
+    /// before the readable end, within `max_bytes` (at least one batch).
+    pub fn plan_fetch(&self, req: &Fetch) -> Result<Vec<(u64, BatchEntry)>, RpcError> {
+        let readable = self.readable_end();
+        if req.offset < self.start {
+            return Err(err(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "{}: offset {} is before the range start {}",
+                    self.name(),
+                    req.offset,
+                    self.start
+                ),
+            ));
+        }
+        if req.offset >= readable {
+            return Err(err(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "{}: offset {} is at or past the readable end {readable}",
+                    self.name(),
+                    req.offset
+                ),
+            ));
+        }
+        let first = match self.batches.range(..=req.offset).next_back() {
+            Some((&off, e)) if off + e.count as u64 > req.offset => off,
+            _ => match self.batches.range(req.offset..).next() {
+                Some((&off, _)) => off,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for (&off, e) in self.batches.range(first..) {
+            if off >= req.end || off + e.count as u64 > readable {
+                break;
+            }
+            if !out.is_empty() && bytes + e.payload_len as u64 > req.max_bytes as u64 {
+                break;
+            }
+            bytes += e.payload_len as u64;
+            out.push((off, *e));
+        }
+        Ok(out)
+    }
+
+    pub fn report(&self) -> RangeReport {
+        RangeReport {
+            stream_id: self.stream_id,
+            index: self.index,
+            epoch: self.epoch,
+            start: self.start,
+            next: self.next,
+            sealed_end: self.final_end,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The actor
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AppendMsg {
+    pub req: Append,
+    pub reply: Reply<AppendResponse>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FetchMsg {
+    pub req: Fetch,
+    pub reply: Reply<FetchResponse>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SealMsg {
+    pub req: Seal,
+    pub reply: Reply<SealResponse>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CommitMsg {
+    pub req: Commit,
+    pub reply: Reply<()>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportMsg {
+    pub reply: oneshot::Sender<RangeReport>,
+}
+
+/// Sent by the WAL thread when the record of pending operation `seq` is durable (or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WalDone {
+    seq: u64,
+    result: Result<Location, WalError>,
+}
+
+enum PendingKind {
+    Append {
+        offset: u64,
+        count: u32,
+        crc: u32,
+        payload: Bytes,
+        reply: Reply<AppendResponse>,
+    },
+    Seal {
+        reply: Reply<SealResponse>,
+    },
+}
+
+struct Pending {
+    kind: PendingKind,
+    result: Option<Result<Location, WalError>>,
+}
+
+pub struct RangeActor {
+    state: RangeState,
+    wal: Wal,
+    cache: Arc<TailCache>,
+    metrics: Metrics,
+    /// Operations written to the WAL and not answered yet, by submission number.
+    pending: BTreeMap<u64, Pending>,
+    next_seq: u64,
+}
+
+impl RangeActor {
+    pub fn new(state: RangeState, wal: Wal, cache: Arc<TailCache>, metrics: Metrics) -> Self {
+        RangeActor {
+            state,
+            wal,
+            cache,
+            metrics,
+            pending: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    fn submit(&mut self, record: WalRecord, kind: PendingKind, addr: Addr<RangeActor>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.insert(seq, Pending { kind, result: None });
+        self.wal.submit(
+            record,
+            Box::new(move |result| addr.do_send(WalDone { seq, result })),
+        );
+    }
+
+    /// Answers pending operations in submission order, as far as their results are known.
+    fn drain(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().result.is_none() {
+                break;
+            }
+            let Pending { kind, result } = entry.remove();
+            let Some(result) = result else { break };
+            match (kind, result) {
+                (
+                    PendingKind::Append {
+                        offset,
+                        count,
+                        crc,
+                        payload,
+                        reply,
+                    },
+                    Ok(loc),
+                ) => {
+                    let len = payload.len();
+                    self.state.batch_durable(
+                        offset,
+                        BatchEntry {
+                            count,
+                            crc,
+                            payload_len: len as u32,
+                            loc,
+                        },
+                    );
+                    self.cache
+                        .insert((self.state.stream_id, self.state.index, offset), payload);
+                    self.metrics.appends.inc();
+                    self.metrics.append_bytes.inc_by(len as u64);
+                    let _ = reply.send(Ok(AppendResponse {
+                        durable: self.state.durable,
+                    }));
+                }
+                (PendingKind::Append { reply, .. }, Err(e)) => {
+                    self.metrics.append_errors.inc();
+                    let _ = reply.send(Err(e.into()));
+                }
+                (PendingKind::Seal { reply }, Ok(_)) => {
+                    let _ = reply.send(Ok(SealResponse {
+                        local_end: self.state.durable,
+                    }));
+                }
+                (PendingKind::Seal { reply }, Err(e)) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for RangeActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<AppendMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AppendMsg, ctx: &mut Context<Self>) {
+        let AppendMsg { req, reply } = msg;
+        if let Some(why) = self.wal.failure() {
+            self.metrics.append_errors.inc();
+            let _ = reply.send(Err(WalError::Failed(why).into()));
+            return;
+        }
+        if let Err(e) = self.state.check_append(&req) {
+            self.metrics.append_errors.inc();
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let payload = Bytes::from(req.payload);
+        let record = WalRecord::Data(DataRecord {
+            stream_id: req.stream_id,
+            index: req.index,
+            epoch: req.epoch,
+            range_start: req.range_start,
+            offset: req.offset,
+            count: req.count,
+            confirmed: req.confirmed,
+            payload_crc: req.crc,
+            payload: payload.clone(),
+        });
+        let kind = PendingKind::Append {
+            offset: req.offset,
+            count: req.count,
+            crc: req.crc,
+            payload,
+            reply,
+        };
+        self.submit(record, kind, ctx.address());
+    }
+}
+
+impl Handler<WalDone> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WalDone, _ctx: &mut Context<Self>) {
+        if let Some(p) = self.pending.get_mut(&msg.seq) {
+            p.result = Some(msg.result);
+        }
+        self.drain();
+    }
+}
+
+impl Handler<SealMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SealMsg, ctx: &mut Context<Self>) {
+        let SealMsg { req, reply } = msg;
+        match self.state.seal(req.epoch, req.end) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok(record) => {
+                tracing::info!(stream_id = req.stream_id, index = req.index, epoch = req.epoch,
+                    end = ?req.end, local_end = record.local_end, "sealing range");
+                self.submit(
+                    WalRecord::Seal(record),
+                    PendingKind::Seal { reply },
+                    ctx.address(),
+                );
+            }
+        }
+    }
+}
+
+impl Handler<CommitMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommitMsg, _ctx: &mut Context<Self>) {
+        let r = self.state.commit(msg.req.epoch, msg.req.confirmed);
+        let _ = msg.reply.send(r);
+    }
+}
+
+impl Handler<ReportMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportMsg, _ctx: &mut Context<Self>) {
+        let _ = msg.reply.send(self.state.report());
+    }
+}
+
+impl Handler<FetchMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FetchMsg, _ctx: &mut Context<Self>) {
+        let FetchMsg { req, reply } = msg;
+        let plan = match self.state.plan_fetch(&req) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        self.metrics.fetches.inc();
+        let readable_end = self.state.readable_end();
+        let sealed_end = self.state.final_end;
+        let (stream_id, index) = (self.state.stream_id, self.state.index);
+        let mut batches: Vec<(u64, BatchEntry, Option<Bytes>)> = plan
+            .into_iter()
+            .map(|(off, e)| (off, e, self.cache.get(&(stream_id, index, off))))
+            .collect();
+        let hits = batches.iter().filter(|b| b.2.is_some()).count();
+        self.metrics.fetch_cache_hits.inc_by(hits as u64);
+        if hits == batches.len() {
+            let _ = reply.send(Ok(FetchResponse {
+                batches: batches
+                    .into_iter()
+                    .map(|(offset, e, p)| Batch {
+                        offset,
+                        count: e.count,
+                        crc: e.crc,
+                        payload: p.map(|p| p.to_vec()).unwrap_or_default(),
+                    })
+                    .collect(),
+                readable_end,
+                sealed_end,
+            }));
+            return;
+        }
+        self.metrics
+            .fetch_disk_reads
+            .inc_by((batches.len() - hits) as u64);
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let mut out = Vec::with_capacity(batches.len());
+                for (offset, e, cached) in batches.drain(..) {
+                    let payload = match cached {
+                        Some(p) => p.to_vec(),
+                        None => {
+                            let mut recs = wal.read_data_blocking(&[e.loc])?;
+                            let rec = recs
+                                .pop()
+                                .ok_or_else(|| WalError::Corrupt(e.loc, "no record read".into()))?;
+                            if (rec.stream_id, rec.index, rec.offset, rec.count)
+                                != (stream_id, index, offset, e.count)
+                            {
+                                return Err(WalError::Corrupt(
+                                    e.loc,
+                                    format!(
+                                        "record is {}/{}@{}+{}, expected {stream_id}/{index}@{offset}+{}",
+                                        rec.stream_id, rec.index, rec.offset, rec.count, e.count
+                                    ),
+                                ));
+                            }
+                            rec.payload.to_vec()
+                        }
+                    };
+                    out.push(Batch {
+                        offset,
+                        count: e.count,
+                        crc: e.crc,
+                        payload,
+                    });
+                }
+                Ok(out)
+            })();
+            let _ = reply.send(match result {
+                Ok(batches) => Ok(FetchResponse {
+                    batches,
+                    readable_end,
+                    sealed_end,
+                }),
+                Err(e) => {
+                    tracing::error!(stream_id, index, error = %e, "fetch read failed");
+                    Err(RpcError::from(e))
+                }
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

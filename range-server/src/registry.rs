@@ -1,0 +1,94 @@
+//! The map from `(stream_id, range index)` to the range's actor. Creates range actors (on a
+//! first append, on a seal of an unknown range, at recovery) and lists them for reports. It
+//! applies no range rules itself. Must be used on the actix System thread that runs the
+//! actors (creation starts an actor on the current arbiter).
+
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use dashmap::DashMap;
+use protocol::model::RangeReport;
+use tokio::sync::oneshot;
+
+use crate::cache::TailCache;
+use crate::metrics::Metrics;
+use crate::range::{RangeActor, RangeState, ReportMsg};
+use crate::wal::{Recovered, Wal};
+
+pub type RangeKey = (u64, u32);
+
+pub struct RangeRegistry {
+    ranges: DashMap<RangeKey, Addr<RangeActor>>,
+    wal: Wal,
+    cache: Arc<TailCache>,
+    metrics: Metrics,
+}
+
+impl RangeRegistry {
+    pub fn new(wal: Wal, cache: Arc<TailCache>, metrics: Metrics) -> Self {
+        RangeRegistry {
+            ranges: DashMap::new(),
+            wal,
+            cache,
+            metrics,
+        }
+    }
+
+    /// Starts an actor for every range recovery found.
+    pub fn recover(&self, recovered: &mut Recovered) {
+        for (key, range) in std::mem::take(&mut recovered.ranges) {
+            self.get_or_create(key, || RangeState::from_recovered(range));
+        }
+    }
+
+    pub fn get(&self, key: RangeKey) -> Option<Addr<RangeActor>> {
+        self.ranges.get(&key).map(|a| a.clone())
+    }
+
+    pub fn get_or_create(
+        &self,
+        key: RangeKey,
+        init: impl FnOnce() -> RangeState,
+    ) -> Addr<RangeActor> {
+        self.ranges
+            .entry(key)
+            .or_insert_with(|| {
+                self.metrics.ranges.inc();
+                RangeActor::new(
+                    init(),
+                    self.wal.clone(),
+                    self.cache.clone(),
+                    self.metrics.clone(),
+                )
+                .start()
+            })
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The current state of every range, for PD.
+    pub async fn reports(&self) -> Vec<RangeReport> {
+        let addrs: Vec<Addr<RangeActor>> = self.ranges.iter().map(|e| e.value().clone()).collect();
+        let mut out = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let (tx, rx) = oneshot::channel();
+            addr.do_send(ReportMsg { reply: tx });
+            if let Ok(r) = rx.await {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| (r.stream_id, r.index));
+        out
+    }
+}

@@ -1,0 +1,184 @@
+//! Process wiring: configuration, WAL recovery, the RPC and HTTP listeners, address files and
+//! the PD heartbeat task. Holds no range logic. [`start`] must run inside an actix System;
+//! the binary's `main` only parses flags and calls [`run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cache::TailCache;
+use crate::heartbeat::{self, HeartbeatConfig};
+use crate::metrics::Metrics;
+use crate::registry::RangeRegistry;
+use crate::service;
+use crate::wal::{Wal, WalError, WalOptions};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Placement driver RPC address.
+    pub pd: String,
+    pub listen: String,
+    pub http_listen: String,
+    /// Address announced to PD; the bound listen address when None.
+    pub advertise: Option<String>,
+    pub data: PathBuf,
+    pub cache_bytes: usize,
+    pub segment_bytes: u64,
+    pub max_frame_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pd: "127.0.0.1:7000".into(),
+            listen: "127.0.0.1:7101".into(),
+            http_listen: "127.0.0.1:8101".into(),
+            advertise: None,
+            data: PathBuf::from("./strata-data/range-server-1"),
+            cache_bytes: 256 * 1024 * 1024,
+            segment_bytes: 64 * 1024 * 1024,
+            max_frame_bytes: protocol::frame::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("WAL: {0}")]
+    Wal(#[from] WalError),
+    #[error("cannot bind the {what} listener at {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started server. Dropping it does not stop it; the actix System owns its tasks.
+pub struct RunningServer {
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub advertise: String,
+    pub wal: Wal,
+    pub ranges: Arc<RangeRegistry>,
+    pub metrics: Metrics,
+    /// The id PD gave this node (0 until registered).
+    pub node_id: Arc<AtomicU64>,
+}
+
+/// Recovers the WAL, starts serving RPC and HTTP, writes `rpc.addr` / `http.addr` in the data
+/// directory and starts registration and heartbeats. Call inside an actix System.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| ServerError::Io { what, source }
+    };
+    std::fs::create_dir_all(&config.data).map_err(io("create the data directory"))?;
+    let metrics = Metrics::default();
+    let started = Instant::now();
+    let wal_dir = config.data.join("wal");
+    let opts = WalOptions {
+        segment_bytes: config.segment_bytes,
+        ..WalOptions::default()
+    };
+    let wal_metrics = metrics.clone();
+    let (wal, mut recovered) =
+        tokio::task::spawn_blocking(move || Wal::open(&wal_dir, opts, wal_metrics))
+            .await
+            .map_err(|e| WalError::Io(format!("recovery task: {e}")))??;
+    let recovery_ms = started.elapsed().as_millis();
+
+    let cache = Arc::new(TailCache::new(
+        config.cache_bytes,
+        metrics.cache_bytes.clone(),
+    ));
+    let ranges = Arc::new(RangeRegistry::new(wal.clone(), cache, metrics.clone()));
+    let (records, segments, wal_bytes) = (recovered.records, recovered.segments, recovered.bytes);
+    let truncated = recovered.truncated.clone();
+    let discarded = recovered.discarded.len();
+    ranges.recover(&mut recovered);
+
+    let mut router = actors::Router::new();
+    service::routes(&mut router, ranges.clone());
+    let rpc_addr = actors::serve(
+        &config.listen,
+        router,
+        actors::ServerOptions {
+            max_frame: config.max_frame_bytes,
+        },
+    )
+    .await
+    .map_err(|source| ServerError::Bind {
+        what: "RPC",
+        addr: config.listen.clone(),
+        source,
+    })?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let health_wal = wal.clone();
+    let http_addr = actors::http::serve_http(
+        &config.http_listen,
+        Arc::new(Mutex::new(registry)),
+        Arc::new(move || health_wal.is_healthy()),
+    )
+    .await
+    .map_err(|source| ServerError::Bind {
+        what: "HTTP",
+        addr: config.http_listen.clone(),
+        source,
+    })?;
+
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| rpc_addr.to_string());
+    actors::process::write_file_atomic(&config.data, "rpc.addr", &format!("{rpc_addr}\n"))
+        .map_err(io("write rpc.addr"))?;
+    actors::process::write_file_atomic(&config.data, "http.addr", &format!("{http_addr}\n"))
+        .map_err(io("write http.addr"))?;
+
+    tracing::info!(
+        rpc = %rpc_addr, http = %http_addr, advertise = %advertise, data = %config.data.display(),
+        records, wal_bytes, segments, ranges = ranges.len(), recovery_ms, discarded_segments = discarded,
+        truncated_at = ?truncated.as_ref().map(|(loc, why)| format!("segment {} @{}: {why}", loc.segment, loc.position)),
+        "range server started"
+    );
+
+    let node_id = Arc::new(AtomicU64::new(0));
+    actix_rt::spawn(heartbeat::run(
+        HeartbeatConfig {
+            pd: config.pd.clone(),
+            addr: advertise.clone(),
+            http_addr: http_addr.to_string(),
+            data_dir: config.data.clone(),
+        },
+        ranges.clone(),
+        node_id.clone(),
+    ));
+
+    Ok(RunningServer {
+        rpc_addr,
+        http_addr,
+        advertise,
+        wal,
+        ranges,
+        metrics,
+        node_id,
+    })
+}
+
+/// Starts the server and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let server = start(config).await?;
+    actors::process::shutdown_signal().await;
+    tracing::info!(rpc = %server.rpc_addr, "range server shutting down");
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The write-ahead log shared by every range on this server.
+//!
+//! Owns the segment files in `<data>/wal/` (`<seq:020>.wal`): recovery at open
+//! ([`recovery`]), the single group-commit writer thread ([`writer`]) and positional reads of
+//! records by [`Location`]. It knows nothing of range rules (epochs, offsets): it stores and
+//! returns records. It must never acknowledge a record before the fdatasync that covers it,
+//! and never block an actor thread (reads are blocking calls meant for `spawn_blocking`).
+
+pub mod record;
+pub mod recovery;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+
+use protocol::{ErrorCode, RpcError};
+
+use crate::metrics::Metrics;
+pub use record::{DataRecord, SealRecord, WalRecord};
+pub use recovery::{BatchEntry, Recovered, RecoveredRange};
+
+/// Where a record lives: segment number, byte position of its frame, frame length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub segment: u64,
+    pub position: u64,
+    pub length: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "segment {} @{} ({} bytes)",
+            self.segment, self.position, self.length
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WalError {
+    /// An earlier write or sync failed; the WAL refuses every write since.
+    #[error("WAL is failed and refuses writes: {0}")]
+    Failed(String),
+    /// A write or sync of this group failed (the WAL is now failed).
+    #[error("WAL write failed: {0}")]
+    Io(String),
+    /// A record read back does not match what was written.
+    #[error("corrupt WAL record at {0}: {1}")]
+    Corrupt(Location, String),
+    #[error("WAL record of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// The writer thread is gone (shutdown).
+    #[error("WAL writer stopped")]
+    Closed,
+}
+
+impl From<WalError> for RpcError {
+    fn from(e: WalError) -> RpcError {
+        let code = match e {
+            WalError::TooLarge(_) => ErrorCode::InvalidArgument,
+            WalError::Closed => ErrorCode::NotReady,
+            _ => ErrorCode::StorageError,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// A segment is closed and a new one started once the next record would pass this size.
+    pub segment_bytes: u64,
+    /// A group commit stops draining the queue once it holds this many bytes.
+    pub max_group_bytes: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 * 1024 * 1024,
+            max_group_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Called on the writer thread once the record is durable (or failed). Must not block.
+pub type Completion = Box<dyn FnOnce(Result<Location, WalError>) + Send>;
+
+struct Request {
+    record: WalRecord,
+    done: Completion,
+}
+
+struct Shared {
+    dir: PathBuf,
+    failed: Mutex<Option<String>>,
+    failed_flag: AtomicBool,
+    /// Open read handles by segment number.
+    files: RwLock<HashMap<u64, Arc<File>>>,
+    /// Test hook: the next sync fails as a disk would.
+    inject_fault: AtomicBool,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failed.lock() {
+            if f.is_none() {
+                *f = Some(why);
+            }
+        }
+        self.failed_flag.store(true, Ordering::SeqCst);
+        self.metrics.wal_failed.set(1);
+    }
+
+    fn failure(&self) -> Option<String> {
+        if !self.failed_flag.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.failed.lock() {
+            Ok(f) => f.clone().or_else(|| Some("unknown failure".into())),
+            Err(_) => Some("failure state poisoned".into()),
+        }
+    }
+}
+
+/// Handle to the WAL: cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Wal {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+pub fn segment_name(seq: u64) -> String {
+    format!("{seq:020}.wal")
+}
+
+impl Wal {
+    /// Recovers the WAL in `dir` (creating it if needed) and starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        opts: WalOptions,
+        metrics: Metrics,
+    ) -> Result<(Wal, Recovered), WalError> {
+        let recovered = recovery::recover(dir).map_err(|e| WalError::Io(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            failed: Mutex::new(None),
+            failed_flag: AtomicBool::new(false),
+            files: RwLock::new(HashMap::new()),
+            inject_fault: AtomicBool::new(false),
+            metrics,
+        });
+        let (tx, rx) = mpsc::channel();
+        let w = writer::Writer::open(
+            shared.clone(),
+            opts,
+            recovered.tail_segment,
+            recovered.tail_len,
+        )
+        .map_err(|e| WalError::Io(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| WalError::Io(format!("spawn writer thread: {e}")))?;
+        Ok((Wal { tx, shared }, recovered))
+    }
+
+    /// Queues a record; `done` runs on the writer thread after the sync covering it.
+    pub fn submit(&self, record: WalRecord, done: Completion) {
+        if record.body_len() > record::MAX_BODY {
+            done(Err(WalError::TooLarge(record.body_len())));
+            return;
+        }
+        if let Some(why) = self.shared.failure() {
+            done(Err(WalError::Failed(why)));
+            return;
+        }
+        if let Err(mpsc::SendError(req)) = self.tx.send(Request { record, done }) {
+            (req.done)(Err(WalError::Closed));
+        }
+    }
+
+    /// Writes a record and waits for its sync.
+    pub async fn append(&self, record: WalRecord) -> Result<Location, WalError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(
+            record,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// True until a write or sync failed.
+    pub fn is_healthy(&self) -> bool {
+        !self.shared.failed_flag.load(Ordering::SeqCst)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    /// Test hook: makes the next group commit fail as a failing disk would.
+    #[doc(hidden)]
+    pub fn inject_fault(&self) {
+        self.shared.inject_fault.store(true, Ordering::SeqCst);
+    }
+
+    fn file(&self, segment: u64) -> Result<Arc<File>, std::io::Error> {
+        if let Ok(files) = self.shared.files.read() {
+            if let Some(f) = files.get(&segment) {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(File::open(self.shared.dir.join(segment_name(segment)))?);
+        if let Ok(mut files) = self.shared.files.write() {
+            files.entry(segment).or_insert_with(|| f.clone());
+        }
+        Ok(f)
+    }
+
+    /// Reads and verifies (length, CRC, decode) the record at `loc`. Blocking: call it from
+    /// `spawn_blocking` or a dedicated thread.
+    pub fn read_blocking(&self, loc: Location) -> Result<WalRecord, WalError> {
+        let corrupt = |why: String| WalError::Corrupt(loc, why);
+        let len = loc.length as usize;
+        if !(record::FRAME_HEADER..=record::FRAME_HEADER + record::MAX_BODY).contains(&len) {
+            return Err(corrupt(format!("bad location length {len}")));
+        }
+        let file = self.file(loc.segment).map_err(|e| corrupt(e.to_string()))?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, loc.position)
+            .map_err(|e| corrupt(format!("read: {e}")))?;
+        let mut header = [0u8; record::FRAME_HEADER];
+        header.copy_from_slice(&buf[..record::FRAME_HEADER]);
+        let (body_len, crc) = record::parse_header(&header);
+        if body_len != len - record::FRAME_HEADER {
+            return Err(corrupt(format!(
+                "length field {body_len} does not match the index ({})",
+                len - record::FRAME_HEADER
+            )));
+        }
+        if protocol::checksum(&buf[record::FRAME_HEADER..]) != crc {
+            return Err(corrupt("CRC mismatch".into()));
+        }
+        let body = bytes::Bytes::from(buf).slice(record::FRAME_HEADER..);
+        WalRecord::decode_bytes(body).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Reads several data records; each must be a Data record.
+    pub fn read_data_blocking(&self, locs: &[Location]) -> Result<Vec<DataRecord>, WalError> {
+        locs.iter()
+            .map(|loc| match self.read_blocking(*loc)? {
+                WalRecord::Data(d) => {
+                    if protocol::checksum(&d.payload) != d.payload_crc {
+                        return Err(WalError::Corrupt(*loc, "payload CRC mismatch".into()));
+                    }
+                    Ok(d)
+                }
+                WalRecord::Seal(_) => Err(WalError::Corrupt(*loc, "expected a data record".into())),
+            })
+            .collect()
+    }
+
+    /// Async wrapper of [`Wal::read_data_blocking`] on tokio's blocking pool.
+    pub async fn read_data(&self, locs: Vec<Location>) -> Result<Vec<DataRecord>, WalError> {
+        let wal = self.clone();
+        tokio::task::spawn_blocking(move || wal.read_data_blocking(&locs))
+            .await
+            .map_err(|e| WalError::Io(format!("read task: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests;

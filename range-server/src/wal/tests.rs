@@ -1,0 +1,235 @@
+use std::sync::mpsc;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn data(stream_id: u64, offset: u64, payload: &[u8]) -> WalRecord {
+    WalRecord::Data(DataRecord {
+        stream_id,
+        index: 0,
+        epoch: 1,
+        range_start: 0,
+        offset,
+        count: 1,
+        confirmed: offset,
+        payload_crc: protocol::checksum(payload),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+fn open(dir: &Path, segment_bytes: u64) -> (Wal, Recovered, Metrics) {
+    let metrics = Metrics::default();
+    let opts = WalOptions {
+        segment_bytes,
+        ..WalOptions::default()
+    };
+    let (wal, rec) = Wal::open(dir, opts, metrics.clone()).unwrap();
+    (wal, rec, metrics)
+}
+
+/// Appends synchronously from a plain thread (the writer is a plain thread too).
+fn append(wal: &Wal, rec: WalRecord) -> Result<Location, WalError> {
+    let (tx, rx) = mpsc::channel();
+    wal.submit(
+        rec,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv().unwrap()
+}
+
+#[test]
+fn round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, 0);
+    let a = append(&wal, data(1, 0, b"first")).unwrap();
+    let b = append(&wal, data(1, 1, b"second")).unwrap();
+    assert_eq!(b.position, a.position + a.length as u64);
+    assert_eq!(wal.read_blocking(a).unwrap(), data(1, 0, b"first"));
+    let got = wal.read_data_blocking(&[a, b]).unwrap();
+    assert_eq!(&got[1].payload[..], b"second");
+    // A location that does not point at a record is an error, not a panic.
+    let bad = Location {
+        segment: a.segment,
+        position: a.position + 3,
+        length: a.length,
+    };
+    assert!(matches!(wal.read_blocking(bad), Err(WalError::Corrupt(..))));
+    let missing = Location { segment: 99, ..a };
+    assert!(wal.read_blocking(missing).is_err());
+}
+
+#[test]
+fn group_commit_covers_many_appends_with_fewer_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, metrics) = open(dir.path(), 64 << 20);
+    let n = 2000u64;
+    let (tx, rx) = mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        wal.submit(
+            data(i % 4, i, &[i as u8; 100]),
+            Box::new(move |r| {
+                let _ = tx.send((i, r));
+            }),
+        );
+    }
+    drop(tx);
+    let mut done: Vec<(u64, Location)> = rx.iter().map(|(i, r)| (i, r.unwrap())).collect();
+    assert_eq!(done.len() as u64, n);
+    // Completed in submission order, at increasing positions.
+    let order: Vec<u64> = done.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, (0..n).collect::<Vec<_>>());
+    done.sort_by_key(|(_, l)| l.position);
+    let syncs = metrics.fsyncs.get();
+    assert!(syncs >= 1 && syncs < n, "{syncs} syncs for {n} appends");
+    let (i, loc) = done[1234];
+    assert_eq!(
+        wal.read_blocking(loc).unwrap(),
+        data(i % 4, i, &[i as u8; 100])
+    );
+}
+
+#[test]
+fn segments_roll_and_recover_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut locs = Vec::new();
+    {
+        let (wal, _, _) = open(dir.path(), 1000);
+        for i in 0..30 {
+            locs.push(append(&wal, data(5, i, &[7u8; 200])).unwrap());
+        }
+        assert!(locs.last().unwrap().segment > locs[0].segment);
+        // A segment never grows past the limit.
+        for l in &locs {
+            assert!(l.position + l.length as u64 <= 1000);
+        }
+        assert_eq!(
+            wal.read_blocking(locs[29]).unwrap(),
+            data(5, 29, &[7u8; 200])
+        );
+    }
+    let (wal, rec, _) = open(dir.path(), 1000);
+    assert_eq!(rec.records, 30);
+    assert!(rec.segments > 1);
+    assert!(rec.truncated.is_none());
+    let range = &rec.ranges[&(5, 0)];
+    assert_eq!(range.next, 30);
+    assert_eq!(range.batches[&17].loc, locs[17]);
+    let next = append(&wal, data(5, 30, b"after")).unwrap();
+    assert!(next.segment >= locs[29].segment);
+}
+
+fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn recovery_after_truncated_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let last;
+    {
+        let (wal, _, _) = open(dir.path(), 1 << 20);
+        for i in 0..10 {
+            append(&wal, data(1, i, b"0123456789")).unwrap();
+        }
+        last = append(&wal, data(1, 10, b"torn record")).unwrap();
+    }
+    let seg = dir.path().join(segment_name(last.segment));
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(last.position + last.length as u64 - 3).unwrap();
+    drop(f);
+    let (wal, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, 10);
+    assert_eq!(rec.ranges[&(1, 0)].next, 10);
+    assert_eq!(rec.truncated.as_ref().unwrap().0.position, last.position);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), last.position);
+    // Appends continue right after the last good record and survive another restart.
+    let again = append(&wal, data(1, 10, b"rewritten")).unwrap();
+    assert_eq!(again.position, last.position);
+    drop(wal);
+    let (_, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, 11);
+    assert_eq!(rec.ranges[&(1, 0)].next, 11);
+}
+
+use std::fs::OpenOptions;
+
+#[test]
+fn recovery_after_flipped_bit_discards_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut locs = Vec::new();
+    {
+        let (wal, _, _) = open(dir.path(), 600);
+        for i in 0..12 {
+            locs.push(append(&wal, data(2, i, &[i as u8; 150])).unwrap());
+        }
+    }
+    // Flip one bit in the payload of record 4 (in the first segment or two).
+    let bad = locs[4];
+    let seg = dir.path().join(segment_name(bad.segment));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[bad.position as usize + 70] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let later_segments = locs.iter().filter(|l| l.segment > bad.segment).count();
+    assert!(later_segments > 0);
+
+    let (wal, rec, _) = open(dir.path(), 600);
+    assert_eq!(rec.records, 4);
+    assert_eq!(rec.ranges[&(2, 0)].next, 4);
+    assert!(!rec.discarded.is_empty());
+    assert!(wal_files(dir.path())
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with(".discarded")));
+    let again = append(&wal, data(2, 4, b"again")).unwrap();
+    assert_eq!((again.segment, again.position), (bad.segment, bad.position));
+    drop(wal);
+    let (_, rec, _) = open(dir.path(), 600);
+    assert_eq!(rec.records, 5);
+}
+
+#[test]
+fn garbage_length_is_treated_as_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc;
+    {
+        let (wal, _, _) = open(dir.path(), 1 << 20);
+        loc = append(&wal, data(3, 0, b"good")).unwrap();
+    }
+    let seg = dir.path().join(segment_name(loc.segment));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, 1);
+    assert_eq!(rec.tail_len, loc.length as u64);
+}
+
+#[test]
+fn a_failed_sync_fails_the_group_and_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, metrics) = open(dir.path(), 1 << 20);
+    append(&wal, data(1, 0, b"ok")).unwrap();
+    assert!(wal.is_healthy());
+    wal.inject_fault();
+    assert!(matches!(
+        append(&wal, data(1, 1, b"lost")),
+        Err(WalError::Io(_))
+    ));
+    assert!(!wal.is_healthy());
+    assert_eq!(metrics.wal_failed.get(), 1);
+    assert!(matches!(
+        append(&wal, data(1, 2, b"refused")),
+        Err(WalError::Failed(_))
+    ));
+    let e: protocol::RpcError = WalError::Failed("x".into()).into();
+    assert_eq!(e.code, protocol::ErrorCode::StorageError);
+}

@@ -1,0 +1,280 @@
+//! The `strata-range-server` binary as a real process against a stand-in PD: pipelined
+//! appends over RPC, fetches, metrics, kill -9 and restart with the same node id and data.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actors::{Router, RpcClient, ServerOptions};
+use protocol::model::RangeReport;
+use protocol::pd::{Heartbeat, HeartbeatResponse, RegisterNode, RegisterNodeResponse};
+use protocol::rs::{Append, Commit, Fetch, Seal};
+use protocol::ErrorCode;
+
+#[derive(Default)]
+struct FakePd {
+    registrations: Vec<Option<u64>>,
+    reports: Vec<RangeReport>,
+    heartbeats: u64,
+}
+
+async fn fake_pd() -> (String, Rc<RefCell<FakePd>>) {
+    let state = Rc::new(RefCell::new(FakePd::default()));
+    let mut router = Router::new();
+    let s = state.clone();
+    router.route::<RegisterNode, _, _>(move |req, _| {
+        s.borrow_mut().registrations.push(req.node_id);
+        async move {
+            Ok(RegisterNodeResponse {
+                node_id: req.node_id.unwrap_or(7),
+                lease_ms: 400,
+            })
+        }
+    });
+    let s = state.clone();
+    router.route::<Heartbeat, _, _>(move |req, _| {
+        let mut st = s.borrow_mut();
+        st.heartbeats += 1;
+        st.reports.extend(req.ranges);
+        async move { Ok(HeartbeatResponse { lease_ms: 400 }) }
+    });
+    let addr = actors::serve("127.0.0.1:0", router, ServerOptions::default())
+        .await
+        .unwrap();
+    (addr.to_string(), state)
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(data: &Path, pd: &str) -> Server {
+    let _ = std::fs::remove_file(data.join("rpc.addr"));
+    let _ = std::fs::remove_file(data.join("http.addr"));
+    Command::new(env!("CARGO_BIN_EXE_strata-range-server"))
+        .args([
+            "--pd",
+            pd,
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--segment-bytes", "100000", "--cache-bytes", "50000"])
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Server)
+        .unwrap()
+}
+
+async fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            return s.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_until(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "condition never became true");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    let len = 100 + (i * 37 % 3000) as usize;
+    (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
+}
+
+fn append(i: u64) -> Append {
+    let p = payload(i);
+    Append {
+        stream_id: 9,
+        index: 0,
+        epoch: 1,
+        range_start: 0,
+        offset: i * 3,
+        count: 3,
+        confirmed: i * 3,
+        crc: protocol::checksum(&p),
+        payload: p,
+    }
+}
+
+async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::rs::Batch> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let resp = client
+            .call(Fetch {
+                stream_id: 9,
+                index: 0,
+                offset,
+                end,
+                max_bytes: 20_000,
+            })
+            .await
+            .unwrap();
+        let last = resp.batches.last().unwrap();
+        offset = last.offset + last.count as u64;
+        out.extend(resp.batches);
+    }
+    out
+}
+
+#[actix::test]
+async fn serves_survives_kill_9_and_keeps_its_node_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rs");
+    let (pd, pd_state) = fake_pd().await;
+    let child = spawn(&data, &pd);
+    let rpc = wait_file(&data.join("rpc.addr")).await;
+    let http = wait_file(&data.join("http.addr")).await;
+    let client = RpcClient::new(rpc.clone());
+
+    // 300 pipelined appends of mixed sizes over several WAL segments.
+    let n = 300u64;
+    let mut pending = Vec::new();
+    for i in 0..n {
+        pending.push(client.send(append(i)).await.unwrap());
+    }
+    for (i, p) in pending.into_iter().enumerate() {
+        let durable = p.await.unwrap().durable;
+        assert!(durable >= (i as u64 + 1) * 3);
+    }
+    let e = client.call(append(5)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::AlreadyCommitted);
+    let e = client.call(append(n + 1)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Overtaking);
+    let e = client
+        .call(Fetch {
+            stream_id: 1234,
+            index: 0,
+            offset: 0,
+            end: 10,
+            max_bytes: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+
+    // Readable up to the last piggybacked confirmed offset.
+    let got = fetch_all(&client, (n - 1) * 3).await;
+    assert_eq!(got.len() as u64, n - 1);
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(b.payload, payload(i as u64));
+    }
+
+    // Registered, node id kept, ranges reported, metrics and health served.
+    wait_until(|| pd_state.borrow().heartbeats >= 2).await;
+    assert_eq!(wait_file(&data.join("node_id")).await, "7");
+    let metrics = http_get(&http, "/metrics");
+    assert!(metrics.contains("strata_rs_appends_total 300"), "{metrics}");
+    assert!(metrics.contains("strata_rs_wal_fsyncs_total"));
+    assert!(
+        http_get(&http, "/healthz").starts_with("HTTP/1.0 200")
+            || http_get(&http, "/healthz").contains(" 200 ")
+    );
+
+    // kill -9 and restart on the same data.
+    drop(child);
+    let child = spawn(&data, &pd);
+    let rpc = wait_file(&data.join("rpc.addr")).await;
+    let client = RpcClient::new(rpc);
+    wait_until(|| pd_state.borrow().registrations.len() >= 2).await;
+    assert_eq!(pd_state.borrow().registrations[1], Some(7));
+    wait_until(|| pd_state.borrow().reports.iter().any(|r| r.stream_id == 9)).await;
+    let report = pd_state
+        .borrow()
+        .reports
+        .iter()
+        .find(|r| r.stream_id == 9)
+        .cloned()
+        .unwrap();
+    assert_eq!(report.next, n * 3);
+
+    // Everything appended is back, byte for byte, once the writer says it is confirmed.
+    client
+        .call(Commit {
+            stream_id: 9,
+            index: 0,
+            epoch: 1,
+            confirmed: n * 3,
+        })
+        .await
+        .unwrap();
+    let got = fetch_all(&client, n * 3).await;
+    assert_eq!(got.len() as u64, n);
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(b.offset, i as u64 * 3);
+        assert_eq!(b.payload, payload(i as u64));
+        assert_eq!(b.crc, protocol::checksum(&b.payload));
+    }
+    // Appends continue after the recovered end; a newer writer's seal fences the old one.
+    client.call(append(n)).await.unwrap();
+    let sealed = client
+        .call(Seal {
+            stream_id: 9,
+            index: 0,
+            epoch: 2,
+            range_start: 0,
+            end: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(sealed.local_end, (n + 1) * 3);
+    let e = client.call(append(n + 1)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Fenced);
+    // A seal of a range never seen here fences that range's stale first append.
+    client
+        .call(Seal {
+            stream_id: 10,
+            index: 3,
+            epoch: 5,
+            range_start: 50,
+            end: Some(50),
+        })
+        .await
+        .unwrap();
+    let mut stale = append(0);
+    stale.stream_id = 10;
+    stale.index = 3;
+    stale.range_start = 50;
+    stale.offset = 50;
+    stale.epoch = 4;
+    assert_eq!(
+        client.call(stale).await.unwrap_err().code,
+        ErrorCode::Fenced
+    );
+
+    drop(child);
+}
