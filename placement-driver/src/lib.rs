@@ -2,7 +2,9 @@
 //! with openraft.
 //!
 //! Module map:
-//! - [`state`]: the replicated data and the rules (pure, deterministic).
+//! - [`state`]: the replicated data and the rules (pure, deterministic); [`topics`]: the topic
+//!   and partition part of it.
+//! - [`balancer`]: which live broker owns each partition (pure plan + leader-only task).
 //! - [`log_store`]: the durable Raft log and vote.
 //! - [`state_machine`]: the openraft adaptor for [`state`], snapshots.
 //! - [`watch`]: recent change events and long-poll.
@@ -13,6 +15,7 @@
 
 use std::io::Cursor;
 
+pub mod balancer;
 pub mod fsutil;
 pub mod liveness;
 pub mod log_store;
@@ -21,6 +24,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod state_machine;
+pub mod topics;
 pub mod watch;
 
 pub use openraft::BasicNode;

@@ -26,9 +26,17 @@ struct Args {
     /// Other voters, e.g. `2=127.0.0.1:7001,3=127.0.0.1:7002` (empty: single voter).
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
-    /// Node lease in milliseconds: a node silent for longer is dead.
-    #[arg(long, default_value_t = 3000)]
+    /// Node lease in milliseconds: a node silent for longer is dead (and a dead broker's
+    /// partitions move to live brokers).
+    #[arg(long, default_value_t = 2000)]
     lease_ms: u64,
+    /// How often the leader checks which broker owns each partition, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    balance_interval_ms: u64,
+    /// Most partitions moved between live brokers per balancer check (partitions of dead
+    /// brokers always move at once).
+    #[arg(long, default_value_t = placement_driver::balancer::DEFAULT_MAX_MOVES)]
+    balance_max_moves: usize,
     /// Largest RPC frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
     max_frame_bytes: usize,
@@ -59,6 +67,8 @@ fn main() -> ExitCode {
         lease: Duration::from_millis(args.lease_ms),
         max_frame: args.max_frame_bytes,
         snapshot_logs: args.snapshot_logs,
+        balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
+        balance_max_moves: args.balance_max_moves,
     };
     let telemetry = actors::telemetry::init("strata-pd");
     let result = actix_rt::System::new().block_on(placement_driver::run(config));

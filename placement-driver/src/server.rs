@@ -2,7 +2,8 @@
 //! bound addresses and runs until a shutdown signal.
 //!
 //! Owns: [`Config`], [`start`] and [`run`]; the Raft configuration; cluster initialization on
-//! first start; the leadership watcher that restarts the liveness grace period; metrics.
+//! first start; the leadership watcher that restarts the liveness grace period and makes sure a
+//! cluster id is fixed; starting the balancer task ([`crate::balancer::run`]); metrics.
 //! Must not: implement request semantics (that is [`crate::service`]) or storage formats.
 
 use std::collections::BTreeMap;
@@ -44,6 +45,10 @@ pub struct Config {
     pub max_frame: usize,
     /// Build a snapshot (and purge the log) after this many entries.
     pub snapshot_logs: u64,
+    /// How often the leader checks partition ownership.
+    pub balance_interval: Duration,
+    /// Most partitions moved between live brokers per balancer tick.
+    pub balance_max_moves: usize,
 }
 
 impl Default for Config {
@@ -54,9 +59,11 @@ impl Default for Config {
             data: PathBuf::from("./strata-data/pd"),
             node_id: 1,
             peers: BTreeMap::new(),
-            lease: Duration::from_millis(3000),
+            lease: Duration::from_millis(2000),
             max_frame: protocol::frame::DEFAULT_MAX_FRAME,
             snapshot_logs: 5000,
+            balance_interval: crate::balancer::DEFAULT_INTERVAL,
+            balance_max_moves: crate::balancer::DEFAULT_MAX_MOVES,
         }
     }
 }
@@ -141,6 +148,12 @@ fn router(service: &PdService) -> actors::Router {
     route!(Watch, watch);
     route!(AllocateIds, allocate_ids);
     route!(ListStreams, list_streams);
+    route!(CreateTopic, create_topic);
+    route!(DeleteTopic, delete_topic);
+    route!(CreatePartitions, create_partitions);
+    route!(AlterTopicConfigs, alter_topic_configs);
+    route!(ListTopics, list_topics);
+    route!(GetClusterInfo, get_cluster_info);
     let raft = service.raft.clone();
     r.route::<RaftMessage, _, _>(move |msg, _ctx| {
         let raft = raft.clone();
@@ -152,6 +165,9 @@ fn router(service: &PdService) -> actors::Router {
 struct Gauges {
     streams: Gauge,
     nodes_alive: Gauge,
+    topics: Gauge,
+    partitions: Gauge,
+    partitions_leaderless: Gauge,
     term: Gauge,
     last_applied: Gauge,
     leader: Gauge,
@@ -161,6 +177,9 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
     let g = Gauges {
         streams: Gauge::default(),
         nodes_alive: Gauge::default(),
+        topics: Gauge::default(),
+        partitions: Gauge::default(),
+        partitions_leaderless: Gauge::default(),
         term: Gauge::<i64, AtomicI64>::default(),
         last_applied: Gauge::default(),
         leader: Gauge::default(),
@@ -170,6 +189,13 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
         "pd_nodes_alive",
         "Nodes holding a current lease",
         g.nodes_alive.clone(),
+    );
+    registry.register("pd_topics", "Kafka topics", g.topics.clone());
+    registry.register("pd_partitions", "Kafka partitions", g.partitions.clone());
+    registry.register(
+        "pd_partitions_without_live_leader",
+        "Partitions whose leader is missing or not alive",
+        g.partitions_leaderless.clone(),
     );
     registry.register("pd_raft_term", "Current Raft term", g.term.clone());
     registry.register(
@@ -240,11 +266,13 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
             .map_err(|e| PdError::Raft(e.to_string()))?;
     }
 
-    // A voter that becomes leader starts a fresh liveness grace period.
+    // A voter that becomes leader starts a fresh liveness grace period and fixes the cluster
+    // id if the state has none yet (first start).
     {
         let mut metrics = raft.metrics();
         let liveness = liveness.clone();
         let me = config.node_id;
+        let service = service.clone();
         tokio::spawn(async move {
             let mut was_leader = false;
             loop {
@@ -252,6 +280,13 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
                 if is_leader && !was_leader {
                     tracing::info!("became placement-driver leader");
                     liveness.restart_grace();
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        match service.get_cluster_info(GetClusterInfo {}).await {
+                            Ok(c) => tracing::info!(cluster_id = %c.cluster_id, "cluster id"),
+                            Err(e) => tracing::warn!("fixing the cluster id: {e}"),
+                        }
+                    });
                 }
                 was_leader = is_leader;
                 if metrics.changed().await.is_err() {
@@ -270,10 +305,15 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let (streams, alive) = service.counts();
+                let c = service.counts();
                 let m = service.raft.metrics().borrow().clone();
-                gauges.streams.set(streams as i64);
-                gauges.nodes_alive.set(alive as i64);
+                gauges.streams.set(c.streams as i64);
+                gauges.nodes_alive.set(c.nodes_alive as i64);
+                gauges.topics.set(c.topics as i64);
+                gauges.partitions.set(c.partitions as i64);
+                gauges
+                    .partitions_leaderless
+                    .set(c.partitions_without_live_leader as i64);
                 gauges.term.set(m.current_term as i64);
                 gauges
                     .last_applied
@@ -282,6 +322,11 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
             }
         });
     }
+    tokio::spawn(crate::balancer::run(
+        service.clone(),
+        config.balance_interval,
+        config.balance_max_moves,
+    ));
     let healthy = {
         let metrics = raft.metrics();
         Arc::new(move || {

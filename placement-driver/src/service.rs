@@ -2,8 +2,10 @@
 //! replicated (liveness).
 //!
 //! Owns: turning each PD request into a Raft command (writes) or a read of the leader's applied
-//! state, the placement choice for new ranges (made here with liveness, then validated by the
-//! state machine), and mapping failures to [`protocol::ErrorCode`]s (`NotLeader` carries the
+//! state; the leader-side inputs of commands — the placement choice for new ranges, the leaders
+//! of new partitions (both made here with liveness, then validated by the state machine), random
+//! topic ids and the cluster id; `validate_only` answers (computed from the applied state,
+//! nothing proposed); and mapping failures to [`protocol::ErrorCode`]s (`NotLeader` carries the
 //! leader's address). Must not: change [`crate::state::PdState`] except through Raft, or do
 //! disk I/O.
 
@@ -11,13 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use protocol::model::{NodeInfo, RangeInfo, StreamInfo};
+use protocol::model::{NodeInfo, RangeInfo, StreamInfo, TopicInfo};
 use protocol::pd::*;
 use protocol::{ErrorCode, RpcError};
 
+use crate::balancer;
 use crate::liveness::Liveness;
 use crate::state::{Command, Kind, Response};
 use crate::state_machine::{Shared, SharedState};
+use crate::topics::TopicSpec;
 use crate::watch::WatchHub;
 use crate::{NodeId, Raft};
 
@@ -43,7 +47,7 @@ impl PdService {
         self.liveness.lease().as_millis() as u64
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> Result<T, RpcError> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> Result<T, RpcError> {
         let g = self
             .shared
             .read()
@@ -72,7 +76,7 @@ impl PdService {
     }
 
     /// Ok when this node is the leader and its applied state is current (linearizable read).
-    async fn ensure_leader(&self) -> Result<(), RpcError> {
+    pub(crate) async fn ensure_leader(&self) -> Result<(), RpcError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -86,7 +90,7 @@ impl PdService {
     }
 
     /// Cheap leadership check without a read barrier (for heartbeats).
-    fn is_leader(&self) -> Result<(), RpcError> {
+    pub(crate) fn is_leader(&self) -> Result<(), RpcError> {
         let leader = self.raft.metrics().borrow().current_leader;
         if leader == Some(self.node_id) {
             Ok(())
@@ -271,6 +275,127 @@ impl PdService {
         }
     }
 
+    async fn write_topic(&self, cmd: Command) -> Result<TopicInfo, RpcError> {
+        match self.write(cmd).await? {
+            Response::Topic(t) => Ok(t.to_info()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaders for `count` new partitions, chosen among live brokers.
+    fn pick_leaders(&self, count: u32) -> Result<Vec<Option<u64>>, RpcError> {
+        self.read(|s| balancer::pick_leaders(&s.state, |id| self.liveness.alive(id), count))
+    }
+
+    pub async fn create_topic(&self, req: CreateTopic) -> Result<TopicInfo, RpcError> {
+        self.ensure_leader().await?;
+        let count = req.partitions.min(crate::topics::MAX_PARTITIONS);
+        let spec = TopicSpec {
+            id: self.read(|s| {
+                // Redraw in the (astronomically unlikely) case of a collision.
+                let mut id = random_uuid();
+                while s.state.topics.values().any(|t| t.id == id) {
+                    id = random_uuid();
+                }
+                id
+            })?,
+            leaders: self.pick_leaders(count)?,
+            name: req.name,
+            partitions: req.partitions,
+            configs: req.configs,
+            replica: req.replica,
+            ack_count: req.ack_count,
+            internal: req.internal,
+        };
+        if req.validate_only {
+            return self
+                .read(|s| s.state.plan_create_topic(&spec))?
+                .map(|t| t.to_info())
+                .map_err(RpcError::from);
+        }
+        let name = spec.name.clone();
+        let topic = self.write_topic(Command::CreateTopic(spec)).await?;
+        tracing::info!(topic = %name, partitions = topic.partitions.len(), "topic created");
+        Ok(topic)
+    }
+
+    pub async fn delete_topic(&self, req: DeleteTopic) -> Result<TopicInfo, RpcError> {
+        let topic = self
+            .write_topic(Command::DeleteTopic { name: req.name })
+            .await?;
+        tracing::info!(topic = %topic.name, "topic deleted");
+        Ok(topic)
+    }
+
+    pub async fn create_partitions(&self, req: CreatePartitions) -> Result<TopicInfo, RpcError> {
+        self.ensure_leader().await?;
+        let current =
+            self.read(|s| s.state.topic(&req.name).map(|t| t.partitions.len() as u32))??;
+        let new = req
+            .total
+            .min(crate::topics::MAX_PARTITIONS)
+            .saturating_sub(current);
+        let leaders = self.pick_leaders(new)?;
+        if req.validate_only {
+            return self
+                .read(|s| {
+                    s.state
+                        .plan_create_partitions(&req.name, req.total, &leaders)
+                })?
+                .map(|t| t.to_info())
+                .map_err(RpcError::from);
+        }
+        self.write_topic(Command::CreatePartitions {
+            name: req.name,
+            total: req.total,
+            leaders,
+        })
+        .await
+    }
+
+    pub async fn alter_topic_configs(&self, req: AlterTopicConfigs) -> Result<TopicInfo, RpcError> {
+        if req.validate_only {
+            self.ensure_leader().await?;
+            return self
+                .read(|s| {
+                    s.state
+                        .plan_alter_configs(&req.name, &req.set, &req.remove, req.replace_all)
+                })?
+                .map(|t| t.to_info())
+                .map_err(RpcError::from);
+        }
+        self.write_topic(Command::AlterTopicConfigs {
+            name: req.name,
+            set: req.set,
+            remove: req.remove,
+            replace_all: req.replace_all,
+        })
+        .await
+    }
+
+    pub async fn list_topics(&self, _req: ListTopics) -> Result<Vec<TopicInfo>, RpcError> {
+        self.ensure_leader().await?;
+        self.read(|s| s.state.topics.values().map(|t| t.to_info()).collect())
+    }
+
+    /// The cluster id; fixes one through Raft if none is set yet (normally done by the leader at
+    /// its first start, see [`crate::server`]).
+    pub async fn get_cluster_info(&self, _req: GetClusterInfo) -> Result<ClusterInfo, RpcError> {
+        self.ensure_leader().await?;
+        if let Some(id) = self.read(|s| s.state.cluster_id.clone())? {
+            return Ok(ClusterInfo { cluster_id: id });
+        }
+        match self
+            .write(Command::SetClusterId {
+                cluster_id: new_cluster_id(),
+            })
+            .await?
+        {
+            Response::ClusterId(cluster_id) => Ok(ClusterInfo { cluster_id }),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn watch(&self, req: Watch) -> Result<WatchResponse, RpcError> {
         self.ensure_leader().await?;
         Ok(self
@@ -279,17 +404,22 @@ impl PdService {
             .await)
     }
 
-    /// Live range servers and nodes, for metrics.
-    pub fn counts(&self) -> (usize, usize) {
+    /// Figures for metrics.
+    pub fn counts(&self) -> Counts {
         self.read(|s| {
-            let streams = s.state.streams.values().filter(|s| !s.deleted).count();
-            let alive = s
-                .state
-                .nodes
-                .values()
-                .filter(|n| self.liveness.alive(n.id))
-                .count();
-            (streams, alive)
+            let alive = |id| self.liveness.alive(id);
+            let live_brokers: std::collections::BTreeSet<u64> =
+                balancer::live_loads(&s.state, alive).into_keys().collect();
+            let partitions = s.state.topics.values().flat_map(|t| &t.partitions);
+            Counts {
+                streams: s.state.streams.values().filter(|s| !s.deleted).count(),
+                nodes_alive: s.state.nodes.values().filter(|n| alive(n.id)).count(),
+                topics: s.state.topics.len(),
+                partitions: partitions.clone().count(),
+                partitions_without_live_leader: partitions
+                    .filter(|p| !p.leader.is_some_and(|l| live_brokers.contains(&l)))
+                    .count(),
+            }
         })
         .unwrap_or_default()
     }
@@ -308,6 +438,50 @@ impl PdService {
     }
 }
 
+/// Figures reported as metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub streams: usize,
+    pub nodes_alive: usize,
+    pub topics: usize,
+    pub partitions: usize,
+    pub partitions_without_live_leader: usize,
+}
+
+/// 16 random bytes in UUID version 4 layout whose base64url form does not start with `-`
+/// (Kafka's rule for generated ids, so they are safe on command lines).
+pub fn random_uuid() -> [u8; 16] {
+    loop {
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        if b[0] >> 2 != 62 {
+            return b;
+        }
+    }
+}
+
+/// Unpadded base64url (RFC 4648 §5), the form Kafka prints ids in.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A new cluster id: 22 characters of base64url over a random UUID, like Kafka's.
+pub fn new_cluster_id() -> String {
+    base64url(&random_uuid())
+}
+
 /// The leader's RPC address named by a `NotLeader` error from this service
 /// (`"leader is <id> at <addr>"`), if any.
 pub fn leader_addr(err: &RpcError) -> Option<&str> {
@@ -323,6 +497,24 @@ pub fn leader_addr(err: &RpcError) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_have_kafka_form() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        for _ in 0..1000 {
+            let u = random_uuid();
+            assert_eq!(u[6] >> 4, 4);
+            assert_eq!(u[8] >> 6, 2);
+            let id = base64url(&u);
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'));
+        }
+        assert_ne!(new_cluster_id(), new_cluster_id());
+    }
 
     #[test]
     fn leader_addr_parses_not_leader_errors() {

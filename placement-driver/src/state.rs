@@ -1,13 +1,15 @@
 //! The replicated placement-driver state and the rules that change it.
 //!
-//! Owns: nodes, streams with their ranges, id allocators, and [`PdState::apply`], which validates
+//! Owns: nodes (with id reuse by kind and address), streams with their ranges, topics (rules in
+//! [`crate::topics`]), the cluster id, id allocators, and [`PdState::apply`], which validates
 //! and applies one [`Command`] in a single step (fencing epochs, range continuity, seal
-//! idempotence). It also holds the deterministic placement choice [`PdState::choose_servers`]
-//! that the leader runs before proposing a range.
+//! idempotence) and names the [`Event`]s it caused. It also holds the deterministic placement
+//! choice [`PdState::choose_servers`] that the leader runs before proposing a range.
 //!
-//! Must not: do I/O, read clocks, or look at liveness. Everything here is a pure function of the
-//! state and the command, because every voter applies the same log and must reach the same
-//! state. Liveness enters only through the server list the leader puts into the command.
+//! Must not: do I/O, read clocks, draw random numbers, or look at liveness. Everything here is a
+//! pure function of the state and the command, because every voter applies the same log and
+//! must reach the same state. Liveness and randomness enter only through what the leader puts
+//! into the command (range servers, partition leaders, topic and cluster ids).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -15,6 +17,8 @@ use protocol::model::{NodeInfo, NodeKind, RangeInfo, StreamInfo};
 use protocol::pd::Event;
 use protocol::{ErrorCode, RpcError};
 use serde::{Deserialize, Serialize};
+
+use crate::topics::{TopicRecord, TopicSpec};
 
 /// Largest `replica` a stream may ask for.
 pub const MAX_REPLICA: u8 = 5;
@@ -154,6 +158,32 @@ pub enum Command {
         key: String,
         count: u64,
     },
+    /// A topic with its partitions' streams; id and leaders chosen by the leader.
+    CreateTopic(TopicSpec),
+    /// Removes the topic and marks its streams deleted.
+    DeleteTopic {
+        name: String,
+    },
+    /// Grows a topic to `total` partitions; `leaders[i]` leads the i-th new one.
+    CreatePartitions {
+        name: String,
+        total: u32,
+        leaders: Vec<Option<u64>>,
+    },
+    AlterTopicConfigs {
+        name: String,
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+        replace_all: bool,
+    },
+    /// The balancer's decisions: (topic, partition index, new leader broker).
+    AssignPartitions {
+        changes: Vec<(String, u32, u64)>,
+    },
+    /// Sets the cluster id if none is set yet.
+    SetClusterId {
+        cluster_id: String,
+    },
 }
 
 /// What applying a command produced.
@@ -163,6 +193,10 @@ pub enum Response {
     Stream(StreamRecord),
     Range(RangeRecord),
     FirstId(u64),
+    Topic(TopicRecord),
+    /// Topics whose partition ownership changed.
+    Assigned(Vec<String>),
+    ClusterId(String),
     /// Log entries without a command (blank, membership).
     Empty,
 }
@@ -176,6 +210,8 @@ pub enum StateError {
     Fenced(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     #[error("no capacity: {0}")]
     NoCapacity(String),
 }
@@ -186,6 +222,7 @@ impl From<StateError> for RpcError {
             StateError::NotFound(m) => RpcError::new(ErrorCode::NotFound, m),
             StateError::Fenced(m) => RpcError::new(ErrorCode::Fenced, m),
             StateError::InvalidArgument(m) => RpcError::new(ErrorCode::InvalidArgument, m),
+            StateError::AlreadyExists(m) => RpcError::new(ErrorCode::AlreadyExists, m),
             StateError::NoCapacity(m) => RpcError::new(ErrorCode::NoCapacity, m),
         }
     }
@@ -201,6 +238,10 @@ pub struct PdState {
     pub allocators: BTreeMap<String, u64>,
     pub next_node_id: u64,
     pub next_stream_id: u64,
+    /// Kafka topics by name.
+    pub topics: BTreeMap<String, TopicRecord>,
+    /// Fixed once, by the first leader.
+    pub cluster_id: Option<String>,
 }
 
 impl Default for PdState {
@@ -211,8 +252,52 @@ impl Default for PdState {
             allocators: BTreeMap::new(),
             next_node_id: 1,
             next_stream_id: 1,
+            topics: BTreeMap::new(),
+            cluster_id: None,
         }
     }
+}
+
+/// [`PdState`] as snapshots stored it before topics existed.
+#[derive(Deserialize)]
+struct PdStateBeforeTopics {
+    nodes: BTreeMap<u64, NodeRecord>,
+    streams: BTreeMap<u64, StreamRecord>,
+    allocators: BTreeMap<String, u64>,
+    next_node_id: u64,
+    next_stream_id: u64,
+}
+
+impl PdState {
+    /// Decodes a snapshot's state, also in the layout used before topics existed.
+    pub fn decode(bytes: &[u8]) -> Result<PdState, RpcError> {
+        protocol::codec::decode_serde::<PdState>(bytes).or_else(|e| {
+            let old: PdStateBeforeTopics = protocol::codec::decode_serde(bytes).map_err(|_| e)?;
+            Ok(PdState {
+                nodes: old.nodes,
+                streams: old.streams,
+                allocators: old.allocators,
+                next_node_id: old.next_node_id,
+                next_stream_id: old.next_stream_id,
+                ..PdState::default()
+            })
+        })
+    }
+}
+
+/// The replication rule of a stream: `1 <= ack_count <= replica <= MAX_REPLICA`.
+pub fn check_replication(replica: u8, ack_count: u8) -> Result<(), StateError> {
+    if !(1..=MAX_REPLICA).contains(&replica) {
+        return Err(StateError::InvalidArgument(format!(
+            "replica {replica} not in 1..={MAX_REPLICA}"
+        )));
+    }
+    if ack_count < 1 || ack_count > replica {
+        return Err(StateError::InvalidArgument(format!(
+            "ack_count {ack_count} not in 1..={replica}"
+        )));
+    }
+    Ok(())
 }
 
 fn not_found(stream_id: u64) -> StateError {
@@ -319,11 +404,41 @@ impl PdState {
             } => self.trim(*stream_id, *start_offset),
             Command::DeleteStream { stream_id } => self.delete(*stream_id),
             Command::AllocateIds { key, count } => self.allocate(key, *count),
+            Command::CreateTopic(spec) => self.create_topic(spec),
+            Command::DeleteTopic { name } => self.delete_topic(name),
+            Command::CreatePartitions {
+                name,
+                total,
+                leaders,
+            } => self.create_partitions(name, *total, leaders),
+            Command::AlterTopicConfigs {
+                name,
+                set,
+                remove,
+                replace_all,
+            } => self.alter_configs(name, set, remove, *replace_all),
+            Command::AssignPartitions { changes } => self.assign_partitions(changes),
+            Command::SetClusterId { cluster_id } => self.set_cluster_id(cluster_id),
         };
-        let events = match &result {
-            Ok(Response::Node(n)) => vec![Event::NodeChanged(n.id)],
-            Ok(Response::Stream(s)) => vec![Event::StreamChanged(s.id)],
-            Ok(Response::Range(r)) => vec![Event::StreamChanged(r.stream_id)],
+        let events = match (&result, cmd) {
+            (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],
+            (Ok(Response::Stream(s)), _) => vec![Event::StreamChanged(s.id)],
+            (Ok(Response::Range(r)), _) => vec![Event::StreamChanged(r.stream_id)],
+            // A deleted topic's streams are gone too: tell their holders.
+            (Ok(Response::Topic(t)), Command::DeleteTopic { .. }) => {
+                std::iter::once(Event::TopicChanged(t.name.clone()))
+                    .chain(t.partitions.iter().flat_map(|p| {
+                        [
+                            Event::StreamChanged(p.data_stream),
+                            Event::StreamChanged(p.meta_stream),
+                        ]
+                    }))
+                    .collect()
+            }
+            (Ok(Response::Topic(t)), _) => vec![Event::TopicChanged(t.name.clone())],
+            (Ok(Response::Assigned(names)), _) => {
+                names.iter().cloned().map(Event::TopicChanged).collect()
+            }
             _ => Vec::new(),
         };
         (result, events)
@@ -339,7 +454,13 @@ impl PdState {
         let id = match node_id {
             Some(id) if id > 0 => id,
             Some(_) => return Err(StateError::InvalidArgument("node id 0".into())),
-            None => self.next_node_id,
+            // A node that lost its id (empty data dir) but comes back at the same address keeps
+            // its id, so a broker's Kafka id and its clients' metadata stay stable.
+            None => self
+                .nodes
+                .values()
+                .find(|n| n.kind == kind && n.addr == addr)
+                .map_or(self.next_node_id, |n| n.id),
         };
         if id == u64::MAX {
             return Err(StateError::InvalidArgument("node id too large".into()));
@@ -356,16 +477,7 @@ impl PdState {
     }
 
     fn create_stream(&mut self, replica: u8, ack_count: u8) -> ApplyResult {
-        if !(1..=MAX_REPLICA).contains(&replica) {
-            return Err(StateError::InvalidArgument(format!(
-                "replica {replica} not in 1..={MAX_REPLICA}"
-            )));
-        }
-        if ack_count < 1 || ack_count > replica {
-            return Err(StateError::InvalidArgument(format!(
-                "ack_count {ack_count} not in 1..={replica}"
-            )));
-        }
+        check_replication(replica, ack_count)?;
         let id = self.next_stream_id;
         self.next_stream_id += 1;
         let stream = StreamRecord {
@@ -549,12 +661,14 @@ impl PdState {
 mod tests {
     use super::*;
 
+    /// Registers a new node at a fresh address.
     fn reg(st: &mut PdState, kind: Kind) -> u64 {
+        let addr = format!("127.0.0.1:{}", 9000 + st.next_node_id);
         match st
             .apply(&Command::RegisterNode {
                 kind,
                 node_id: None,
-                addr: "a".into(),
+                addr,
                 http_addr: "h".into(),
             })
             .0
@@ -647,6 +761,70 @@ mod tests {
         });
         assert!(matches!(r, Ok(Response::Node(ref n)) if n.id == 10));
         assert_eq!(reg(&mut st, Kind::Broker), 11);
+    }
+
+    #[test]
+    fn register_without_id_reuses_the_id_of_the_same_kind_and_address() {
+        let mut st = PdState::default();
+        let register = |st: &mut PdState, kind, addr: &str, http: &str| match st
+            .apply(&Command::RegisterNode {
+                kind,
+                node_id: None,
+                addr: addr.into(),
+                http_addr: http.into(),
+            })
+            .0
+        {
+            Ok(Response::Node(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        let b1 = register(&mut st, Kind::Broker, "127.0.0.1:9092", "h1");
+        let b2 = register(&mut st, Kind::Broker, "127.0.0.1:9093", "h2");
+        let rs = register(&mut st, Kind::RangeServer, "127.0.0.1:9092", "h3");
+        assert_eq!((b1.id, b2.id, rs.id), (1, 2, 3));
+        // Restarted with an empty data dir: same address, same id; http address updated.
+        let again = register(&mut st, Kind::Broker, "127.0.0.1:9092", "h9");
+        assert_eq!((again.id, again.http_addr.as_str()), (1, "h9"));
+        assert_eq!(
+            register(&mut st, Kind::RangeServer, "127.0.0.1:9092", "h").id,
+            3
+        );
+        // A new address gets a new id.
+        assert_eq!(register(&mut st, Kind::Broker, "127.0.0.1:9094", "h").id, 4);
+        assert_eq!(st.nodes.len(), 4);
+    }
+
+    #[test]
+    fn snapshots_from_before_topics_still_decode() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            nodes: &'a BTreeMap<u64, NodeRecord>,
+            streams: &'a BTreeMap<u64, StreamRecord>,
+            allocators: &'a BTreeMap<String, u64>,
+            next_node_id: u64,
+            next_stream_id: u64,
+        }
+        let (mut st, _) = setup(2);
+        stream(&mut st, 1, 1);
+        let old = protocol::codec::encode_serde(&Old {
+            nodes: &st.nodes,
+            streams: &st.streams,
+            allocators: &st.allocators,
+            next_node_id: st.next_node_id,
+            next_stream_id: st.next_stream_id,
+        })
+        .map_err(|e| e.message);
+        assert_eq!(
+            old.and_then(|b| PdState::decode(&b).map_err(|e| e.message)),
+            Ok(st.clone())
+        );
+        st.cluster_id = Some("c".into());
+        let new = protocol::codec::encode_serde(&st).map_err(|e| e.message);
+        assert_eq!(
+            new.and_then(|b| PdState::decode(&b).map_err(|e| e.message)),
+            Ok(st)
+        );
+        assert!(PdState::decode(b"garbage").is_err());
     }
 
     #[test]

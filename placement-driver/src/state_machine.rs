@@ -65,7 +65,7 @@ impl StateMachineStore {
         if let Some(bytes) = fsutil::read_atomic(dir, SNAPSHOT_FILE)? {
             let snap: StoredSnapshot = protocol::codec::decode_serde(&bytes)
                 .map_err(|e| DiskError::Corrupt(format!("snapshot: {}", e.message)))?;
-            shared.state = protocol::codec::decode_serde(&snap.data)
+            shared.state = PdState::decode(&snap.data)
                 .map_err(|e| DiskError::Corrupt(format!("snapshot state: {}", e.message)))?;
             shared.last_applied = snap.meta.last_log_id;
             shared.membership = snap.meta.last_membership.clone();
@@ -193,8 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let state: PdState =
-            protocol::codec::decode_serde(&data).map_err(|e| snap_err(e.message))?;
+        let state = PdState::decode(&data).map_err(|e| snap_err(e.message))?;
         self.persist_snapshot(StoredSnapshot {
             meta: meta.clone(),
             data,

@@ -1,10 +1,14 @@
 //! Change notification for watchers: a bounded, in-memory list of recent events keyed by
-//! revision (the Raft log index that produced them) and long-poll waiting.
+//! revision, and long-poll waiting.
+//!
+//! A revision is `log_index << LOCAL_BITS | local`: the Raft log index whose entry produced the
+//! events, and a counter of leader-local events (node liveness flips, which are not replicated)
+//! published since that entry. Watchers treat revisions as opaque and ordered.
 //!
 //! Owns: the last `capacity` events, the current revision and the oldest revision it can still
 //! answer from (`floor`). Must not: persist anything or decide what changed (the state machine
-//! reports events as it applies entries). After a restart the list starts empty at the
-//! snapshot's revision, so an old `since` is answered with `reset`.
+//! reports events as it applies entries; the balancer reports liveness flips). After a restart
+//! the list starts empty at the snapshot's revision, so an old `since` is answered with `reset`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -16,6 +20,14 @@ use protocol::pd::{Event, WatchResponse};
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Longest a watch waits, whatever the caller asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Low bits of a revision that count leader-local events after a log entry.
+pub const LOCAL_BITS: u32 = 20;
+const LOCAL_MASK: u64 = (1 << LOCAL_BITS) - 1;
+
+/// The revision of the events of the log entry at `log_index`.
+pub fn revision_of(log_index: u64) -> u64 {
+    log_index.saturating_mul(1 << LOCAL_BITS)
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -51,8 +63,9 @@ impl WatchHub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets every event and starts over at `revision` (state loaded from a snapshot).
-    pub fn reset_to(&self, revision: u64) {
+    /// Forgets every event and starts over at `log_index` (state loaded from a snapshot).
+    pub fn reset_to(&self, log_index: u64) {
+        let revision = revision_of(log_index);
         let mut g = self.lock();
         g.events.clear();
         g.floor = revision;
@@ -61,9 +74,29 @@ impl WatchHub {
         self.tx.send_replace(revision);
     }
 
-    /// Records the events of the entry applied at `revision` and makes it current.
-    pub fn publish(&self, revision: u64, events: Vec<Event>) {
-        let mut g = self.lock();
+    /// Records the events of the entry applied at `log_index` and makes it current.
+    pub fn publish(&self, log_index: u64, events: Vec<Event>) {
+        let g = self.lock();
+        let revision = revision_of(log_index).max(g.revision);
+        self.push(g, revision, events);
+    }
+
+    /// Records events that did not come through Raft (at the next local revision). Dropped, with
+    /// a debug log, in the unlikely case that 2^20 of them follow one log entry.
+    pub fn publish_local(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let g = self.lock();
+        if g.revision & LOCAL_MASK == LOCAL_MASK {
+            tracing::debug!(?events, "local watch revisions exhausted; events dropped");
+            return;
+        }
+        let revision = g.revision + 1;
+        self.push(g, revision, events);
+    }
+
+    fn push(&self, mut g: std::sync::MutexGuard<'_, Inner>, revision: u64, events: Vec<Event>) {
         for e in events {
             g.events.push_back((revision, e));
         }
@@ -141,6 +174,10 @@ impl WatchHub {
 mod tests {
     use super::*;
 
+    fn rev(i: u64) -> u64 {
+        revision_of(i)
+    }
+
     #[test]
     fn events_after_since_and_reset_rules() {
         let hub = WatchHub::new(3);
@@ -149,26 +186,50 @@ mod tests {
         hub.publish(2, vec![]);
         hub.publish(3, vec![Event::StreamChanged(7)]);
         let r = hub.poll(0).expect("events");
-        assert_eq!(r.revision, 3);
+        assert_eq!(r.revision, rev(3));
         assert_eq!(
             r.events,
             vec![Event::NodeChanged(1), Event::StreamChanged(7)]
         );
         assert_eq!(
-            hub.poll(1).map(|r| r.events),
+            hub.poll(rev(1)).map(|r| r.events),
             Some(vec![Event::StreamChanged(7)])
         );
-        assert!(hub.poll(3).is_none());
+        assert!(hub.poll(rev(3)).is_none());
         // Ahead of the current revision (e.g. PD restarted on older state): reset.
-        assert!(hub.poll(9).is_some_and(|r| r.reset));
+        assert!(hub.poll(rev(9)).is_some_and(|r| r.reset));
+        assert!(hub.poll(rev(3) + 1).is_some_and(|r| r.reset));
         // Overflow moves the floor: an old since gets a reset.
         hub.publish(4, vec![Event::StreamChanged(8), Event::StreamChanged(9)]);
         hub.publish(5, vec![Event::StreamChanged(10)]);
         assert!(hub.poll(0).is_some_and(|r| r.reset));
-        assert_eq!(hub.poll(3).map(|r| r.events.len()), Some(3));
+        assert_eq!(hub.poll(rev(3)).map(|r| r.events.len()), Some(3));
         hub.reset_to(100);
-        assert!(hub.poll(5).is_some_and(|r| r.reset));
-        assert!(hub.poll(100).is_none());
+        assert!(hub.poll(rev(5)).is_some_and(|r| r.reset));
+        assert!(hub.poll(rev(100)).is_none());
+    }
+
+    #[test]
+    fn local_events_sit_between_log_entries() {
+        let hub = WatchHub::new(100);
+        hub.publish(7, vec![Event::StreamChanged(1)]);
+        hub.publish_local(vec![]);
+        assert_eq!(hub.revision(), rev(7));
+        hub.publish_local(vec![Event::NodeChanged(2)]);
+        assert_eq!(hub.revision(), rev(7) + 1);
+        // A watcher at the log entry sees the local event, and one at the local event does not.
+        assert_eq!(
+            hub.poll(rev(7)).map(|r| r.events),
+            Some(vec![Event::NodeChanged(2)])
+        );
+        assert!(hub.poll(rev(7) + 1).is_none());
+        hub.publish_local(vec![Event::NodeChanged(3)]);
+        hub.publish(8, vec![Event::StreamChanged(4)]);
+        assert_eq!(hub.revision(), rev(8));
+        assert_eq!(
+            hub.poll(rev(7) + 1).map(|r| r.events),
+            Some(vec![Event::NodeChanged(3), Event::StreamChanged(4)])
+        );
     }
 
     #[tokio::test]
@@ -180,8 +241,8 @@ mod tests {
         hub.publish(1, vec![Event::NodeChanged(3)]);
         let r = waiter.await.expect("join");
         assert_eq!(r.events, vec![Event::NodeChanged(3)]);
-        let r = hub.wait(1, Duration::from_millis(30)).await;
+        let r = hub.wait(rev(1), Duration::from_millis(30)).await;
         assert!(r.events.is_empty() && !r.reset);
-        assert_eq!(r.revision, 1);
+        assert_eq!(r.revision, rev(1));
     }
 }

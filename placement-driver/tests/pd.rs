@@ -1,7 +1,10 @@
 //! End-to-end tests of an embedded placement driver over real RPC: the request rules, watch,
-//! liveness, and restart with every committed change (including across snapshots).
+//! liveness, topics and broker ownership of partitions, and restart with every committed
+//! change (including across snapshots).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::RpcClient;
@@ -62,7 +65,8 @@ fn rules_watch_and_restart() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("pd");
     let (stream_id, epoch, watch_rev) = actix_rt::System::new().block_on(async {
-        let running = start(config(&data, 3000, 5)).await?;
+        // A lease far longer than this phase: no liveness flip may wake the watcher below.
+        let running = start(config(&data, 30_000, 5)).await?;
         let c = RpcClient::new(running.rpc_addr.to_string());
         assert_eq!(
             std::fs::read_to_string(data.join("rpc.addr"))?,
@@ -348,11 +352,12 @@ fn rules_watch_and_restart() -> TestResult {
             12
         );
         assert_eq!(call(&c, ListStreams {}).await?.len(), 1);
-        // A since from before the restart's snapshot gets a reset (or events, never an error).
+        // A revision this PD never issued (ahead of it) gets a reset, never an error.
+        assert!(watch_rev > 0);
         let w = call(
             &c,
             Watch {
-                since: watch_rev + 1000,
+                since: u64::MAX,
                 timeout_ms: 0,
             },
         )
@@ -539,5 +544,385 @@ fn survives_kill_9() -> TestResult {
     });
     drop(child);
     result?;
+    Ok(())
+}
+
+async fn register_broker(c: &RpcClient, port: u16) -> Result<u64, RpcError> {
+    Ok(call(
+        c,
+        RegisterNode {
+            kind: NodeKind::Broker,
+            node_id: None,
+            addr: format!("127.0.0.1:{port}"),
+            http_addr: format!("127.0.0.1:{}", port + 1000),
+        },
+    )
+    .await?
+    .node_id)
+}
+
+/// Heartbeats `id` every 100 ms until the returned flag is cleared.
+fn heartbeat_every_100ms(c: &RpcClient, id: u64) -> Arc<AtomicBool> {
+    let on = Arc::new(AtomicBool::new(true));
+    let (c, flag) = (c.clone(), on.clone());
+    tokio::spawn(async move {
+        while flag.load(Ordering::SeqCst) {
+            let _ = c
+                .call(Heartbeat {
+                    node_id: id,
+                    ranges: vec![],
+                })
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    on
+}
+
+fn leaders(t: &protocol::model::TopicInfo) -> Vec<Option<u64>> {
+    t.partitions.iter().map(|p| p.leader).collect()
+}
+
+/// Polls the named topic until `done` holds for it (or 10 s pass).
+async fn wait_topic(
+    c: &RpcClient,
+    name: &str,
+    done: impl Fn(&protocol::model::TopicInfo) -> bool,
+) -> Result<protocol::model::TopicInfo, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let topics = call(c, ListTopics {}).await?;
+        if let Some(t) = topics.into_iter().find(|t| t.name == name) {
+            if done(&t) {
+                return Ok(t);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("topic {name} never reached the state: {t:?}").into());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn create_topic(name: &str, partitions: u32) -> CreateTopic {
+    CreateTopic {
+        name: name.into(),
+        partitions,
+        configs: vec![],
+        replica: 3,
+        ack_count: 2,
+        internal: false,
+        validate_only: false,
+    }
+}
+
+#[test]
+fn topics_partitions_and_broker_ownership() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("pd");
+    let lease_ms = 600;
+    let cluster_id = actix_rt::System::new().block_on(async {
+        let running = start(config(&data, lease_ms, 1000)).await?;
+        let c = RpcClient::new(running.rpc_addr.to_string());
+
+        // Fixed at the first start, and stable.
+        let cluster = call(&c, GetClusterInfo {}).await?;
+        assert_eq!(cluster.cluster_id.len(), 22);
+        assert_eq!(
+            call(&c, GetClusterInfo {}).await?.cluster_id,
+            cluster.cluster_id
+        );
+
+        for n in 1..=3 {
+            let id = register(&c, None, n).await?;
+            heartbeat_every_100ms(&c, id);
+        }
+        let a = register_broker(&c, 19092).await?;
+        let a_beats = heartbeat_every_100ms(&c, a);
+
+        // Rules.
+        assert_eq!(
+            code(call(&c, create_topic("bad/name", 1)).await),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(call(&c, create_topic("t", 0)).await),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(call(&c, create_topic("t", 10_001)).await),
+            ErrorCode::InvalidArgument
+        );
+        let dry = call(
+            &c,
+            CreateTopic {
+                validate_only: true,
+                ..create_topic("orders", 4)
+            },
+        )
+        .await?;
+        assert_eq!(dry.partitions.len(), 4);
+        assert!(call(&c, ListTopics {}).await?.is_empty());
+
+        let w0 = call(
+            &c,
+            Watch {
+                since: 0,
+                timeout_ms: 0,
+            },
+        )
+        .await?;
+        let orders = call(
+            &c,
+            CreateTopic {
+                configs: vec![("retention.ms".into(), "60000".into())],
+                ..create_topic("orders", 4)
+            },
+        )
+        .await?;
+        assert_eq!(orders.id[6] >> 4, 4, "UUID v4 layout");
+        assert_eq!(orders.config("retention.ms"), Some("60000"));
+        // Assigned at creation to the only live broker.
+        assert_eq!(leaders(&orders), vec![Some(a); 4]);
+        assert!(orders.partitions.iter().all(|p| p.leader_epoch == 0));
+        assert_eq!(
+            code(call(&c, create_topic("orders", 1)).await),
+            ErrorCode::AlreadyExists
+        );
+        let w = call(
+            &c,
+            Watch {
+                since: w0.revision,
+                timeout_ms: 0,
+            },
+        )
+        .await?;
+        assert!(w.events.contains(&Event::TopicChanged("orders".into())));
+
+        // The partitions' streams are real streams.
+        for p in &orders.partitions {
+            for id in [p.data_stream, p.meta_stream] {
+                let s = call(&c, DescribeStream { stream_id: id }).await?;
+                assert_eq!((s.replica, s.ack_count, s.deleted), (3, 2, false));
+            }
+        }
+        let p0 = orders.partitions[0].data_stream;
+        let opened = call(
+            &c,
+            OpenStream {
+                stream_id: p0,
+                min_epoch: 0,
+            },
+        )
+        .await?;
+        let range = call(
+            &c,
+            CreateRange {
+                stream_id: p0,
+                epoch: opened.epoch,
+                start: 0,
+                exclude: vec![],
+            },
+        )
+        .await?;
+        assert_eq!(range.servers.len(), 3);
+
+        // A second broker gets a fair share; moved partitions' epochs bump once.
+        let b = register_broker(&c, 19093).await?;
+        let b_beats = heartbeat_every_100ms(&c, b);
+        let balanced = wait_topic(&c, "orders", |t| {
+            leaders(t).iter().filter(|l| **l == Some(b)).count() == 2
+        })
+        .await?;
+        for p in &balanced.partitions {
+            let moved = p.leader == Some(b);
+            assert_eq!(p.leader_epoch, u32::from(moved), "{p:?}");
+            assert!(p.leader == Some(a) || moved);
+        }
+
+        // A stops heartbeating: its partitions move to B within a lease and a tick or so.
+        let w1 = call(
+            &c,
+            Watch {
+                since: 0,
+                timeout_ms: 0,
+            },
+        )
+        .await?;
+        a_beats.store(false, Ordering::SeqCst);
+        let stopped = Instant::now();
+        let moved = wait_topic(&c, "orders", |t| leaders(t) == vec![Some(b); 4]).await?;
+        let took = stopped.elapsed();
+        eprintln!("dead broker's partitions moved after {took:?} (lease {lease_ms} ms)");
+        for (before, after) in balanced.partitions.iter().zip(&moved.partitions) {
+            let expected = before.leader_epoch + u32::from(before.leader == Some(a));
+            assert_eq!(after.leader_epoch, expected);
+        }
+        // Watchers heard about the topic and about A's liveness.
+        let w = call(
+            &c,
+            Watch {
+                since: w1.revision,
+                timeout_ms: 0,
+            },
+        )
+        .await?;
+        assert!(w.events.contains(&Event::TopicChanged("orders".into())));
+        assert!(w.events.contains(&Event::NodeChanged(a)), "{:?}", w.events);
+        let nodes = call(&c, ListNodes {}).await?;
+        assert!(nodes.iter().any(|n| n.id == a && !n.alive));
+
+        // A comes back with an empty data dir: same address, same id.
+        assert_eq!(register_broker(&c, 19092).await?, a);
+        let a_beats = heartbeat_every_100ms(&c, a);
+        let _ = wait_topic(&c, "orders", |t| {
+            leaders(t).iter().filter(|l| **l == Some(a)).count() == 2
+        })
+        .await?;
+
+        // More partitions: new streams, and owners at once.
+        assert_eq!(
+            code(
+                call(
+                    &c,
+                    CreatePartitions {
+                        name: "orders".into(),
+                        total: 4,
+                        validate_only: false
+                    }
+                )
+                .await
+            ),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(
+                call(
+                    &c,
+                    CreatePartitions {
+                        name: "nope".into(),
+                        total: 4,
+                        validate_only: false
+                    }
+                )
+                .await
+            ),
+            ErrorCode::NotFound
+        );
+        let dry = call(
+            &c,
+            CreatePartitions {
+                name: "orders".into(),
+                total: 6,
+                validate_only: true,
+            },
+        )
+        .await?;
+        assert_eq!(dry.partitions.len(), 6);
+        let grown = call(
+            &c,
+            CreatePartitions {
+                name: "orders".into(),
+                total: 6,
+                validate_only: false,
+            },
+        )
+        .await?;
+        assert_eq!(grown.partitions.len(), 6);
+        assert!(grown.partitions[4..].iter().all(|p| p.leader.is_some()));
+        for p in &grown.partitions[4..] {
+            call(
+                &c,
+                DescribeStream {
+                    stream_id: p.meta_stream,
+                },
+            )
+            .await?;
+        }
+
+        // Configs, both ways.
+        let t = call(
+            &c,
+            AlterTopicConfigs {
+                name: "orders".into(),
+                set: vec![("cleanup.policy".into(), "compact".into())],
+                remove: vec!["retention.ms".into()],
+                replace_all: false,
+                validate_only: false,
+            },
+        )
+        .await?;
+        assert_eq!(t.configs, vec![("cleanup.policy".into(), "compact".into())]);
+        let t = call(
+            &c,
+            AlterTopicConfigs {
+                name: "orders".into(),
+                set: vec![("max.message.bytes".into(), "1000".into())],
+                remove: vec![],
+                replace_all: true,
+                validate_only: true,
+            },
+        )
+        .await?;
+        assert_eq!(t.configs, vec![("max.message.bytes".into(), "1000".into())]);
+        let t = call(
+            &c,
+            AlterTopicConfigs {
+                name: "orders".into(),
+                set: vec![("segment.ms".into(), "1".into())],
+                remove: vec![],
+                replace_all: true,
+                validate_only: false,
+            },
+        )
+        .await?;
+        assert_eq!(t.configs, vec![("segment.ms".into(), "1".into())]);
+
+        // Delete: the topic and its streams are gone.
+        let tmp = call(&c, create_topic("tmp", 2)).await?;
+        call(&c, DeleteTopic { name: "tmp".into() }).await?;
+        assert_eq!(
+            code(call(&c, DeleteTopic { name: "tmp".into() }).await),
+            ErrorCode::NotFound
+        );
+        for p in &tmp.partitions {
+            assert_eq!(
+                code(
+                    call(
+                        &c,
+                        DescribeStream {
+                            stream_id: p.data_stream
+                        }
+                    )
+                    .await
+                ),
+                ErrorCode::NotFound
+            );
+        }
+        let names: Vec<String> = call(&c, ListTopics {})
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, vec!["orders".to_string()]);
+
+        a_beats.store(false, Ordering::SeqCst);
+        b_beats.store(false, Ordering::SeqCst);
+        running.shutdown().await;
+        Ok::<_, Box<dyn std::error::Error>>(cluster.cluster_id)
+    })?;
+
+    // Restart: the same cluster id and topics.
+    actix_rt::System::new().block_on(async {
+        let running = start(config(&data, lease_ms, 1000)).await?;
+        let c = RpcClient::new(running.rpc_addr.to_string());
+        assert_eq!(call(&c, GetClusterInfo {}).await?.cluster_id, cluster_id);
+        let topics = call(&c, ListTopics {}).await?;
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].partitions.len(), 6);
+        assert_eq!(topics[0].configs, vec![("segment.ms".into(), "1".into())]);
+        running.shutdown().await;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod model;
+pub mod partition_meta;
 pub mod pd;
 pub mod rs;
 

@@ -86,3 +86,41 @@ pub struct RangeReport {
     pub next: u64,
     pub sealed_end: Option<u64>,
 }
+
+/// A Kafka topic as the placement driver keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TopicInfo {
+    pub name: String,
+    /// Kafka topic id (a UUID), fixed at creation.
+    pub id: [u8; 16],
+    pub partitions: Vec<PartitionInfo>,
+    /// Topic-level config overrides (`retention.ms`, `max.message.bytes`, ...), sorted by key.
+    pub configs: Vec<(String, String)>,
+    /// Stream replication of the topic's partitions.
+    pub replica: u8,
+    pub ack_count: u8,
+    pub internal: bool,
+}
+
+impl TopicInfo {
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.configs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One partition: its streams and the broker that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PartitionInfo {
+    pub index: u32,
+    /// Record batches; stream offsets are Kafka offsets.
+    pub data_stream: StreamId,
+    /// The partition's small key-value log (log start offset, leader epochs, time index, ...).
+    pub meta_stream: StreamId,
+    /// The broker that serves the partition, if any is assigned.
+    pub leader: Option<NodeId>,
+    /// Kafka leader epoch: bumped each time the partition moves to another broker.
+    pub leader_epoch: u32,
+}

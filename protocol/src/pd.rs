@@ -3,7 +3,9 @@
 use bincode::{Decode, Encode};
 
 use crate::frame::Opcode;
-use crate::model::{NodeId, NodeInfo, NodeKind, RangeInfo, RangeReport, StreamId, StreamInfo};
+use crate::model::{
+    NodeId, NodeInfo, NodeKind, RangeInfo, RangeReport, StreamId, StreamInfo, TopicInfo,
+};
 use crate::Rpc;
 
 macro_rules! rpc {
@@ -113,6 +115,9 @@ pub struct Watch {
 pub enum Event {
     NodeChanged(NodeId),
     StreamChanged(StreamId),
+    /// A topic was created, deleted, grew partitions, changed configs or had a partition
+    /// move to another broker.
+    TopicChanged(String),
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct WatchResponse {
@@ -150,3 +155,60 @@ pub enum RaftMessageKind {
     InstallSnapshot,
 }
 rpc!(RaftMessage => Vec<u8>, 50);
+
+/// Create a topic and, in the same step, a data and a meta stream for each partition.
+/// `AlreadyExists` when the name is taken; `InvalidArgument` for a bad name or count.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub configs: Vec<(String, String)>,
+    pub replica: u8,
+    pub ack_count: u8,
+    pub internal: bool,
+    /// Check everything, change nothing (Kafka's `validate_only`).
+    pub validate_only: bool,
+}
+rpc!(CreateTopic => TopicInfo, 20);
+
+/// Delete a topic and its streams. `NotFound` when there is no such topic.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct DeleteTopic {
+    pub name: String,
+}
+rpc!(DeleteTopic => TopicInfo, 21);
+
+/// Grow a topic to `total` partitions (new ones get new streams and an owner).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CreatePartitions {
+    pub name: String,
+    pub total: u32,
+    pub validate_only: bool,
+}
+rpc!(CreatePartitions => TopicInfo, 22);
+
+/// Change topic config overrides: with `replace_all`, `set` becomes the whole set (Kafka's
+/// AlterConfigs); otherwise `set` is merged and `remove` deleted (IncrementalAlterConfigs).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct AlterTopicConfigs {
+    pub name: String,
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+    pub replace_all: bool,
+    pub validate_only: bool,
+}
+rpc!(AlterTopicConfigs => TopicInfo, 23);
+
+/// Every topic (deleted ones are gone).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ListTopics {}
+rpc!(ListTopics => Vec<TopicInfo>, 24);
+
+/// Identity of the cluster: a fixed id chosen when PD first started.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct GetClusterInfo {}
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ClusterInfo {
+    pub cluster_id: String,
+}
+rpc!(GetClusterInfo => ClusterInfo, 25);

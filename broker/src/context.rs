@@ -1,0 +1,72 @@
+//! What every actor of a broker shares: its identity, the clients of PD and of streams, the
+//! cluster metadata snapshot and the table of partition actors it runs. Single-threaded
+//! (actix System thread): shared through `Rc`, never across threads.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use actix::Addr;
+use protocol::model::{NodeInfo, TopicInfo};
+use range_server::client::{PdClient, StreamClient};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::partition::PartitionActor;
+
+/// A consistent view of the cluster as PD last told it.
+#[derive(Debug, Default)]
+pub struct ClusterSnapshot {
+    pub cluster_id: String,
+    /// Live brokers, sorted by id.
+    pub brokers: Vec<NodeInfo>,
+    pub topics: HashMap<String, TopicInfo>,
+    pub topic_names_by_id: HashMap<[u8; 16], String>,
+}
+
+impl ClusterSnapshot {
+    pub fn broker(&self, id: u64) -> Option<&NodeInfo> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+}
+
+pub struct Broker {
+    pub node_id: u64,
+    pub config: Config,
+    pub advertised: String,
+    pub pd: PdClient,
+    pub streams: StreamClient,
+    pub metadata: RefCell<Rc<ClusterSnapshot>>,
+    /// Partition actors this broker runs, by (topic, partition).
+    pub partitions: RefCell<HashMap<(String, u32), PartitionHandle>>,
+    pub metrics: Metrics,
+    /// Woken whenever a new metadata snapshot is installed.
+    pub metadata_changed: tokio::sync::Notify,
+}
+
+#[derive(Clone)]
+pub struct PartitionHandle {
+    pub addr: Addr<PartitionActor>,
+    pub leader_epoch: u32,
+    pub data_stream: u64,
+}
+
+impl Broker {
+    pub fn snapshot(&self) -> Rc<ClusterSnapshot> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, topic: &str, index: u32) -> Option<PartitionHandle> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    /// Kafka broker id of this broker.
+    pub fn broker_id(&self) -> i32 {
+        self.node_id as i32
+    }
+}
+
+pub type SharedBroker = Rc<Broker>;

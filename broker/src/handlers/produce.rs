@@ -1,0 +1,134 @@
+//! Produce: validate each partition's batches (framing, magic, CRC, `max.message.bytes`),
+//! hand them to the partition actor, and answer when the stream has confirmed them.
+//! Batches reach the actor in request order: [`start`] sends them before anything awaits.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use tokio::sync::oneshot;
+
+use super::admin;
+use crate::batch::{self, BatchError};
+use crate::context::SharedBroker;
+use crate::partition::{Produce, ProduceOutcome};
+use crate::topic_config::TopicConfig;
+
+enum Pending {
+    Done(i16),
+    Waiting(oneshot::Receiver<ProduceOutcome>),
+    /// Topic unknown when the request came: auto-create, then answer this (retriable) error.
+    AutoCreate(String),
+}
+
+fn error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        BatchError::Corrupt(_) => ResponseError::CorruptMessage.code(),
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+    }
+}
+
+/// Validates and sends every partition's batches now; the future collects the answers.
+pub fn start(
+    broker: &SharedBroker,
+    request: ProduceRequest,
+    version: i16,
+) -> impl Future<Output = ProduceResponse> {
+    let snapshot = broker.snapshot();
+    let mut plan: Vec<(TopicName, Vec<(i32, Pending)>)> = Vec::new();
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.to_string();
+        let topic = snapshot.topics.get(&name);
+        let config = topic.map(TopicConfig::of);
+        let mut partitions = Vec::new();
+        for p in topic_data.partition_data {
+            let pending = match (topic, &config) {
+                (None, _) if admin::validate_topic_name(&name).is_err() => {
+                    Pending::Done(ResponseError::InvalidTopicException.code())
+                }
+                (None, _) => Pending::AutoCreate(name.clone()),
+                (Some(topic), Some(config)) => {
+                    if p.index < 0 || p.index as usize >= topic.partitions.len() {
+                        Pending::Done(ResponseError::UnknownTopicOrPartition.code())
+                    } else if let Some(handle) = broker.partition(&name, p.index as u32) {
+                        let records = p.records.unwrap_or_else(Bytes::new);
+                        match batch::split_and_validate(&records, config.max_message_bytes) {
+                            Ok(batches) => {
+                                let (reply, rx) = oneshot::channel();
+                                handle.addr.do_send(Produce { batches, reply });
+                                Pending::Waiting(rx)
+                            }
+                            Err(e) => {
+                                tracing::info!(topic = %name, partition = p.index, "refusing produce: {e}");
+                                Pending::Done(error_code(&e))
+                            }
+                        }
+                    } else {
+                        Pending::Done(ResponseError::NotLeaderOrFollower.code())
+                    }
+                }
+                (Some(_), None) => Pending::Done(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            partitions.push((p.index, pending));
+        }
+        plan.push((topic_data.name, partitions));
+    }
+    let broker = broker.clone();
+    async move {
+        let mut responses = Vec::with_capacity(plan.len());
+        for (name, partitions) in plan {
+            let mut partition_responses = Vec::with_capacity(partitions.len());
+            for (index, pending) in partitions {
+                let outcome = match pending {
+                    Pending::Done(code) => ProduceOutcome {
+                        error: code,
+                        base_offset: -1,
+                        log_append_time: -1,
+                        log_start: -1,
+                    },
+                    Pending::Waiting(rx) => rx.await.unwrap_or(ProduceOutcome {
+                        error: ResponseError::NotLeaderOrFollower.code(),
+                        base_offset: -1,
+                        log_append_time: -1,
+                        log_start: -1,
+                    }),
+                    Pending::AutoCreate(topic) => {
+                        let code = if broker.config.auto_create_topics {
+                            match admin::auto_create(&broker, &topic).await {
+                                // Created: the client refreshes metadata and retries.
+                                Ok(_) => ResponseError::NotLeaderOrFollower.code(),
+                                Err(_) => ResponseError::UnknownTopicOrPartition.code(),
+                            }
+                        } else {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        };
+                        ProduceOutcome {
+                            error: code,
+                            base_offset: -1,
+                            log_append_time: -1,
+                            log_start: -1,
+                        }
+                    }
+                };
+                let mut response = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(outcome.error)
+                    .with_base_offset(outcome.base_offset)
+                    .with_log_append_time_ms(outcome.log_append_time);
+                if version >= 5 {
+                    response = response.with_log_start_offset(outcome.log_start);
+                }
+                partition_responses.push(response);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        ProduceResponse::default().with_responses(responses)
+    }
+}

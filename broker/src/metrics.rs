@@ -1,0 +1,72 @@
+//! Broker metrics, served on `/metrics`.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Arc<Mutex<Registry>>,
+    pub requests: Family<Vec<(String, String)>, Counter>,
+    pub produced_bytes: Counter,
+    pub produced_batches: Counter,
+    pub fetched_bytes: Counter,
+    pub partitions: Gauge,
+    pub connections: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<Vec<(String, String)>, Counter>::default();
+        let produced_bytes = Counter::default();
+        let produced_batches = Counter::default();
+        let fetched_bytes = Counter::default();
+        let partitions = Gauge::default();
+        let connections = Gauge::default();
+        registry.register("kafka_requests", "Kafka requests by API", requests.clone());
+        registry.register(
+            "produced_bytes",
+            "Record batch bytes appended",
+            produced_bytes.clone(),
+        );
+        registry.register(
+            "produced_batches",
+            "Record batches appended",
+            produced_batches.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Record batch bytes served",
+            fetched_bytes.clone(),
+        );
+        registry.register(
+            "partitions_owned",
+            "Partitions this broker serves",
+            partitions.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        Metrics {
+            registry: Arc::new(Mutex::new(registry)),
+            requests,
+            produced_bytes,
+            produced_batches,
+            fetched_bytes,
+            partitions,
+            connections,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,127 @@
+//! Starting a broker: bind the Kafka listener, register at PD, load the cluster metadata,
+//! then accept client connections (one [`KafkaConnection`] actor each) and serve
+//! `/healthz` and `/metrics`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use range_server::client::{PdClient, StreamClient};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::connection::KafkaConnection;
+use crate::context::{Broker, ClusterSnapshot, SharedBroker};
+use crate::metrics::Metrics;
+use crate::{membership, metadata};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("placement driver: {0}")]
+    Pd(#[from] protocol::RpcError),
+}
+
+pub struct RunningBroker {
+    pub broker: SharedBroker,
+    pub kafka_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
+    std::fs::create_dir_all(&config.data)?;
+    let listener = TcpListener::bind(&config.listen).await?;
+    let kafka_addr = listener.local_addr()?;
+    let advertised = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| kafka_addr.to_string());
+
+    let metrics = Metrics::new();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let health = healthy.clone();
+    let http_addr = ::actors::http::serve_http(
+        &config.http_listen,
+        metrics.registry.clone(),
+        Arc::new(move || health.load(Ordering::Acquire)),
+    )
+    .await?;
+
+    let pd = PdClient::new(&config.pd).with_retry_for(Duration::from_secs(60));
+    let (node_id, lease_ms) =
+        membership::register(&pd, None, &advertised, &http_addr.to_string()).await?;
+    let streams = StreamClient::new(&config.pd);
+    let broker: SharedBroker = Rc::new(Broker {
+        node_id,
+        config: config.clone(),
+        advertised: advertised.clone(),
+        pd: pd.clone(),
+        streams,
+        metadata: RefCell::new(Rc::new(ClusterSnapshot::default())),
+        partitions: RefCell::new(HashMap::new()),
+        metrics,
+        metadata_changed: tokio::sync::Notify::new(),
+    });
+    actix_rt::spawn(membership::heartbeat_loop(
+        pd,
+        node_id,
+        lease_ms,
+        advertised.clone(),
+        http_addr.to_string(),
+    ));
+    metadata::refresh(&broker).await?;
+    actix_rt::spawn(metadata::watch_loop(broker.clone()));
+
+    let acceptor_broker = broker.clone();
+    Acceptor::create(move |ctx| {
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await;
+            Some((accepted, listener))
+        });
+        ctx.add_stream(incoming);
+        Acceptor {
+            broker: acceptor_broker,
+        }
+    });
+
+    for (name, addr) in [
+        ("rpc.addr", kafka_addr),
+        ("kafka.addr", kafka_addr),
+        ("http.addr", http_addr),
+    ] {
+        ::actors::process::write_file_atomic(&config.data, name, &addr.to_string())?;
+    }
+    healthy.store(true, Ordering::Release);
+    tracing::info!(node_id, %kafka_addr, %advertised, %http_addr, "strata-broker serving Kafka");
+    Ok(RunningBroker {
+        broker,
+        kafka_addr,
+        http_addr,
+    })
+}
+
+struct Acceptor {
+    broker: SharedBroker,
+}
+
+impl Actor for Acceptor {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for Acceptor {
+    fn handle(&mut self, item: std::io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Context<Self>) {
+        match item {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                KafkaConnection::start(self.broker.clone(), stream, peer);
+            }
+            Err(e) => tracing::warn!("accept failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Broker ownership of partitions: which live broker leads each partition.
+//!
+//! Owns: the deterministic choices — [`plan`] (every partition without a live leader goes to
+//! the live broker with the fewest partitions, ties to the lowest id; then, while live brokers'
+//! counts differ by more than one, at most `max_moves` partitions move from the most to the
+//! least loaded) and [`pick_leaders`] (leaders for partitions being created) — and the
+//! leader-only task [`run`] that, every tick, publishes liveness flips as
+//! `Event::NodeChanged` watch events and proposes its plan as one `Command::AssignPartitions`.
+//!
+//! Must not: change the state except through that Raft command (apply re-validates every
+//! change), act while this voter is not the leader, or do I/O. Planning is one pass over the
+//! partitions (cheap for 10,000) under the state's read lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use protocol::pd::Event;
+
+use crate::service::PdService;
+use crate::state::{Command, Kind, PdState, Response};
+
+/// How often the balancer looks at ownership.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
+/// Most partitions moved between live brokers per tick (orphans are always all reassigned).
+pub const DEFAULT_MAX_MOVES: usize = 8;
+
+/// One decision: (topic, partition index, new leader).
+pub type Change = (String, u32, u64);
+
+/// Live brokers and how many partitions each leads.
+pub fn live_loads(state: &PdState, alive: impl Fn(u64) -> bool) -> BTreeMap<u64, usize> {
+    let mut load: BTreeMap<u64, usize> = state
+        .nodes
+        .values()
+        .filter(|n| n.kind == Kind::Broker && alive(n.id))
+        .map(|n| (n.id, 0))
+        .collect();
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        if let Some(c) = p.leader.and_then(|l| load.get_mut(&l)) {
+            *c += 1;
+        }
+    }
+    load
+}
+
+/// Leaders for `count` new partitions: each to the live broker with the fewest partitions at
+/// that point (ties: lowest id). All `None` when no broker is live.
+pub fn pick_leaders(state: &PdState, alive: impl Fn(u64) -> bool, count: u32) -> Vec<Option<u64>> {
+    let mut queue: BTreeSet<(usize, u64)> = live_loads(state, alive)
+        .into_iter()
+        .map(|(id, c)| (c, id))
+        .collect();
+    (0..count)
+        .map(|_| {
+            let (c, id) = queue.pop_first()?;
+            queue.insert((c + 1, id));
+            Some(id)
+        })
+        .collect()
+}
+
+/// The ownership changes to make now (see the module doc). Empty when every partition has a
+/// live leader and counts are within one of each other, or when no broker is live.
+pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> Vec<Change> {
+    let load = live_loads(state, alive);
+    let mut queue: BTreeSet<(usize, u64)> = load.iter().map(|(id, c)| (*c, *id)).collect();
+    let mut changes = Vec::new();
+    if queue.is_empty() {
+        return changes;
+    }
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            if p.leader.is_some_and(|l| load.contains_key(&l)) {
+                continue;
+            }
+            if let Some((c, id)) = queue.pop_first() {
+                changes.push((t.name.clone(), p.index, id));
+                queue.insert((c + 1, id));
+            }
+        }
+    }
+    // Even out: partitions already on live brokers, taken from the end of the most loaded
+    // broker's list (topic name, then index order).
+    let mut owned: Option<BTreeMap<u64, Vec<(&str, u32)>>> = None;
+    for _ in 0..max_moves {
+        let (Some(&(min_c, min_id)), Some(&(max_c, max_id))) = (queue.first(), queue.last()) else {
+            break;
+        };
+        if max_c <= min_c + 1 {
+            break;
+        }
+        let owned = owned.get_or_insert_with(|| {
+            let mut m: BTreeMap<u64, Vec<(&str, u32)>> = BTreeMap::new();
+            for t in state.topics.values() {
+                for p in &t.partitions {
+                    if let Some(l) = p.leader.filter(|l| load.contains_key(l)) {
+                        m.entry(l).or_default().push((t.name.as_str(), p.index));
+                    }
+                }
+            }
+            m
+        });
+        let Some((name, index)) = owned.get_mut(&max_id).and_then(Vec::pop) else {
+            break;
+        };
+        queue.remove(&(min_c, min_id));
+        queue.remove(&(max_c, max_id));
+        queue.insert((min_c + 1, min_id));
+        queue.insert((max_c - 1, max_id));
+        changes.push((name.to_string(), index, min_id));
+    }
+    changes
+}
+
+/// Nodes whose liveness differs from `seen` (unknown nodes count as alive before), updating it.
+fn liveness_flips(
+    state: &PdState,
+    alive: impl Fn(u64) -> bool,
+    seen: &mut BTreeMap<u64, bool>,
+) -> Vec<Event> {
+    state
+        .nodes
+        .keys()
+        .filter_map(|&id| {
+            let now = alive(id);
+            let before = seen.insert(id, now).unwrap_or(true);
+            (before != now).then_some(Event::NodeChanged(id))
+        })
+        .collect()
+}
+
+/// The balancer task: runs until Raft stops. Does nothing on a voter that is not the leader.
+pub async fn run(service: PdService, interval: Duration, max_moves: usize) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = BTreeMap::new();
+    let mut leader_ticks = 0u32;
+    loop {
+        tick.tick().await;
+        if service.raft.metrics().borrow().running_state.is_err() {
+            break;
+        }
+        if service.is_leader().is_err() {
+            seen.clear();
+            leader_ticks = 0;
+            continue;
+        }
+        // Sit out the first tick as leader: the leadership watcher (crate::server) restarts the
+        // liveness grace period then, and until it has, nodes would look dead.
+        leader_ticks = leader_ticks.saturating_add(1);
+        if leader_ticks < 2 {
+            continue;
+        }
+        let alive = |id| service.liveness.alive(id);
+        let Ok((flips, first)) = service.read(|s| {
+            (
+                liveness_flips(&s.state, alive, &mut seen),
+                plan(&s.state, alive, max_moves),
+            )
+        }) else {
+            continue;
+        };
+        if !flips.is_empty() {
+            tracing::info!(?flips, "node liveness changed");
+            service.watch.publish_local(flips);
+        }
+        if first.is_empty() {
+            continue;
+        }
+        // Something to do: plan again on state that is certainly current.
+        if service.ensure_leader().await.is_err() {
+            continue;
+        }
+        let Ok(changes) = service.read(|s| plan(&s.state, alive, max_moves)) else {
+            continue;
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        tracing::debug!(?changes, "assigning partitions");
+        let count = changes.len();
+        match service.write(Command::AssignPartitions { changes }).await {
+            Ok(Response::Assigned(topics)) => {
+                tracing::info!(changes = count, ?topics, "partitions assigned")
+            }
+            Ok(other) => tracing::warn!(?other, "unexpected result of AssignPartitions"),
+            Err(e) => tracing::warn!("assigning partitions: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::TopicSpec;
+
+    fn broker(st: &mut PdState, n: u16) -> u64 {
+        match st
+            .apply(&Command::RegisterNode {
+                kind: Kind::Broker,
+                node_id: None,
+                addr: format!("127.0.0.1:{}", 9092 + n),
+                http_addr: String::new(),
+            })
+            .0
+        {
+            Ok(Response::Node(n)) => n.id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn topic(st: &mut PdState, name: &str, partitions: u32, leaders: Vec<Option<u64>>) {
+        let mut id = [0u8; 16];
+        id[..name.len().min(16)].copy_from_slice(&name.as_bytes()[..name.len().min(16)]);
+        id[15] = 1;
+        let r = st
+            .apply(&Command::CreateTopic(TopicSpec {
+                name: name.into(),
+                id,
+                partitions,
+                configs: vec![],
+                replica: 1,
+                ack_count: 1,
+                internal: false,
+                leaders,
+            }))
+            .0;
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    fn leaders(st: &PdState) -> Vec<(String, u32, Option<u64>, u32)> {
+        st.topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.clone(), p.index, p.leader, p.leader_epoch))
+            })
+            .collect()
+    }
+
+    fn counts(st: &PdState) -> BTreeMap<u64, usize> {
+        live_loads(st, |_| true)
+    }
+
+    /// Runs the balancer to a fixed point; answers the number of ticks that changed something.
+    fn settle(st: &mut PdState, alive: impl Fn(u64) -> bool + Copy, max_moves: usize) -> usize {
+        for ticks in 0..1000 {
+            let changes = plan(st, alive, max_moves);
+            if changes.is_empty() {
+                return ticks;
+            }
+            let (r, ev) = st.apply(&Command::AssignPartitions { changes });
+            assert!(matches!(r, Ok(Response::Assigned(_))));
+            assert!(!ev.is_empty());
+        }
+        panic!("balancer did not converge");
+    }
+
+    #[test]
+    fn new_partitions_spread_over_live_brokers() {
+        let mut st = PdState::default();
+        assert_eq!(pick_leaders(&st, |_| true, 2), vec![None, None]);
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        let b3 = broker(&mut st, 3);
+        let picked = pick_leaders(&st, |id| id != b3, 5);
+        assert_eq!(
+            picked,
+            vec![Some(b1), Some(b2), Some(b1), Some(b2), Some(b1)]
+        );
+        topic(&mut st, "a", 5, picked);
+        // The next topic goes first to the least loaded.
+        assert_eq!(
+            pick_leaders(&st, |_| true, 3),
+            vec![Some(b3), Some(b3), Some(b2)]
+        );
+    }
+
+    #[test]
+    fn orphans_go_to_live_brokers_and_epochs_bump_only_on_change() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        // Created while no broker was live: all leaderless.
+        topic(&mut st, "t", 4, vec![]);
+        assert!(leaders(&st)
+            .iter()
+            .all(|(_, _, l, e)| l.is_none() && *e == 0));
+        let b2 = broker(&mut st, 2);
+        assert_eq!(settle(&mut st, |_| true, 8), 1);
+        assert_eq!(
+            leaders(&st),
+            vec![
+                ("t".into(), 0, Some(b1), 1),
+                ("t".into(), 1, Some(b2), 1),
+                ("t".into(), 2, Some(b1), 1),
+                ("t".into(), 3, Some(b2), 1),
+            ]
+        );
+        // Balanced: no work, and a no-op assignment changes nothing.
+        assert!(plan(&st, |_| true, 8).is_empty());
+        let before = st.clone();
+        let (r, ev) = st.apply(&Command::AssignPartitions {
+            changes: vec![
+                ("t".into(), 0, b1),
+                ("gone".into(), 0, b2),
+                ("t".into(), 9, b2),
+            ],
+        });
+        assert_eq!(r, Ok(Response::Assigned(vec![])));
+        assert!(ev.is_empty());
+        assert_eq!(st, before);
+        // Not a registered broker: refused.
+        let (r, _) = st.apply(&Command::AssignPartitions {
+            changes: vec![("t".into(), 0, 999)],
+        });
+        assert_eq!(r, Ok(Response::Assigned(vec![])));
+        assert_eq!(st, before);
+    }
+
+    #[test]
+    fn dead_brokers_partitions_move_to_live_ones() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=3).map(|n| broker(&mut st, n)).collect();
+        let picked = pick_leaders(&st, |_| true, 9);
+        topic(&mut st, "t", 9, picked);
+        assert_eq!(
+            counts(&st).values().copied().collect::<Vec<_>>(),
+            vec![3, 3, 3]
+        );
+        let dead = b[1];
+        let alive = move |id| id != dead;
+        // All three orphans move in one tick, however small max_moves is.
+        assert_eq!(settle(&mut st, alive, 1), 1);
+        let live = live_loads(&st, alive);
+        assert_eq!(live, BTreeMap::from([(b[0], 5), (b[2], 4)]));
+        for (_, _, l, e) in leaders(&st) {
+            assert_ne!(l, Some(dead));
+            assert!(e <= 1);
+        }
+        // Nobody live: nothing to do.
+        assert!(plan(&st, |_| false, 8).is_empty());
+    }
+
+    #[test]
+    fn a_new_broker_gets_a_fair_share_a_few_moves_per_tick() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        topic(&mut st, "a", 10, vec![Some(b1); 10]);
+        topic(&mut st, "b", 10, vec![Some(b1); 10]);
+        let b2 = broker(&mut st, 2);
+        let b3 = broker(&mut st, 3);
+        let first = plan(&st, |_| true, 4);
+        assert_eq!(first.len(), 4);
+        // Ticks: 20 -> 7/7/6 needs 13 moves: 4 per tick is 4 ticks.
+        assert_eq!(settle(&mut st, |_| true, 4), 4);
+        let c = counts(&st);
+        assert_eq!(c, BTreeMap::from([(b1, 7), (b2, 7), (b3, 6)]));
+        // Every moved partition's epoch bumped exactly once; the others stayed at 0.
+        for (_, _, l, e) in leaders(&st) {
+            assert_eq!(e, u32::from(l != Some(b1)));
+        }
+    }
+
+    #[test]
+    fn planning_ten_thousand_partitions_is_deterministic() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=5).map(|n| broker(&mut st, n)).collect();
+        topic(&mut st, "big", 10_000, vec![]);
+        let p1 = plan(&st, |id| id != b[4], 8);
+        let p2 = plan(&st, |id| id != b[4], 8);
+        assert_eq!(p1, p2);
+        assert_eq!(p1.len(), 10_000);
+        assert!(st
+            .apply(&Command::AssignPartitions { changes: p1 })
+            .0
+            .is_ok());
+        assert_eq!(
+            live_loads(&st, |id| id != b[4])
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![2500; 4]
+        );
+        assert!(plan(&st, |id| id != b[4], 8).is_empty());
+        // The fifth comes alive: moves start, 8 per tick.
+        assert_eq!(plan(&st, |_| true, 8).len(), 8);
+    }
+
+    #[test]
+    fn liveness_flips_are_reported_once() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        let mut seen = BTreeMap::new();
+        assert!(liveness_flips(&st, |_| true, &mut seen).is_empty());
+        assert_eq!(
+            liveness_flips(&st, |id| id != b2, &mut seen),
+            vec![Event::NodeChanged(b2)]
+        );
+        assert!(liveness_flips(&st, |id| id != b2, &mut seen).is_empty());
+        assert_eq!(
+            liveness_flips(&st, |_| true, &mut seen),
+            vec![Event::NodeChanged(b2)]
+        );
+        let _ = b1;
+    }
+}
