@@ -1,8 +1,10 @@
 //! Test and benchmark harness: starts real Strata processes (`strata-pd`,
-//! `strata-range-server`) from the workspace's target directory, each in its own directory
-//! with its own log, on ports the processes pick themselves (port 0, read back from the
-//! `rpc.addr`/`http.addr` files they write), and kills or restarts them for fault drills.
-//! It never stands in for a process: everything it starts is the real binary.
+//! `strata-range-server`, `strata-broker`) from the workspace's target directory, each in its
+//! own directory with its own log, on ports the processes pick themselves (port 0, read back
+//! from the `rpc.addr`/`http.addr` files they write), and kills or restarts them for fault
+//! drills. It never stands in for a process: everything it starts is the real binary.
+//!
+//! [`kafka`] holds the librdkafka helpers the Kafka tests and `kafka-bench` share.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,6 +15,8 @@ use std::time::{Duration, Instant};
 use protocol::model::NodeKind;
 use protocol::pd::ListNodes;
 use range_server::client::PdClient;
+
+pub mod kafka;
 
 /// Where the binaries are: `$STRATA_BIN_DIR`, else the directory of the running test or
 /// benchmark executable (or its parent, for `target/<profile>/deps`).
@@ -135,9 +139,65 @@ impl Proc {
     }
 
     pub fn log_tail(&self) -> String {
+        self.log_tail_lines(40)
+    }
+
+    /// The last `n` lines of the process log.
+    pub fn log_tail_lines(&self, n: usize) -> String {
         let log = std::fs::read_to_string(self.dir.join("process.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The whole process log (this run's and, after wipes, the earlier ones are in
+    /// `<root>/<name>.wiped-<n>.log`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("process.log")).unwrap_or_default()
+    }
+
+    /// Deletes the process's data dir, leaving it empty (the process must be stopped). The
+    /// log is kept beside the dir as `<name>.wiped-<n>.log` so that a failure can still be
+    /// traced through earlier runs.
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "wipe {} while it runs", self.name);
+        let parent = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let log = self.dir.join("process.log");
+        if log.exists() {
+            let mut n = 1;
+            while parent.join(format!("{}.wiped-{n}.log", self.name)).exists() {
+                n += 1;
+            }
+            let _ = std::fs::rename(&log, parent.join(format!("{}.wiped-{n}.log", self.name)));
+        }
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).expect("wipe process dir");
+        }
+        std::fs::create_dir_all(&self.dir).expect("create process dir");
+    }
+
+    /// Every file under the data dir with its size, paths relative to the dir.
+    pub fn files(&self) -> Vec<(PathBuf, u64)> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                    out.push((rel, meta.len()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir, &self.dir, &mut out);
+        out.sort();
+        out
     }
 }
 
@@ -147,15 +207,107 @@ impl Drop for Proc {
     }
 }
 
-/// A placement driver and `n` range servers, all real processes in a temporary directory.
+/// A placement driver, range servers and Kafka brokers, all real processes in a temporary
+/// directory.
 pub struct Cluster {
     pub pd: Proc,
     pub range_servers: Vec<Proc>,
+    /// `broker-1` ... `broker-N` (`strata-broker`); their `rpc_addr` is the Kafka listener.
+    pub brokers: Vec<Proc>,
     root: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
 
+/// How to start a [`Cluster`]: `Cluster::builder().range_servers(3).brokers(3).start().await`.
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    range_servers: usize,
+    brokers: usize,
+    broker_args: Vec<String>,
+    root: Option<PathBuf>,
+}
+
+impl ClusterBuilder {
+    /// Range servers to start (default 3, what the brokers' default replication needs).
+    pub fn range_servers(mut self, n: usize) -> Self {
+        self.range_servers = n;
+        self
+    }
+
+    /// Brokers to start (default 1).
+    pub fn brokers(mut self, n: usize) -> Self {
+        self.brokers = n;
+        self
+    }
+
+    /// Partition count of auto-created topics (`--num-partitions`).
+    pub fn num_partitions(self, n: u32) -> Self {
+        self.broker_arg("--num-partitions", &n.to_string())
+    }
+
+    /// `--auto-create-topics true|false`.
+    pub fn auto_create_topics(self, on: bool) -> Self {
+        self.broker_arg("--auto-create-topics", if on { "true" } else { "false" })
+    }
+
+    /// How often brokers enforce retention (`--retention-check-ms`).
+    pub fn retention_check_ms(self, ms: u64) -> Self {
+        self.broker_arg("--retention-check-ms", &ms.to_string())
+    }
+
+    /// Any other broker flag, passed to every broker.
+    pub fn broker_arg(mut self, flag: &str, value: &str) -> Self {
+        self.broker_args.push(flag.to_string());
+        self.broker_args.push(value.to_string());
+        self
+    }
+
+    /// Start in `root` instead of a fresh temporary directory (which is deleted on drop).
+    pub fn root(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
+    }
+
+    /// Starts PD, the range servers and the brokers; returns once every range server is
+    /// alive at PD and every broker is healthy and listed in the Metadata of each broker.
+    pub async fn start(self) -> Cluster {
+        let (root, temp) = match &self.root {
+            Some(root) => (root.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("strata-test-")
+                    .tempdir()
+                    .expect("temp dir");
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut cluster = Cluster::start_in(&root, self.range_servers).await;
+        cluster._temp = keep_if_asked(temp);
+        for i in 1..=self.brokers {
+            let mut args = vec!["--pd".to_string(), cluster.pd_addr()];
+            args.extend(self.broker_args.iter().cloned());
+            let mut broker = Proc::new(&format!("broker-{i}"), &root, "strata-broker", args);
+            broker.start();
+            cluster.brokers.push(broker);
+        }
+        if self.brokers > 0 {
+            cluster.wait_for_brokers().await;
+        }
+        cluster
+    }
+}
+
 impl Cluster {
+    /// A builder for a cluster with brokers (3 range servers and 1 broker unless told).
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder {
+            range_servers: 3,
+            brokers: 1,
+            broker_args: Vec::new(),
+            root: None,
+        }
+    }
+
     /// Starts PD and `range_servers` range servers in a fresh temporary directory and waits
     /// until every range server is registered and alive at PD.
     pub async fn start(range_servers: usize) -> Cluster {
@@ -165,7 +317,7 @@ impl Cluster {
             .expect("temp dir");
         let root = temp.path().to_path_buf();
         let mut cluster = Cluster::start_in(&root, range_servers).await;
-        cluster._temp = Some(temp);
+        cluster._temp = keep_if_asked(Some(temp));
         cluster
     }
 
@@ -191,6 +343,7 @@ impl Cluster {
         let cluster = Cluster {
             pd,
             range_servers: servers,
+            brokers: Vec::new(),
             root: root.to_path_buf(),
             _temp: None,
         };
@@ -232,8 +385,76 @@ impl Cluster {
         &mut self.range_servers[i]
     }
 
+    /// Broker `i` (0-based: `broker(0)` is `broker-1`).
+    pub fn broker(&mut self, i: usize) -> &mut Proc {
+        &mut self.brokers[i]
+    }
+
+    /// The Kafka listener addresses of the brokers, comma-separated (a bootstrap list).
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| b.rpc_addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The Kafka listener address of broker `i` (0-based).
+    pub fn kafka_addr(&self, i: usize) -> String {
+        self.brokers[i].rpc_addr.clone()
+    }
+
+    /// Waits until every running broker lists every broker of the cluster in its Metadata
+    /// (by address), so clients can reach all of them.
+    pub async fn wait_for_brokers(&self) {
+        let expected: Vec<String> = self.brokers.iter().map(|b| b.rpc_addr.clone()).collect();
+        for broker in self.brokers.iter().filter(|b| b.is_running()) {
+            let addr = broker.rpc_addr.clone();
+            let expected = expected.clone();
+            let name = broker.name.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                kafka::wait_for_broker_list(&addr, &expected, Duration::from_secs(60))
+            })
+            .await
+            .expect("metadata task");
+            if let Err(e) = result {
+                panic!(
+                    "{name} does not list every broker in Metadata: {e}\n{}",
+                    self.logs_tail(30)
+                );
+            }
+        }
+    }
+
+    /// Kills broker `i` (SIGKILL), deletes its data dir and starts it again on the same Kafka
+    /// and HTTP addresses: a broker that lost its disk.
+    pub async fn restart_broker_wiped(&mut self, i: usize) {
+        self.brokers[i].kill();
+        self.brokers[i].wipe();
+        self.brokers[i].start();
+        self.wait_for_brokers().await;
+    }
+
+    /// Kills every broker, deletes every broker's data dir, then starts them all again on
+    /// the same addresses.
+    pub async fn restart_all_brokers_wiped(&mut self) {
+        for b in &mut self.brokers {
+            b.kill();
+        }
+        for b in &mut self.brokers {
+            b.wipe();
+        }
+        for b in &mut self.brokers {
+            b.start();
+        }
+        self.wait_for_brokers().await;
+    }
+
     /// Kills every process with SIGKILL.
     pub fn kill_all(&mut self) {
+        for b in &mut self.brokers {
+            b.kill();
+        }
         for rs in &mut self.range_servers {
             rs.kill();
         }
@@ -251,6 +472,61 @@ impl Cluster {
             }
         }
         self.wait_for_range_servers(self.range_servers.len()).await;
+        let mut any = false;
+        for b in &mut self.brokers {
+            if !b.is_running() {
+                b.start();
+                any = true;
+            }
+        }
+        if any {
+            self.wait_for_brokers().await;
+        }
+    }
+
+    /// The last `n` lines of every broker's log, each under its name: for failure messages.
+    pub fn logs_tail(&self, n: usize) -> String {
+        let mut out = String::new();
+        for b in &self.brokers {
+            out.push_str(&format!(
+                "----- {} ({}) log tail -----\n{}\n",
+                b.name,
+                b.dir.join("process.log").display(),
+                b.log_tail_lines(n)
+            ));
+        }
+        out
+    }
+
+    /// Lines of every broker log that look like errors or warnings (at most `n` per broker).
+    pub fn broker_log_problems(&self, n: usize) -> String {
+        let mut out = String::new();
+        for b in &self.brokers {
+            let log = b.log();
+            let bad: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
+                .collect();
+            if !bad.is_empty() {
+                out.push_str(&format!("----- {} errors/warnings -----\n", b.name));
+                out.push_str(&bad[bad.len().saturating_sub(n)..].join("\n"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// With `STRATA_KEEP_TEST_DIRS` set, a test's cluster directory (data and logs) is kept
+/// after the test for inspection; its path is printed.
+fn keep_if_asked(temp: Option<tempfile::TempDir>) -> Option<tempfile::TempDir> {
+    match temp {
+        Some(temp) if std::env::var_os("STRATA_KEEP_TEST_DIRS").is_some() => {
+            let path = temp.keep();
+            eprintln!("keeping cluster dir {}", path.display());
+            None
+        }
+        other => other,
     }
 }
 
