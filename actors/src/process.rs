@@ -39,3 +39,25 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Runs `task` on a thread of its own with a single-threaded tokio runtime, for work that must
+/// not wait behind a busy actor thread (lease heartbeats: a saturated event loop is not a dead
+/// process). RPC clients used inside `task` must be created inside it, so their connection
+/// tasks live on that runtime too.
+pub fn spawn_dedicated<F, Fut>(name: &str, task: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task()),
+                Err(e) => tracing::error!("cannot start a runtime for a dedicated thread: {e}"),
+            }
+        })
+}

@@ -25,6 +25,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Recent batches each partition keeps in memory for tail reads.
     pub partition_cache_bytes: usize,
+    /// Consumer groups and committed offsets.
+    pub groups: crate::group::GroupConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             retention_check: Duration::from_secs(5),
             max_request_bytes: 100 * 1024 * 1024,
             partition_cache_bytes: 8 * 1024 * 1024,
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }

@@ -7,19 +7,29 @@
 //! unsupported version (other than ApiVersions, which gets Kafka's v0 fallback) is logged
 //! and the connection is closed: the byte stream can no longer be trusted and Kafka does the
 //! same. Other connections are untouched.
+//!
+//! Backpressure: at most [`MAX_IN_FLIGHT`] requests of a connection are being served at once;
+//! the next one is not read from the socket until one is answered, so an overloaded broker
+//! slows its clients down (TCP pushes back) instead of queueing without bound.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use tokio::io::WriteHalf;
+use futures::StreamExt;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::context::SharedBroker;
 use crate::handlers;
+
+/// Requests of one connection served at once; further ones wait in the socket.
+pub const MAX_IN_FLIGHT: usize = 32;
 
 pub fn codec(max_request_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -39,6 +49,8 @@ pub struct KafkaConnection {
     /// Responses finished before an earlier one (None: no response, acks=0).
     finished: BTreeMap<u64, Option<Bytes>>,
     closing: bool,
+    /// Dropped with the actor: ends the read loop, which releases the socket's read half.
+    _stop_reading: tokio::sync::oneshot::Sender<()>,
 }
 
 impl KafkaConnection {
@@ -46,7 +58,9 @@ impl KafkaConnection {
         let max = broker.config.max_request_bytes;
         KafkaConnection::create(move |ctx| {
             let (read, write) = tokio::io::split(stream);
-            ctx.add_stream(FramedRead::new(read, codec(max)));
+            let frames = FramedRead::new(read, codec(max));
+            let (stop_reading, stopped) = tokio::sync::oneshot::channel();
+            actix_rt::spawn(read_loop(frames, ctx.address(), stopped));
             KafkaConnection {
                 broker,
                 peer,
@@ -55,6 +69,7 @@ impl KafkaConnection {
                 next_write: 0,
                 finished: BTreeMap::new(),
                 closing: false,
+                _stop_reading: stop_reading,
             }
         });
     }
@@ -71,10 +86,15 @@ impl KafkaConnection {
         }
     }
 
-    fn close(&mut self, why: &str) {
+    fn close(&mut self, ctx: &mut Context<Self>, why: &str) {
         tracing::warn!(peer = %self.peer, "closing Kafka connection: {why}");
         self.closing = true;
+        // Flush what is queued, then shut the socket; the writer's `finished` stops the actor.
+        // actix's FramedWrite does not wake itself on close, so wake the context, and stop
+        // regardless if the peer does not read what is left.
         self.writer.close();
+        ctx.notify(Wake);
+        ctx.run_later(std::time::Duration::from_secs(5), |_, ctx| ctx.stop());
     }
 }
 
@@ -99,8 +119,73 @@ impl WriteHandler<std::io::Error> for KafkaConnection {
     }
 }
 
-impl StreamHandler<Result<BytesMut, std::io::Error>> for KafkaConnection {
-    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Context<Self>) {
+/// Reads requests while fewer than [`MAX_IN_FLIGHT`] are being served.
+async fn read_loop(
+    mut frames: FramedRead<ReadHalf<TcpStream>, LengthDelimitedCodec>,
+    connection: Addr<KafkaConnection>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let item = tokio::select! {
+            _ = &mut stopped => break,
+            item = frames.next() => item,
+        };
+        match item {
+            Some(item) => connection.do_send(Incoming { item, permit }),
+            None => {
+                connection.do_send(ReadClosed);
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Incoming {
+    item: Result<BytesMut, std::io::Error>,
+    /// Released when the request is answered (or dropped).
+    permit: OwnedSemaphorePermit,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReadClosed;
+
+/// Sent to itself so the context polls the writer again after `close`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wake;
+
+impl Handler<Wake> for KafkaConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<ReadClosed> for KafkaConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: ReadClosed, ctx: &mut Context<Self>) {
+        if !self.closing {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Incoming> for KafkaConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
+        let Incoming { item, permit } = msg;
         if self.closing {
             return;
         }
@@ -108,7 +193,7 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for KafkaConnection {
             Ok(frame) => frame.freeze(),
             Err(e) => {
                 // Oversized length or a broken socket: the stream is out of step.
-                self.close(&format!("bad frame: {e}"));
+                self.close(ctx, &format!("bad frame: {e}"));
                 return;
             }
         };
@@ -123,25 +208,19 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for KafkaConnection {
                 return;
             }
             Err(handlers::ParseError::Close(why)) => {
-                self.close(&why);
+                self.close(ctx, &why);
                 return;
             }
         };
         let seq = self.next_seq;
         self.next_seq += 1;
         let fut = handlers::handle(self.broker.clone(), request);
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |result, act, _ctx| match result {
-                    Ok(response) => act.finish(seq, response),
-                    Err(why) => act.close(&why),
-                }),
-        );
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if !self.closing {
-            ctx.stop();
-        }
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            drop(permit);
+            match result {
+                Ok(response) => act.finish(seq, response),
+                Err(why) => act.close(ctx, &why),
+            }
+        }));
     }
 }

@@ -42,6 +42,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Woken whenever a new metadata snapshot is installed.
     pub metadata_changed: tokio::sync::Notify,
+    /// Group coordinators this broker runs, by `__consumer_offsets` partition.
+    pub coordinators: RefCell<crate::group::Coordinators>,
 }
 
 #[derive(Clone)]

@@ -3,6 +3,7 @@
 //! - [`server`]: start-up (listener, PD registration, metadata), [`membership`] heartbeats.
 //! - [`connection`]: one actor per client connection; [`handlers`]: one module per Kafka API.
 //! - [`partition`]: one actor per owned partition, the single writer of its streams.
+//! - [`group`]: consumer groups; one coordinator actor per owned `__consumer_offsets` partition.
 //! - [`metadata`]: the cluster view from PD and which partitions this broker runs.
 //! - [`batch`]: record-batch header checks and rewrites; [`topic_config`]: topic configs.
 //!
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod config;
 pub mod connection;
 pub mod context;
+pub mod group;
 pub mod handlers;
 pub mod membership;
 pub mod metadata;

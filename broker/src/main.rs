@@ -48,6 +48,27 @@ struct Args {
     /// Recent batches each partition keeps in memory, in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     partition_cache_bytes: usize,
+    /// Partitions of the internal __consumer_offsets topic when this broker creates it.
+    #[arg(long, default_value_t = 50)]
+    offsets_topic_partitions: u32,
+    /// Committed offsets of groups without members expire after this many minutes.
+    #[arg(long, default_value_t = 10080)]
+    offsets_retention_minutes: u64,
+    /// How often expired offsets and groups are removed, in milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    offsets_retention_check_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members (ms).
+    #[arg(long, default_value_t = 3000)]
+    group_initial_rebalance_delay_ms: i32,
+    /// Smallest session timeout a group member may ask for (ms).
+    #[arg(long, default_value_t = 6000)]
+    group_min_session_timeout_ms: i32,
+    /// Largest session timeout a group member may ask for (ms).
+    #[arg(long, default_value_t = 1_800_000)]
+    group_max_session_timeout_ms: i32,
+    /// Group records a coordinator writes before it snapshots and trims its streams.
+    #[arg(long, default_value_t = 1000)]
+    offsets_snapshot_records: usize,
 }
 
 fn main() {
@@ -66,6 +87,18 @@ fn main() {
         retention_check: Duration::from_millis(args.retention_check_ms.max(100)),
         max_request_bytes: args.max_request_bytes,
         partition_cache_bytes: args.partition_cache_bytes,
+        groups: broker::group::GroupConfig {
+            offsets_topic_partitions: args.offsets_topic_partitions.max(1),
+            offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
+            offsets_retention_check: Duration::from_millis(
+                args.offsets_retention_check_ms.max(100),
+            ),
+            min_session_timeout_ms: args.group_min_session_timeout_ms,
+            max_session_timeout_ms: args.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: args.group_initial_rebalance_delay_ms.max(0),
+            snapshot_every_records: args.offsets_snapshot_records.max(1),
+            ..broker::group::GroupConfig::default()
+        },
     };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {

@@ -59,6 +59,9 @@ fn reconcile(broker: &SharedBroker) {
     let snapshot = broker.snapshot();
     let mut wanted: HashMap<(String, u32), (u32, u64, u64)> = HashMap::new();
     for topic in snapshot.topics.values() {
+        if topic.name == crate::group::OFFSETS_TOPIC {
+            continue; // served by group coordinators (crate::group::reconcile)
+        }
         for p in &topic.partitions {
             if p.leader == Some(broker.node_id) {
                 wanted.insert(
@@ -96,6 +99,8 @@ fn reconcile(broker: &SharedBroker) {
         );
     }
     broker.metrics.partitions.set(partitions.len() as i64);
+    drop(partitions);
+    crate::group::reconcile(broker);
 }
 
 /// Runs forever: long-polls PD for changes and refreshes after each answer (or each

@@ -67,14 +67,21 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         partitions: RefCell::new(HashMap::new()),
         metrics,
         metadata_changed: tokio::sync::Notify::new(),
+        coordinators: RefCell::new(HashMap::new()),
     });
-    actix_rt::spawn(membership::heartbeat_loop(
-        pd,
-        node_id,
-        lease_ms,
-        advertised.clone(),
-        http_addr.to_string(),
-    ));
+    // Heartbeats run on their own thread with their own PD connection: a busy actor thread
+    // must not cost the broker its lease (and its partitions).
+    let (pd_addrs, hb_addr, hb_http) =
+        (config.pd.clone(), advertised.clone(), http_addr.to_string());
+    ::actors::process::spawn_dedicated("pd-heartbeat", move || {
+        membership::heartbeat_loop(
+            PdClient::new(&pd_addrs),
+            node_id,
+            lease_ms,
+            hb_addr,
+            hb_http,
+        )
+    })?;
     metadata::refresh(&broker).await?;
     actix_rt::spawn(metadata::watch_loop(broker.clone()));
 

@@ -153,16 +153,18 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     );
 
     let node_id = Arc::new(AtomicU64::new(0));
-    actix_rt::spawn(heartbeat::run(
-        HeartbeatConfig {
-            pd: config.pd.clone(),
-            addr: advertise.clone(),
-            http_addr: http_addr.to_string(),
-            data_dir: config.data.clone(),
-        },
-        ranges.clone(),
-        node_id.clone(),
-    ));
+    // Heartbeats run on their own thread: a busy actor thread must not cost the lease.
+    let heartbeat_config = HeartbeatConfig {
+        pd: config.pd.clone(),
+        addr: advertise.clone(),
+        http_addr: http_addr.to_string(),
+        data_dir: config.data.clone(),
+    };
+    let (heartbeat_ranges, heartbeat_node) = (ranges.clone(), node_id.clone());
+    actors::process::spawn_dedicated("pd-heartbeat", move || {
+        heartbeat::run(heartbeat_config, heartbeat_ranges, heartbeat_node)
+    })
+    .map_err(io("start the heartbeat thread"))?;
 
     Ok(RunningServer {
         rpc_addr,

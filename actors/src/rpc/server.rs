@@ -115,6 +115,16 @@ impl Actor for Connection {
     }
 }
 
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wake;
+
+impl Handler<Wake> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, _ctx: &mut Context<Self>) {}
+}
+
 impl WriteHandler<FrameError> for Connection {
     fn error(&mut self, err: FrameError, _ctx: &mut Context<Self>) -> Running {
         tracing::warn!(peer = %self.peer, "write failed: {err}");
@@ -137,9 +147,13 @@ impl Connection {
     }
 
     /// Flushes what is queued, then closes; the write side's `finished` stops the actor.
-    fn close(&mut self) {
+    /// actix's FramedWrite does not wake itself on close: a message to self wakes the
+    /// context, and a timer stops the actor if the peer never reads what is left.
+    fn close(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
         self.writer.close();
+        ctx.notify(Wake);
+        ctx.run_later(std::time::Duration::from_secs(5), |_, ctx| ctx.stop());
     }
 }
 
@@ -155,7 +169,7 @@ impl StreamHandler<Result<Frame, FrameError>> for Connection {
                 tracing::warn!(peer = %self.peer, "closing connection: {e}");
                 let header = Header::request(Opcode(0), 0, String::new());
                 self.respond(&header, Err(e.to_rpc_error()));
-                self.close();
+                self.close(ctx);
                 return;
             }
         };
@@ -179,7 +193,7 @@ impl StreamHandler<Result<Frame, FrameError>> for Connection {
                 "a server takes requests, not responses",
             );
             self.respond(&header, Err(err));
-            self.close();
+            self.close(ctx);
             return;
         }
         let span = tracing::debug_span!("rpc.server", opcode = header.opcode.0, peer = %self.peer);

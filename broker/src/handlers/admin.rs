@@ -390,7 +390,7 @@ pub async fn delete_records(
 
 pub async fn describe_cluster(
     broker: &SharedBroker,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {
     let snapshot = broker.snapshot();
@@ -412,6 +412,9 @@ pub async fn describe_cluster(
         .with_brokers(brokers);
     if version >= 1 {
         response = response.with_endpoint_type(1);
+    }
+    if request.include_cluster_authorized_operations {
+        response = response.with_cluster_authorized_operations(super::metadata::CLUSTER_OPERATIONS);
     }
     response
 }

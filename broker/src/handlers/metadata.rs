@@ -14,6 +14,16 @@ use super::admin;
 use super::str_bytes;
 use crate::context::{ClusterSnapshot, SharedBroker};
 
+/// ACL operations every client may perform on a topic (no authorization yet), as the bit set
+/// Kafka reports when asked: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// The same for the cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS, IDEMPOTENT_WRITE.
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 /// Splits `host:port` (the port after the last colon).
 pub fn host_port(addr: &str) -> (String, i32) {
     match addr.rsplit_once(':') {
@@ -125,6 +135,11 @@ pub async fn handle(
                 .collect()
         };
         for name in &missing {
+            if name == crate::group::OFFSETS_TOPIC {
+                // Created as Kafka does: internal, with the offsets-topic partition count.
+                super::groups::ensure_offsets_topic(broker).await;
+                continue;
+            }
             if let Err(e) = admin::auto_create(broker, name).await {
                 tracing::info!(topic = %name, "auto-create failed: {e}");
             }
@@ -139,6 +154,9 @@ pub async fn handle(
         .iter()
         .map(|name| {
             let mut entry = topic_entry(&snapshot, name, version);
+            if version >= 8 && request.include_topic_authorized_operations {
+                entry = entry.with_topic_authorized_operations(TOPIC_OPERATIONS);
+            }
             if admin::validate_topic_name(name).is_err() {
                 entry = entry.with_error_code(ResponseError::InvalidTopicException.code());
             }
@@ -161,6 +179,9 @@ pub async fn handle(
     }
     if version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(&snapshot.cluster_id)));
+    }
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response = response.with_cluster_authorized_operations(CLUSTER_OPERATIONS);
     }
     response
 }

@@ -9,6 +9,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -38,6 +39,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `api` this broker serves, if any.
@@ -74,6 +86,17 @@ pub enum Body {
     DeleteRecords(DeleteRecordsRequest),
     DescribeCluster(DescribeClusterRequest),
     InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 pub enum ParseError {
@@ -150,6 +173,21 @@ pub fn parse(mut frame: Bytes) -> Result<ParsedRequest, ParseError> {
         ApiKey::InitProducerId => {
             Body::InitProducerId(decode(&mut frame, version, "InitProducerId")?)
         }
+        ApiKey::FindCoordinator => {
+            Body::FindCoordinator(decode(&mut frame, version, "FindCoordinator")?)
+        }
+        ApiKey::JoinGroup => Body::JoinGroup(decode(&mut frame, version, "JoinGroup")?),
+        ApiKey::SyncGroup => Body::SyncGroup(decode(&mut frame, version, "SyncGroup")?),
+        ApiKey::Heartbeat => Body::Heartbeat(decode(&mut frame, version, "Heartbeat")?),
+        ApiKey::LeaveGroup => Body::LeaveGroup(decode(&mut frame, version, "LeaveGroup")?),
+        ApiKey::OffsetCommit => Body::OffsetCommit(decode(&mut frame, version, "OffsetCommit")?),
+        ApiKey::OffsetFetch => Body::OffsetFetch(decode(&mut frame, version, "OffsetFetch")?),
+        ApiKey::DescribeGroups => {
+            Body::DescribeGroups(decode(&mut frame, version, "DescribeGroups")?)
+        }
+        ApiKey::ListGroups => Body::ListGroups(decode(&mut frame, version, "ListGroups")?),
+        ApiKey::DeleteGroups => Body::DeleteGroups(decode(&mut frame, version, "DeleteGroups")?),
+        ApiKey::OffsetDelete => Body::OffsetDelete(decode(&mut frame, version, "OffsetDelete")?),
         other => return Err(ParseError::Close(format!("API {other:?} is not supported"))),
     };
     if frame.has_remaining() {
@@ -305,6 +343,79 @@ pub fn handle(
                 version,
                 cid,
                 &admin::init_producer_id(&broker, r, version).await,
+            )?,
+            Body::FindCoordinator(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::find_coordinator(&broker, r, version).await,
+            )?,
+            Body::JoinGroup(r) => {
+                let client_id = header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                encode(
+                    api_key,
+                    version,
+                    cid,
+                    &groups::join_group(&broker, r, version, client_id).await,
+                )?
+            }
+            Body::SyncGroup(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::sync_group(&broker, r, version).await,
+            )?,
+            Body::Heartbeat(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::heartbeat(&broker, r, version).await,
+            )?,
+            Body::LeaveGroup(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::leave_group(&broker, r, version).await,
+            )?,
+            Body::OffsetCommit(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::offset_commit(&broker, r, version).await,
+            )?,
+            Body::OffsetFetch(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::offset_fetch(&broker, r, version).await,
+            )?,
+            Body::DescribeGroups(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::describe_groups(&broker, r, version).await,
+            )?,
+            Body::ListGroups(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::list_groups(&broker, r, version).await,
+            )?,
+            Body::DeleteGroups(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::delete_groups(&broker, r, version).await,
+            )?,
+            Body::OffsetDelete(r) => encode(
+                api_key,
+                version,
+                cid,
+                &groups::offset_delete(&broker, r, version).await,
             )?,
         };
         Ok(Some(bytes))

@@ -49,7 +49,14 @@ pub fn start(
                 (None, _) if admin::validate_topic_name(&name).is_err() => {
                     Pending::Done(ResponseError::InvalidTopicException.code())
                 }
+                (None, _) if name == crate::group::OFFSETS_TOPIC => {
+                    Pending::Done(ResponseError::InvalidTopicException.code())
+                }
                 (None, _) => Pending::AutoCreate(name.clone()),
+                // Only group coordinators write to internal topics (Kafka refuses the same).
+                (Some(topic), _) if topic.internal => {
+                    Pending::Done(ResponseError::InvalidTopicException.code())
+                }
                 (Some(topic), Some(config)) => {
                     if p.index < 0 || p.index as usize >= topic.partitions.len() {
                         Pending::Done(ResponseError::UnknownTopicOrPartition.code())

@@ -1,0 +1,176 @@
+//! Consumer groups and committed offsets (Kafka's classic group coordinator), durable in
+//! the streams of the internal `__consumer_offsets` topic.
+//!
+//! - [`records`]: the records a coordinator writes (offset commits, group metadata, their
+//!   tombstones, snapshots) and their binary form. Part of the contract between brokers over
+//!   time: a later owner replays what an earlier one wrote.
+//! - [`state`]: the pure group state machine (join, sync, heartbeat, leave, commit, expiry,
+//!   replay). No I/O and no actors: every rule is unit-tested there.
+//! - [`coordinator`]: one actor per `__consumer_offsets` partition this broker owns. It is the
+//!   single writer of that partition's data and meta streams, rebuilds its groups from them on
+//!   open, persists every change before answering, runs the timers and snapshots its state
+//!   into the meta stream so the data stream can be trimmed.
+//!
+//! The coordinator of a group is the broker that owns partition
+//! `abs(java_hash_code(group_id)) % partitions` of `__consumer_offsets` (what Kafka does).
+//! This module decides nothing about placement: PD assigns the partitions, the metadata loop
+//! calls [`reconcile`] to start and stop coordinators accordingly.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+
+use crate::context::{ClusterSnapshot, SharedBroker};
+pub use coordinator::GroupCoordinator;
+
+/// Name of the internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Group-coordination settings (Kafka's `group.*` and `offsets.*` broker configs).
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets` when this broker creates it.
+    pub offsets_topic_partitions: u32,
+    /// Offsets of groups without members expire after this long (`offsets.retention.minutes`).
+    pub offsets_retention: Duration,
+    /// How often expired offsets and groups are removed.
+    pub offsets_retention_check: Duration,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
+    /// waits for more members.
+    pub initial_rebalance_delay_ms: i32,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// A coordinator snapshots its groups into the meta stream (and trims the data stream)
+    /// after writing this many records.
+    pub snapshot_every_records: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 50,
+            offsets_retention: Duration::from_secs(10080 * 60),
+            offsets_retention_check: Duration::from_secs(600),
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3000,
+            offset_metadata_max_bytes: 4096,
+            snapshot_every_records: 1000,
+        }
+    }
+}
+
+/// Java's `String.hashCode()` (over UTF-16 code units, wrapping 32-bit arithmetic).
+pub fn java_hash_code(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// Kafka's `Utils.abs(groupId.hashCode()) % partitions`.
+pub fn partition_for(group_id: &str, partitions: u32) -> u32 {
+    let h = java_hash_code(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    if partitions == 0 {
+        return 0;
+    }
+    (abs as u32) % partitions
+}
+
+/// A running coordinator, as the broker's table knows it.
+#[derive(Clone)]
+pub struct CoordinatorHandle {
+    pub addr: Addr<GroupCoordinator>,
+    pub leader_epoch: u32,
+    pub data_stream: u64,
+}
+
+/// Coordinators this broker runs, by `__consumer_offsets` partition.
+pub type Coordinators = HashMap<u32, CoordinatorHandle>;
+
+/// The `__consumer_offsets` partition of `group_id`, if the topic exists.
+pub fn offsets_partition(snapshot: &ClusterSnapshot, group_id: &str) -> Option<u32> {
+    let topic = snapshot.topics.get(OFFSETS_TOPIC)?;
+    let n = topic.partitions.len() as u32;
+    (n > 0).then(|| partition_for(group_id, n))
+}
+
+/// Starts coordinators for the `__consumer_offsets` partitions PD assigns to this broker and
+/// stops the others (moved away, new leader epoch, topic deleted). Called by the metadata
+/// loop after each refresh.
+pub fn reconcile(broker: &SharedBroker) {
+    let snapshot = broker.snapshot();
+    let mut wanted: HashMap<u32, (u32, u64, u64)> = HashMap::new();
+    if let Some(topic) = snapshot.topics.get(OFFSETS_TOPIC) {
+        for p in &topic.partitions {
+            if p.leader == Some(broker.node_id) {
+                wanted.insert(p.index, (p.leader_epoch, p.data_stream, p.meta_stream));
+            }
+        }
+    }
+    let mut coordinators = broker.coordinators.borrow_mut();
+    coordinators.retain(|partition, handle| {
+        let keep = wanted.get(partition).is_some_and(|(epoch, data, _)| {
+            *epoch == handle.leader_epoch && *data == handle.data_stream
+        }) && handle.addr.connected();
+        if !keep {
+            tracing::info!(partition, "no longer coordinating groups of this partition");
+            handle.addr.do_send(coordinator::Stop);
+        }
+        keep
+    });
+    for (partition, (epoch, data, meta)) in wanted {
+        if coordinators.contains_key(&partition) {
+            continue;
+        }
+        tracing::info!(partition, leader_epoch = epoch, "coordinating groups");
+        let addr = GroupCoordinator::new(broker.clone(), partition, epoch, data, meta).start();
+        coordinators.insert(
+            partition,
+            CoordinatorHandle {
+                addr,
+                leader_epoch: epoch,
+                data_stream: data,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_matches_java() {
+        // Values computed with Java's String.hashCode().
+        assert_eq!(java_hash_code(""), 0);
+        assert_eq!(java_hash_code("a"), 97);
+        assert_eq!(java_hash_code("hello"), 99162322);
+        assert_eq!(java_hash_code("my-group"), -1906497762);
+        assert_eq!(partition_for("my-group", 50), 1906497762 % 50);
+        // Overflowing hashes wrap like Java ints.
+        assert_eq!(java_hash_code("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // Non-ASCII: UTF-16 code units, a surrogate pair counts twice.
+        assert_eq!(java_hash_code("é"), 233);
+        assert_eq!(java_hash_code("😀"), 0xD83D * 31 + 0xDE00);
+    }
+
+    #[test]
+    fn partition_is_abs_hash_mod_n() {
+        let h = java_hash_code("console-consumer-1");
+        assert_eq!(
+            partition_for("console-consumer-1", 50),
+            (h.unsigned_abs() % 50)
+        );
+        assert!(partition_for("x", 7) < 7);
+        assert_eq!(partition_for("x", 0), 0);
+    }
+}

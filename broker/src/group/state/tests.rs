@@ -1,0 +1,788 @@
+//! The group state machine, rule by rule, with time passed in and writes confirmed by hand.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::*;
+
+const SESSION: i32 = 10_000;
+const REBALANCE: i32 = 30_000;
+
+fn config() -> GroupConfig {
+    GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        min_session_timeout_ms: 1000,
+        max_session_timeout_ms: 600_000,
+        offsets_retention: Duration::from_secs(3600),
+        ..GroupConfig::default()
+    }
+}
+
+/// Consumer-protocol subscription metadata (v0) for `topics`.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        b.extend_from_slice(t.as_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(b)
+}
+
+fn protocols(topics: &[&str]) -> Vec<(String, Bytes)> {
+    vec![
+        ("range".to_string(), subscription(topics)),
+        ("roundrobin".to_string(), subscription(topics)),
+    ]
+}
+
+type Slot<T> = Rc<RefCell<Option<T>>>;
+
+fn slot<T>() -> Slot<T> {
+    Rc::new(RefCell::new(None))
+}
+
+fn join_req(group: &str, member: &str, instance: Option<&str>, v4: bool) -> JoinRequest {
+    JoinRequest {
+        group_id: group.into(),
+        member_id: member.into(),
+        instance_id: instance.map(String::from),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: SESSION,
+        rebalance_timeout_ms: REBALANCE,
+        protocol_type: "consumer".into(),
+        protocols: protocols(&["t"]),
+        require_known_member_id: v4 && instance.is_none(),
+        supports_skip_assignment: false,
+    }
+}
+
+fn join(g: &mut Groups, now: i64, req: JoinRequest) -> Slot<JoinResult> {
+    let out = slot();
+    let o = out.clone();
+    g.join(now, req, Box::new(move |r| *o.borrow_mut() = Some(r)));
+    out
+}
+
+fn sync(
+    g: &mut Groups,
+    now: i64,
+    group: &str,
+    member: &str,
+    generation: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> Slot<SyncResult> {
+    let out = slot();
+    let o = out.clone();
+    g.sync(
+        now,
+        SyncRequest {
+            group_id: group.into(),
+            generation,
+            member_id: member.into(),
+            instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        },
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
+    );
+    out
+}
+
+fn commit(
+    g: &mut Groups,
+    now: i64,
+    group: &str,
+    member: &str,
+    generation: i32,
+    offsets: &[(&str, i32, i64)],
+) -> Slot<Vec<i16>> {
+    let out = slot();
+    let o = out.clone();
+    g.commit(
+        now,
+        CommitRequest {
+            group_id: group.into(),
+            generation,
+            member_id: member.into(),
+            instance_id: None,
+            retention_ms: -1,
+            offsets: offsets
+                .iter()
+                .map(|(t, p, o)| (t.to_string(), *p, *o, -1, Some(format!("m{o}"))))
+                .collect(),
+        },
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
+    );
+    out
+}
+
+/// Confirms every queued write (running its `done`), returning the records written.
+fn confirm(g: &mut Groups, now: i64) -> Vec<Record> {
+    let mut records = Vec::new();
+    loop {
+        let writes = g.take_writes();
+        if writes.is_empty() {
+            return records;
+        }
+        for w in writes {
+            records.extend(w.records);
+            if let Some(done) = w.done {
+                done(g, now);
+            }
+        }
+    }
+}
+
+fn take<T>(s: &Slot<T>) -> T {
+    s.borrow_mut().take().expect("answer expected")
+}
+
+/// A member joined with v4 semantics (MEMBER_ID_REQUIRED first); returns its id and the
+/// pending answer of its second join.
+fn join_v4(g: &mut Groups, now: i64, group: &str) -> (String, Slot<JoinResult>) {
+    let first = take(&join(g, now, join_req(group, "", None, true)));
+    assert_eq!(first.error, E::MemberIdRequired.code());
+    assert!(first.member_id.starts_with("client-"));
+    let id = first.member_id;
+    let second = join(g, now, join_req(group, &id, None, true));
+    (id, second)
+}
+
+/// One member, generation 1, Stable with `assignment`.
+fn stable_single(g: &mut Groups, now: i64, group: &str) -> String {
+    let (id, answer) = join_v4(g, now, group);
+    let r = take(&answer);
+    assert_eq!(r.error, 0);
+    assert_eq!(r.generation, 1);
+    assert_eq!(r.leader, id);
+    assert_eq!(r.members.len(), 1);
+    let s = sync(
+        g,
+        now,
+        group,
+        &id,
+        1,
+        vec![(id.clone(), Bytes::from_static(b"A"))],
+    );
+    assert!(
+        s.borrow().is_none(),
+        "answered before the write is confirmed"
+    );
+    confirm(g, now);
+    assert_eq!(take(&s).assignment, Bytes::from_static(b"A"));
+    assert_eq!(g.group(group).unwrap().state, GroupState::Stable);
+    id
+}
+
+#[test]
+fn member_id_required_round_trip_then_stable() {
+    let mut g = Groups::new(config());
+    let id = stable_single(&mut g, 0, "g");
+    let group = g.group("g").unwrap();
+    assert_eq!(group.protocol_name.as_deref(), Some("range"));
+    assert_eq!(g.heartbeat(1, "g", &id, None, 1), 0);
+    // A pending member that never comes back is dropped after the session timeout.
+    let first = take(&join(&mut g, 10, join_req("g", "", None, true)));
+    assert_eq!(first.error, E::MemberIdRequired.code());
+    g.tick(10 + SESSION as i64 + 1);
+    assert_eq!(
+        take(&join(
+            &mut g,
+            20_000,
+            join_req("g", &first.member_id, None, true)
+        ))
+        .error,
+        E::UnknownMemberId.code()
+    );
+}
+
+#[test]
+fn invalid_session_timeout_and_inconsistent_protocols_are_refused() {
+    let mut g = Groups::new(config());
+    let mut req = join_req("g", "", None, false);
+    req.session_timeout_ms = 10;
+    assert_eq!(
+        take(&join(&mut g, 0, req)).error,
+        E::InvalidSessionTimeout.code()
+    );
+    let _ = stable_single(&mut g, 0, "g");
+    let mut req = join_req("g", "", None, false);
+    req.protocols = vec![("other".into(), Bytes::new())];
+    assert_eq!(
+        take(&join(&mut g, 0, req)).error,
+        E::InconsistentGroupProtocol.code()
+    );
+    let mut req = join_req("g", "", None, false);
+    req.protocol_type = "connect".into();
+    assert_eq!(
+        take(&join(&mut g, 0, req)).error,
+        E::InconsistentGroupProtocol.code()
+    );
+}
+
+#[test]
+fn second_member_triggers_rebalance_and_leader_assigns_both() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    let (b, b_join) = join_v4(&mut g, 100, "g");
+    assert!(b_join.borrow().is_none(), "waits for the others to rejoin");
+    assert_eq!(g.group("g").unwrap().state, GroupState::PreparingRebalance);
+    assert_eq!(
+        g.heartbeat(200, "g", &a, None, 1),
+        E::RebalanceInProgress.code()
+    );
+    // A commit during PreparingRebalance with the current generation is accepted.
+    let c = commit(&mut g, 200, "g", &a, 1, &[("t", 0, 5)]);
+    confirm(&mut g, 200);
+    assert_eq!(take(&c), vec![0]);
+    let a_join = join(&mut g, 300, join_req("g", &a, None, true));
+    let ra = take(&a_join);
+    let rb = take(&b_join);
+    assert_eq!((ra.generation, rb.generation), (2, 2));
+    assert_eq!(ra.leader, a);
+    assert_eq!(rb.leader, a);
+    assert_eq!(ra.members.len(), 2);
+    assert!(rb.members.is_empty());
+    assert_eq!(g.group("g").unwrap().state, GroupState::CompletingRebalance);
+    // Commit during CompletingRebalance: REBALANCE_IN_PROGRESS; stale generation: ILLEGAL.
+    assert_eq!(
+        take(&commit(&mut g, 310, "g", &a, 2, &[("t", 0, 6)])),
+        vec![E::RebalanceInProgress.code()]
+    );
+    assert_eq!(
+        take(&commit(&mut g, 310, "g", &a, 1, &[("t", 0, 6)])),
+        vec![E::IllegalGeneration.code()]
+    );
+    assert_eq!(
+        take(&commit(&mut g, 310, "g", "nobody", 2, &[("t", 0, 6)])),
+        vec![E::UnknownMemberId.code()]
+    );
+    // The follower syncs first and waits for the leader.
+    let sb = sync(&mut g, 400, "g", &b, 2, vec![]);
+    assert!(sb.borrow().is_none());
+    assert_eq!(
+        take(&sync(&mut g, 400, "g", &b, 1, vec![])).error,
+        E::IllegalGeneration.code()
+    );
+    let sa = sync(
+        &mut g,
+        500,
+        "g",
+        &a,
+        2,
+        vec![
+            (a.clone(), Bytes::from_static(b"A")),
+            (b.clone(), Bytes::from_static(b"B")),
+        ],
+    );
+    let written = confirm(&mut g, 500);
+    assert!(
+        matches!(&written[0], Record::Group { value: Some(v), .. } if v.members.len() == 2 && v.generation == 2)
+    );
+    assert_eq!(take(&sa).assignment, Bytes::from_static(b"A"));
+    assert_eq!(take(&sb).assignment, Bytes::from_static(b"B"));
+    assert_eq!(g.group("g").unwrap().state, GroupState::Stable);
+    assert_eq!(g.heartbeat(600, "g", &b, None, 2), 0);
+    assert_eq!(
+        g.heartbeat(600, "g", &b, None, 1),
+        E::IllegalGeneration.code()
+    );
+    assert_eq!(
+        g.heartbeat(600, "g", "ghost", None, 2),
+        E::UnknownMemberId.code()
+    );
+    assert_eq!(
+        g.heartbeat(600, "nogroup", "ghost", None, 2),
+        E::UnknownMemberId.code()
+    );
+}
+
+#[test]
+fn session_expiry_removes_member_and_rebalances() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    let (b, b_join) = join_v4(&mut g, 0, "g");
+    let a_join = join(&mut g, 0, join_req("g", &a, None, true));
+    let _ = (take(&a_join), take(&b_join));
+    sync(&mut g, 0, "g", &b, 2, vec![]);
+    sync(&mut g, 0, "g", &a, 2, vec![]);
+    confirm(&mut g, 0);
+    assert_eq!(g.group("g").unwrap().state, GroupState::Stable);
+    // a keeps heartbeating, b goes silent.
+    for t in (1000..SESSION as i64).step_by(1000) {
+        assert_eq!(g.heartbeat(t, "g", &a, None, 2), 0);
+        g.tick(t);
+    }
+    g.tick(SESSION as i64 + 1);
+    assert_eq!(
+        g.heartbeat(SESSION as i64 + 1, "g", &a, None, 2),
+        E::RebalanceInProgress.code()
+    );
+    let group = g.group("g").unwrap();
+    assert!(!group.has_member(&b));
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    let t = SESSION as i64 + 2000;
+    let r = take(&join(&mut g, t, join_req("g", &a, None, true)));
+    assert_eq!((r.error, r.generation), (0, 3));
+}
+
+#[test]
+fn members_that_do_not_rejoin_in_the_rebalance_timeout_are_removed() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    let (_b, b_join) = join_v4(&mut g, 0, "g");
+    // a never rejoins (but keeps its session alive through heartbeats).
+    for t in (1000..REBALANCE as i64).step_by(1000) {
+        assert_eq!(
+            g.heartbeat(t, "g", &a, None, 1),
+            E::RebalanceInProgress.code()
+        );
+        g.tick(t);
+    }
+    assert!(b_join.borrow().is_none());
+    g.tick(REBALANCE as i64 + 1);
+    let rb = take(&b_join);
+    assert_eq!((rb.error, rb.generation), (0, 2));
+    assert_eq!(rb.members.len(), 1, "b leads alone");
+    assert!(!g.group("g").unwrap().has_member(&a));
+    assert_eq!(
+        g.heartbeat(REBALANCE as i64 + 2, "g", &a, None, 1),
+        E::UnknownMemberId.code()
+    );
+}
+
+#[test]
+fn members_that_do_not_sync_in_time_are_removed() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    let (b, b_join) = join_v4(&mut g, 0, "g");
+    let _ = take(&join(&mut g, 0, join_req("g", &a, None, true)));
+    let _ = take(&b_join);
+    // Only the leader syncs; both keep their sessions alive.
+    sync(&mut g, 0, "g", &a, 2, vec![]);
+    confirm(&mut g, 0);
+    for t in (5000..REBALANCE as i64).step_by(5000) {
+        assert_eq!(g.heartbeat(t, "g", &a, None, 2), 0);
+        assert_eq!(g.heartbeat(t, "g", &b, None, 2), 0);
+        g.tick(t);
+    }
+    assert!(g.group("g").unwrap().has_member(&b));
+    g.tick(REBALANCE as i64 + 1);
+    let group = g.group("g").unwrap();
+    assert!(!group.has_member(&b));
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+}
+
+#[test]
+fn leave_group_rebalances_and_last_leave_empties() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    assert_eq!(
+        g.leave(1, "g", &[("ghost".into(), None)]),
+        (0, vec![E::UnknownMemberId.code()])
+    );
+    assert_eq!(g.leave(1, "g", &[(a.clone(), None)]), (0, vec![0]));
+    let group = g.group("g").unwrap();
+    assert_eq!(group.state, GroupState::Empty);
+    assert_eq!(group.generation, 2);
+    let written = confirm(&mut g, 1);
+    assert!(matches!(&written[..], [Record::Group { value: Some(v), .. }] if v.members.is_empty()));
+    assert_eq!(
+        g.leave(2, "none", &[("x".into(), None)]),
+        (0, vec![E::UnknownMemberId.code()])
+    );
+}
+
+#[test]
+fn simple_consumer_commits_and_fetches() {
+    let mut g = Groups::new(config());
+    let c = commit(&mut g, 5, "simple", "", -1, &[("t", 0, 10), ("t", 1, 20)]);
+    assert!(c.borrow().is_none(), "answered only once persisted");
+    let written = confirm(&mut g, 5);
+    assert_eq!(written.len(), 2);
+    assert_eq!(take(&c), vec![0, 0]);
+    let fetched = g.fetch_offsets("simple", Some(&[("t".into(), 1), ("t".into(), 2)]));
+    assert_eq!(fetched[0].2.as_ref().unwrap().offset, 20);
+    assert_eq!(fetched[0].2.as_ref().unwrap().metadata, "m20");
+    assert!(fetched[1].2.is_none());
+    assert_eq!(g.fetch_offsets("simple", None).len(), 2);
+    assert_eq!(g.fetch_offsets("nothing", None).len(), 0);
+    // A generation without a group: refused.
+    assert_eq!(
+        take(&commit(&mut g, 5, "other", "m", 3, &[("t", 0, 1)])),
+        vec![E::IllegalGeneration.code()]
+    );
+    // Simple commits to a group with members: UNKNOWN_MEMBER_ID.
+    stable_single(&mut g, 0, "managed");
+    assert_eq!(
+        take(&commit(&mut g, 5, "managed", "", -1, &[("t", 0, 1)])),
+        vec![E::UnknownMemberId.code()]
+    );
+    // Metadata over the limit is refused per partition.
+    let req = CommitRequest {
+        group_id: "simple".into(),
+        generation: -1,
+        member_id: String::new(),
+        instance_id: None,
+        retention_ms: -1,
+        offsets: vec![
+            ("t".into(), 0, 1, -1, Some("x".repeat(5000))),
+            ("t".into(), 1, 2, 7, None),
+        ],
+    };
+    let out = slot();
+    let o = out.clone();
+    g.commit(6, req, Box::new(move |r| *o.borrow_mut() = Some(r)));
+    confirm(&mut g, 6);
+    assert_eq!(take(&out), vec![E::OffsetMetadataTooLarge.code(), 0]);
+    let v = g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
+        .2
+        .clone()
+        .unwrap();
+    assert_eq!((v.offset, v.leader_epoch, v.metadata.as_str()), (2, 7, ""));
+}
+
+#[test]
+fn static_member_rejoining_gets_its_assignment_without_rebalance() {
+    let mut g = Groups::new(config());
+    let a_req = || join_req("g", "", Some("inst-a"), true);
+    let ra = take(&join(&mut g, 0, a_req()));
+    assert_eq!(ra.error, 0, "static members skip MEMBER_ID_REQUIRED");
+    let a = ra.member_id.clone();
+    assert!(a.starts_with("inst-a-"));
+    let (b, b_join) = join_v4(&mut g, 0, "g");
+    // a rejoins for the new generation, as a static member.
+    let mut a_rejoin = a_req();
+    a_rejoin.member_id = a.clone();
+    let ra = take(&join(&mut g, 0, a_rejoin));
+    let rb = take(&b_join);
+    assert_eq!((ra.generation, rb.generation), (2, 2));
+    let leader = ra.leader.clone();
+    assert_eq!(leader, a);
+    sync(&mut g, 0, "g", &b, 2, vec![]);
+    sync(
+        &mut g,
+        0,
+        "g",
+        &a,
+        2,
+        vec![
+            (a.clone(), Bytes::from_static(b"A")),
+            (b.clone(), Bytes::from_static(b"B")),
+        ],
+    );
+    confirm(&mut g, 0);
+    assert_eq!(g.group("g").unwrap().state, GroupState::Stable);
+
+    // a restarts: unknown member id, same instance id.
+    let again = join(&mut g, 1000, a_req());
+    assert!(
+        again.borrow().is_none(),
+        "answered once the new member id is stored"
+    );
+    let written = confirm(&mut g, 1000);
+    assert!(matches!(&written[..], [Record::Group { value: Some(v), .. }] if v.generation == 2));
+    let r = take(&again);
+    assert_eq!(r.error, 0);
+    assert_eq!(r.generation, 2, "no new generation");
+    assert_ne!(r.member_id, a);
+    assert_eq!(
+        r.leader, a,
+        "old leader id: the new member does not run an assignment"
+    );
+    let a2 = r.member_id.clone();
+    let group = g.group("g").unwrap();
+    assert_eq!(group.state, GroupState::Stable);
+    assert_eq!(group.generation, 2);
+    // It gets its old assignment back; b is undisturbed.
+    let s = sync(&mut g, 1001, "g", &a2, 2, vec![]);
+    assert_eq!(take(&s).assignment, Bytes::from_static(b"A"));
+    assert_eq!(g.heartbeat(1002, "g", &b, None, 2), 0);
+    // The old incarnation is fenced.
+    assert_eq!(
+        g.heartbeat(1002, "g", &a, Some("inst-a"), 2),
+        E::FencedInstanceId.code()
+    );
+    assert_eq!(g.heartbeat(1002, "g", &a2, Some("inst-a"), 2), 0);
+    // Removing a static member by instance id (admin LeaveGroup) rebalances.
+    assert_eq!(
+        g.leave(1003, "g", &[(String::new(), Some("inst-a".into()))]),
+        (0, vec![0])
+    );
+    assert_eq!(g.group("g").unwrap().state, GroupState::PreparingRebalance);
+}
+
+#[test]
+fn static_member_that_does_not_rejoin_stays_until_its_session_expires() {
+    let mut g = Groups::new(config());
+    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
+    let a = ra.member_id;
+    sync(
+        &mut g,
+        0,
+        "g",
+        &a,
+        1,
+        vec![(a.clone(), Bytes::from_static(b"A"))],
+    );
+    confirm(&mut g, 0);
+    let (b, b_join) = join_v4(&mut g, 100, "g");
+    // a is alive (heartbeats) but does not rejoin.
+    for t in (5000..100 + REBALANCE as i64).step_by(5000) {
+        g.heartbeat(t, "g", &a, Some("i"), 1);
+        g.tick(t);
+    }
+    g.tick(100 + REBALANCE as i64 + 1);
+    let rb = take(&b_join);
+    assert_eq!(rb.generation, 2);
+    let group = g.group("g").unwrap();
+    assert!(
+        group.has_member(&a),
+        "static members survive the join phase"
+    );
+    assert_eq!(rb.leader, b, "leadership moves to a member that rejoined");
+    // Its session then expires.
+    g.tick(100 + REBALANCE as i64 + 1 + SESSION as i64);
+    assert!(!g.group("g").unwrap().has_member(&a));
+}
+
+#[test]
+fn initial_rebalance_delay_waits_for_more_members() {
+    let mut g = Groups::new(GroupConfig {
+        initial_rebalance_delay_ms: 3000,
+        ..config()
+    });
+    let a = join(&mut g, 0, join_req("g", "", None, false));
+    let b = join(&mut g, 1000, join_req("g", "", None, false));
+    g.tick(2999);
+    assert!(a.borrow().is_none());
+    g.tick(3000);
+    // b arrived during the delay: extended once.
+    assert!(a.borrow().is_none());
+    g.tick(6000);
+    let (ra, rb) = (take(&a), take(&b));
+    assert_eq!((ra.generation, rb.generation), (1, 1));
+    assert_eq!(ra.members.len(), 2);
+}
+
+#[test]
+fn protocol_is_the_common_one_most_members_prefer() {
+    let mut g = Groups::new(config());
+    let mut a = join_req("g", "", None, false);
+    a.protocols = vec![
+        ("cooperative-sticky".into(), subscription(&["t"])),
+        ("range".into(), subscription(&["t"])),
+    ];
+    let mut b = join_req("g", "", None, false);
+    b.protocols = vec![("range".into(), subscription(&["t"]))];
+    let ra = join(&mut g, 0, a);
+    let rb = join(&mut g, 0, b);
+    // a's first join completed a generation of one; b's join started the next one.
+    let first = take(&ra);
+    assert_eq!(first.protocol_name.as_deref(), Some("cooperative-sticky"));
+    let mut a2 = join_req("g", &first.member_id, None, false);
+    a2.protocols = vec![
+        ("cooperative-sticky".into(), subscription(&["t"])),
+        ("range".into(), subscription(&["t"])),
+    ];
+    let r = take(&join(&mut g, 0, a2));
+    assert_eq!(r.protocol_name.as_deref(), Some("range"));
+    assert_eq!(take(&rb).protocol_name.as_deref(), Some("range"));
+}
+
+#[test]
+fn describe_list_delete_and_offset_delete() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    commit(&mut g, 1, "g", &a, 1, &[("t", 0, 1), ("other", 0, 2)]);
+    commit(&mut g, 1, "simple", "", -1, &[("t", 0, 3)]);
+    confirm(&mut g, 1);
+    let d = g.describe("g");
+    assert_eq!(d.state, GroupState::Stable);
+    assert_eq!(d.protocol, "range");
+    assert_eq!(d.members[0].assignment, Bytes::from_static(b"A"));
+    assert_eq!(g.describe("missing").state, GroupState::Dead);
+    let listed = g.list();
+    assert_eq!(
+        listed,
+        vec![
+            ("g".into(), "consumer".into(), GroupState::Stable),
+            ("simple".into(), "".into(), GroupState::Empty)
+        ]
+    );
+    // OffsetDelete on a group subscribed to the topic.
+    let out: Slot<(i16, Vec<i16>)> = slot();
+    let o = out.clone();
+    g.delete_offsets(
+        "g",
+        vec![("t".into(), 0), ("other".into(), 0)],
+        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+    );
+    let written = confirm(&mut g, 2);
+    assert_eq!(take(&out), (0, vec![E::GroupSubscribedToTopic.code(), 0]));
+    assert_eq!(written.len(), 1);
+    assert!(g.fetch_offsets("g", Some(&[("other".into(), 0)]))[0]
+        .2
+        .is_none());
+    // DeleteGroups: non-empty refused, empty deleted with tombstones, missing not found.
+    let out: Slot<Vec<(String, i16)>> = slot();
+    let o = out.clone();
+    g.delete_groups(
+        &["g".into(), "simple".into(), "missing".into()],
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
+    );
+    let written = confirm(&mut g, 3);
+    assert_eq!(
+        take(&out),
+        vec![
+            ("g".into(), E::NonEmptyGroup.code()),
+            ("simple".into(), 0),
+            ("missing".into(), E::GroupIdNotFound.code())
+        ]
+    );
+    assert_eq!(written.len(), 2, "offset and group tombstones");
+    assert!(g.group("simple").is_none());
+    let out: Slot<(i16, Vec<i16>)> = slot();
+    let o = out.clone();
+    g.delete_offsets(
+        "simple",
+        vec![("t".into(), 0)],
+        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+    );
+    assert_eq!(take(&out).0, E::GroupIdNotFound.code());
+}
+
+#[test]
+fn expiry_removes_old_offsets_and_empty_groups() {
+    let mut g = Groups::new(config());
+    let hour = 3_600_000;
+    commit(&mut g, 0, "simple", "", -1, &[("t", 0, 1)]);
+    commit(&mut g, hour / 2, "simple", "", -1, &[("t", 1, 1)]);
+    let a = stable_single(&mut g, 0, "busy");
+    commit(
+        &mut g,
+        0,
+        "busy",
+        &a,
+        1,
+        &[("t", 0, 1), ("unsubscribed", 0, 1)],
+    );
+    confirm(&mut g, 0);
+    g.heartbeat(hour, "busy", &a, None, 1);
+    g.expire(hour);
+    let written = confirm(&mut g, hour);
+    // simple/t-0 and busy/unsubscribed-0 expired; busy/t-0 is consumed, simple/t-1 is young.
+    assert_eq!(written.len(), 2);
+    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 0)]))[0]
+        .2
+        .is_none());
+    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
+        .2
+        .is_some());
+    assert!(g.fetch_offsets("busy", Some(&[("t".into(), 0)]))[0]
+        .2
+        .is_some());
+    g.expire(hour + hour / 2);
+    let written = confirm(&mut g, hour + hour / 2);
+    assert!(
+        g.group("simple").is_none(),
+        "empty and offset-less: removed"
+    );
+    assert_eq!(
+        written.len(),
+        1,
+        "only the offset: a simple group has no metadata"
+    );
+    // An empty consumer group expires from when it became empty.
+    g.leave(2 * hour, "busy", &[(a.clone(), None)]);
+    confirm(&mut g, 2 * hour);
+    g.expire(3 * hour - 1);
+    assert!(g.group("busy").is_some());
+    g.expire(3 * hour);
+    let written = confirm(&mut g, 3 * hour);
+    assert!(g.group("busy").is_none());
+    assert!(written
+        .iter()
+        .any(|r| matches!(r, Record::Group { value: None, .. })));
+}
+
+#[test]
+fn replay_of_written_records_rebuilds_the_state() {
+    let mut g = Groups::new(config());
+    let mut log = Vec::new();
+    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
+    let a = ra.member_id;
+    sync(
+        &mut g,
+        0,
+        "g",
+        &a,
+        1,
+        vec![(a.clone(), Bytes::from_static(b"A"))],
+    );
+    log.extend(confirm(&mut g, 0));
+    commit(&mut g, 1, "g", &a, 1, &[("t", 0, 42)]);
+    commit(&mut g, 1, "s", "", -1, &[("t", 0, 7)]);
+    commit(&mut g, 1, "gone", "", -1, &[("t", 0, 7)]);
+    log.extend(confirm(&mut g, 1));
+    g.delete_groups(&["gone".into()], Box::new(|_| {}));
+    log.extend(confirm(&mut g, 2));
+
+    let check = |h: &Groups| {
+        let group = h.group("g").unwrap();
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(group.generation, 1);
+        assert_eq!(group.leader.as_deref(), Some(a.as_str()));
+        assert!(group.has_member(&a));
+        assert_eq!(
+            h.describe("g").members[0].assignment,
+            Bytes::from_static(b"A")
+        );
+        assert_eq!(
+            h.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+                .2
+                .as_ref()
+                .unwrap()
+                .offset,
+            42
+        );
+        assert_eq!(h.group("s").unwrap().state, GroupState::Empty);
+        assert!(h.group("gone").is_none());
+    };
+    let mut h = Groups::new(config());
+    for r in log.clone() {
+        h.replay(r, 10);
+    }
+    h.finish_load(10);
+    check(&h);
+    // The static member can come back under its instance id after the move.
+    assert_eq!(h.heartbeat(11, "g", &a, Some("i"), 1), 0);
+    // A snapshot of it replays to the same state.
+    let mut s = Groups::new(config());
+    for r in h.snapshot_records() {
+        s.replay(r, 20);
+    }
+    s.finish_load(20);
+    check(&s);
+    // Loaded members expire like any other after their session: the group empties.
+    s.tick(20 + SESSION as i64 + 1);
+    let group = s.group("g").unwrap();
+    assert_eq!((group.state, group.generation), (GroupState::Empty, 2));
+}
+
+#[test]
+fn subscription_parsing_is_total() {
+    assert_eq!(
+        subscription_topics(&subscription(&["a", "bb"])),
+        Some(vec!["a".to_string(), "bb".to_string()])
+    );
+    assert_eq!(subscription_topics(&[]), None);
+    assert_eq!(subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
+    assert_eq!(subscription_topics(&[0, 0, 0, 0, 0, 1, 0, 9, b'x']), None);
+}

@@ -1,0 +1,1318 @@
+//! Consumer groups and committed offsets (issue 4), seen by real clients: librdkafka through
+//! `rdkafka`, kafka-python (`integration/python/groups_test.py`), and raw requests through
+//! `kafka-protocol` for the error paths no client library takes on purpose. Every test starts
+//! PD, three range servers and brokers as real processes.
+//!
+//! Run: `cargo build --release --workspace --bins && cargo test --release -p integration
+//! --test kafka_groups`. `STRATA_KEEP_TEST_DIRS=1` keeps each cluster's data and logs.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use integration::kafka;
+use integration::{Cluster, ClusterBuilder};
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::producer::BaseRecord;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+/// Kafka error codes these tests expect.
+mod err {
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+}
+
+/// A cluster for group tests: a small `__consumer_offsets` and a short initial rebalance
+/// delay, so tests do not wait for Kafka's production defaults.
+fn cluster(brokers: usize) -> ClusterBuilder {
+    Cluster::builder()
+        .brokers(brokers)
+        .broker_arg("--offsets-topic-partitions", "6")
+        .broker_arg("--group-initial-rebalance-delay-ms", "300")
+}
+
+fn fail(cluster: &Cluster, msg: String) -> ! {
+    panic!(
+        "{msg}\n{}{}",
+        cluster.broker_log_problems(30),
+        cluster.logs_tail(40)
+    )
+}
+
+fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| fail(cluster, e))
+}
+
+/// Produces `n` keyed messages to `topic`; answers `(partition, offset)` of each.
+fn produce(cluster: &Cluster, topic: &str, n: usize, tag: &str) -> Vec<(i32, i64)> {
+    let producer = kafka::producer(&cluster.bootstrap(), &[("acks", "all"), ("linger.ms", "5")]);
+    for i in 0..n {
+        let key = format!("{tag}-{i}");
+        let value = format!("{tag} value {i}");
+        kafka::send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, Box::new(i))
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+        );
+    }
+    let deliveries = kafka::flush(&producer, Duration::from_secs(60));
+    let failed: Vec<_> = deliveries.iter().filter(|d| d.error.is_some()).collect();
+    if !failed.is_empty() || deliveries.len() != n {
+        fail(
+            cluster,
+            format!(
+                "{} of {n} deliveries failed: {:?}",
+                failed.len(),
+                &failed[..failed.len().min(3)]
+            ),
+        );
+    }
+    deliveries.iter().map(|d| (d.partition, d.offset)).collect()
+}
+
+/// One consumed record: which member, where, and whether its commit succeeded.
+#[derive(Debug, Clone, Copy)]
+struct Consumed {
+    member: usize,
+    partition: i32,
+    offset: i64,
+    committed: bool,
+}
+
+/// Counts rebalances a consumer goes through (assignments and revocations it sees).
+#[derive(Default)]
+struct Counting {
+    rebalances: Arc<AtomicUsize>,
+}
+
+impl ClientContext for Counting {}
+
+impl ConsumerContext for Counting {
+    fn post_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A group member consuming on its own thread; commits every record synchronously before
+/// it polls again (so a record is committed before any rebalance can take its partition).
+struct Member {
+    stop: Arc<AtomicBool>,
+    assignment: Arc<Mutex<Option<Vec<i32>>>>,
+    rebalances: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Member {
+    fn start(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        index: usize,
+        extra: &[(&str, &str)],
+        log: Arc<Mutex<Vec<Consumed>>>,
+    ) -> Member {
+        let mut config = kafka::config(bootstrap);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("fetch.wait.max.ms", "100");
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        let rebalances = Arc::new(AtomicUsize::new(0));
+        let consumer: BaseConsumer<Counting> = config
+            .create_with_context(Counting {
+                rebalances: rebalances.clone(),
+            })
+            .expect("create consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Mutex::new(None));
+        let (s, a) = (stop.clone(), assignment.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let committed = consumer.commit_message(&m, CommitMode::Sync).is_ok();
+                    use rdkafka::Message;
+                    log.lock().unwrap().push(Consumed {
+                        member: index,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        committed,
+                    });
+                }
+                if let Ok(tpl) = consumer.assignment() {
+                    let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                    ps.sort();
+                    *a.lock().unwrap() = Some(ps);
+                }
+            }
+            drop(consumer); // closes: LeaveGroup (unless static)
+        });
+        Member {
+            stop,
+            assignment,
+            rebalances,
+            thread: Some(thread),
+        }
+    }
+
+    fn assignment(&self) -> Vec<i32> {
+        self.assignment.lock().unwrap().clone().unwrap_or_default()
+    }
+
+    /// Closes the consumer and waits for its thread.
+    fn close(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Waits until the live members' assignments partition `0..partitions` exactly, each member
+/// holding at least one (when there are fewer members than partitions).
+fn wait_for_assignment(
+    cluster: &Cluster,
+    members: &[&Member],
+    partitions: i32,
+    timeout: Duration,
+) -> Vec<Vec<i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let assignments: Vec<Vec<i32>> = members.iter().map(|m| m.assignment()).collect();
+        let mut all: Vec<i32> = assignments.iter().flatten().copied().collect();
+        all.sort();
+        if all == (0..partitions).collect::<Vec<_>>() && assignments.iter().all(|a| !a.is_empty()) {
+            return assignments;
+        }
+        if Instant::now() > deadline {
+            fail(
+                cluster,
+                format!("assignment never covered 0..{partitions} exactly once: {assignments:?}"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every produced record was consumed with a successful commit; then checks
+/// that none was consumed-and-committed twice.
+fn wait_for_consumed(
+    cluster: &Cluster,
+    log: &Arc<Mutex<Vec<Consumed>>>,
+    produced: &[(i32, i64)],
+    timeout: Duration,
+) {
+    let want: BTreeSet<(i32, i64)> = produced.iter().copied().collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got: BTreeSet<(i32, i64)> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.committed)
+            .map(|c| (c.partition, c.offset))
+            .collect();
+        if want.is_subset(&got) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = want.difference(&got).take(10).collect();
+            fail(
+                cluster,
+                format!(
+                    "{} of {} records never consumed and committed, e.g. {missing:?}",
+                    want.difference(&got).count(),
+                    want.len()
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut seen: HashMap<(i32, i64), Vec<usize>> = HashMap::new();
+    for c in log.lock().unwrap().iter().filter(|c| c.committed) {
+        seen.entry((c.partition, c.offset))
+            .or_default()
+            .push(c.member);
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, m)| m.len() > 1).take(10).collect();
+    if !twice.is_empty() {
+        fail(
+            cluster,
+            format!("records consumed and committed more than once: {twice:?}"),
+        );
+    }
+}
+
+/// Issue test 1: three consumers share 12 partitions, each partition assigned to exactly
+/// one; a fourth joins and one leaves while records keep coming: every record consumed
+/// (and committed) exactly once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
+    let _serial = serial().await;
+    let cluster = cluster(3).start().await;
+    let bs = cluster.bootstrap();
+    let topic = "shared";
+    ok(&cluster, kafka::create_topic(&bs, topic, 12, &[]).await);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let group = "g-shared";
+    let result = tokio::task::spawn_blocking(move || {
+        let mut produced = produce(&cluster, topic, 600, "a");
+        let mut members: Vec<Member> = (0..3)
+            .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
+            .collect();
+        let first = wait_for_assignment(
+            &cluster,
+            &members.iter().collect::<Vec<_>>(),
+            12,
+            Duration::from_secs(60),
+        );
+        assert!(
+            first.iter().all(|a| a.len() == 4),
+            "3 × 4 partitions: {first:?}"
+        );
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+
+        // A fourth member joins while records keep coming.
+        members.push(Member::start(&bs, group, topic, 3, &[], log.clone()));
+        produced.extend(produce(&cluster, topic, 600, "b"));
+        let second = wait_for_assignment(
+            &cluster,
+            &members.iter().collect::<Vec<_>>(),
+            12,
+            Duration::from_secs(60),
+        );
+        assert!(
+            second.iter().all(|a| a.len() == 3),
+            "4 × 3 partitions: {second:?}"
+        );
+        produced.extend(produce(&cluster, topic, 600, "c"));
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+
+        // One member leaves (LeaveGroup on close) while records keep coming.
+        members[0].close();
+        produced.extend(produce(&cluster, topic, 600, "d"));
+        let third = wait_for_assignment(
+            &cluster,
+            &members[1..].iter().collect::<Vec<_>>(),
+            12,
+            Duration::from_secs(60),
+        );
+        assert!(
+            third.iter().all(|a| a.len() == 4),
+            "3 × 4 partitions: {third:?}"
+        );
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        let failed_commits = log.lock().unwrap().iter().filter(|c| !c.committed).count();
+        eprintln!(
+            "consumed {} records ({} commits refused during rebalances)",
+            log.lock().unwrap().len(),
+            failed_commits
+        );
+        drop(members);
+        cluster
+    })
+    .await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw helpers (kafka-protocol requests).
+
+fn gid(s: &str) -> GroupId {
+    GroupId(str_bytes(s))
+}
+
+/// `(node id, host:port)` of the coordinator of `group`, asked of `addr` (FindCoordinator
+/// at the highest common version; retried while it is not available yet).
+fn find_coordinator(addr: &str, group: &str) -> (i32, String) {
+    let mut c = RawClient::negotiated(addr);
+    let v = c.version::<FindCoordinatorRequest>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut req = FindCoordinatorRequest::default();
+        if v >= 4 {
+            req = req.with_coordinator_keys(vec![str_bytes(group)]);
+        } else {
+            req = req.with_key(str_bytes(group));
+        }
+        let resp = c.call(&req, v).expect("FindCoordinator");
+        let (error, node, host, port) = if v >= 4 {
+            let co = &resp.coordinators[0];
+            assert_eq!(co.key.as_str(), group);
+            (co.error_code, co.node_id.0, co.host.to_string(), co.port)
+        } else {
+            (
+                resp.error_code,
+                resp.node_id.0,
+                resp.host.to_string(),
+                resp.port,
+            )
+        };
+        if error == 0 {
+            return (node, format!("{host}:{port}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FindCoordinator {group}: error {error}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A raw connection to the coordinator of `group`.
+fn coordinator_client(bootstrap: &str, group: &str) -> RawClient {
+    let first = bootstrap.split(',').next().expect("bootstrap");
+    let (_, addr) = find_coordinator(first, group);
+    RawClient::negotiated(&addr)
+}
+
+/// Consumer-protocol subscription metadata (v0) for `topics`.
+fn subscription(topics: &[&str]) -> bytes::Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        b.extend_from_slice(t.as_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    bytes::Bytes::from(b)
+}
+
+fn join_request(
+    group: &str,
+    member: &str,
+    instance: Option<&str>,
+    topic: &str,
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(str_bytes(member))
+        .with_group_instance_id(instance.map(str_bytes))
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(str_bytes("range"))
+            .with_metadata(subscription(&[topic]))])
+}
+
+fn join(c: &mut RawClient, req: &JoinGroupRequest) -> JoinGroupResponse {
+    let v = c.version::<JoinGroupRequest>();
+    c.call(req, v).expect("JoinGroup")
+}
+
+/// A new dynamic member: the MEMBER_ID_REQUIRED round trip, then the join that waits for
+/// the generation. Answers the member id and the correlation id of the pending join.
+fn start_join(c: &mut RawClient, group: &str, topic: &str) -> (String, i32) {
+    let first = join(c, &join_request(group, "", None, topic));
+    assert_eq!(
+        first.error_code,
+        err::MEMBER_ID_REQUIRED,
+        "first join of a new member"
+    );
+    let id = first.member_id.to_string();
+    assert!(!id.is_empty());
+    let v = c.version::<JoinGroupRequest>();
+    let cid = c.send(&join_request(group, &id, None, topic), v);
+    (id, cid)
+}
+
+fn finish_join(c: &mut RawClient, cid: i32) -> JoinGroupResponse {
+    let v = c.version::<JoinGroupRequest>();
+    c.recv::<JoinGroupRequest>(cid, v)
+        .expect("JoinGroup answer")
+}
+
+fn sync_request(
+    group: &str,
+    member: &str,
+    generation: i32,
+    assignments: &[(&str, &[u8])],
+) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id(generation)
+        .with_member_id(str_bytes(member))
+        .with_assignments(
+            assignments
+                .iter()
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(str_bytes(m))
+                        .with_assignment(bytes::Bytes::copy_from_slice(a))
+                })
+                .collect(),
+        )
+}
+
+fn heartbeat(
+    c: &mut RawClient,
+    group: &str,
+    member: &str,
+    instance: Option<&str>,
+    generation: i32,
+) -> i16 {
+    let v = c.version::<HeartbeatRequest>();
+    let req = HeartbeatRequest::default()
+        .with_group_id(gid(group))
+        .with_member_id(str_bytes(member))
+        .with_group_instance_id(instance.map(str_bytes))
+        .with_generation_id(generation);
+    c.call(&req, v).expect("Heartbeat").error_code
+}
+
+/// OffsetCommit of `(topic, partition, offset)`s; answers each partition's error.
+fn commit(
+    c: &mut RawClient,
+    group: &str,
+    member: &str,
+    generation: i32,
+    offsets: &[(&str, i32, i64)],
+) -> Vec<i16> {
+    let v = c.version::<OffsetCommitRequest>();
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (t, p, o) in offsets {
+        let part = OffsetCommitRequestPartition::default()
+            .with_partition_index(*p)
+            .with_committed_offset(*o)
+            .with_committed_metadata(Some(str_bytes(&format!("meta-{o}"))));
+        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(str_bytes(member))
+        .with_topics(topics);
+    let resp = c.call(&req, v).expect("OffsetCommit");
+    resp.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+/// OffsetFetch (single-group form, v7) of `(topic, partition)`s: `(offset, metadata)` each.
+fn fetch_offsets(c: &mut RawClient, group: &str, partitions: &[(&str, i32)]) -> Vec<(i64, String)> {
+    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
+    for (t, p) in partitions {
+        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
+            Some(x) => x.partition_indexes.push(*p),
+            None => topics.push(
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partition_indexes(vec![*p]),
+            ),
+        }
+    }
+    let req = OffsetFetchRequest::default()
+        .with_group_id(gid(group))
+        .with_topics(Some(topics));
+    let resp = c.call(&req, 7).expect("OffsetFetch");
+    assert_eq!(resp.error_code, 0, "OffsetFetch error");
+    let mut out = Vec::new();
+    for (t, p) in partitions {
+        let part = resp
+            .topics
+            .iter()
+            .find(|x| x.name.0.as_str() == *t)
+            .and_then(|x| x.partitions.iter().find(|y| y.partition_index == *p))
+            .expect("partition in OffsetFetch answer");
+        assert_eq!(part.error_code, 0);
+        out.push((
+            part.committed_offset,
+            part.metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+fn describe(c: &mut RawClient, group: &str) -> DescribedGroup {
+    let v = c.version::<DescribeGroupsRequest>();
+    let req = DescribeGroupsRequest::default().with_groups(vec![gid(group)]);
+    let mut resp = c.call(&req, v).expect("DescribeGroups");
+    assert_eq!(resp.groups.len(), 1);
+    resp.groups.remove(0)
+}
+
+/// Every group every broker lists: `(group, protocol type, state)`.
+fn list_groups(bootstrap: &str, states: &[&str]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for addr in bootstrap.split(',') {
+        let mut c = RawClient::negotiated(addr);
+        let v = c.version::<ListGroupsRequest>();
+        assert!(v >= 4, "ListGroups with states needs v4+");
+        let req = ListGroupsRequest::default()
+            .with_states_filter(states.iter().map(|s| str_bytes(s)).collect());
+        let resp = c.call(&req, v).expect("ListGroups");
+        assert_eq!(resp.error_code, 0);
+        for g in resp.groups {
+            out.insert((
+                g.group_id.0.to_string(),
+                g.protocol_type.to_string(),
+                g.group_state.to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn delete_group(c: &mut RawClient, group: &str) -> i16 {
+    let v = c.version::<DeleteGroupsRequest>();
+    let req = DeleteGroupsRequest::default().with_groups_names(vec![gid(group)]);
+    let resp = c.call(&req, v).expect("DeleteGroups");
+    resp.results[0].error_code
+}
+
+/// OffsetDelete: `(group error, per-partition errors)`.
+fn delete_offsets(c: &mut RawClient, group: &str, partitions: &[(&str, i32)]) -> (i16, Vec<i16>) {
+    let topics = partitions
+        .iter()
+        .map(|(t, p)| {
+            OffsetDeleteRequestTopic::default()
+                .with_name(topic_name(t))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(*p)
+                ])
+        })
+        .collect();
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(gid(group))
+        .with_topics(topics);
+    let resp = c.call(&req, 0).expect("OffsetDelete");
+    (
+        resp.error_code,
+        resp.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+    )
+}
+
+/// Issue test 6: stale generations, unknown members, commits during a rebalance, fenced
+/// static members and requests to a broker that is not the coordinator get Kafka's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_are_the_ones_clients_expect() {
+    let _serial = serial().await;
+    let cluster = cluster(2).start().await;
+    let bs = cluster.bootstrap();
+    let topic = "raw-t";
+    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
+    let result = tokio::task::spawn_blocking(move || {
+        let group = "raw-group";
+        let (coordinator_id, coordinator_addr) = find_coordinator(&cluster.kafka_addr(0), group);
+        assert_eq!(
+            find_coordinator(&cluster.kafka_addr(1), group).0,
+            coordinator_id
+        );
+        let mut a_conn = RawClient::negotiated(&coordinator_addr);
+        let mut b_conn = RawClient::negotiated(&coordinator_addr);
+
+        // Generation 1: a alone.
+        let (a, cid) = start_join(&mut a_conn, group, topic);
+        let ra = finish_join(&mut a_conn, cid);
+        assert_eq!((ra.error_code, ra.generation_id), (0, 1));
+        assert_eq!(ra.leader.as_str(), a);
+        let v = a_conn.version::<SyncGroupRequest>();
+        let sa = a_conn
+            .call(&sync_request(group, &a, 1, &[(&a, b"A1")]), v)
+            .expect("SyncGroup");
+        assert_eq!((sa.error_code, sa.assignment.as_ref()), (0, &b"A1"[..]));
+        assert_eq!(heartbeat(&mut a_conn, group, &a, None, 1), 0);
+        assert_eq!(
+            heartbeat(&mut a_conn, group, &a, None, 0),
+            err::ILLEGAL_GENERATION
+        );
+        assert_eq!(
+            heartbeat(&mut a_conn, group, "nobody", None, 1),
+            err::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(
+            commit(&mut a_conn, group, &a, 0, &[(topic, 0, 5)]),
+            vec![err::ILLEGAL_GENERATION]
+        );
+        assert_eq!(
+            commit(&mut a_conn, group, "nobody", 1, &[(topic, 0, 5)]),
+            vec![err::UNKNOWN_MEMBER_ID]
+        );
+        assert_eq!(
+            commit(&mut a_conn, group, "", -1, &[(topic, 0, 5)]),
+            vec![err::UNKNOWN_MEMBER_ID],
+            "simple commit to a group with members"
+        );
+        assert_eq!(
+            commit(&mut a_conn, group, &a, 1, &[(topic, 0, 5), (topic, 7, 1)]),
+            vec![0, 3],
+            "unknown partition"
+        );
+
+        // b joins: a learns of the rebalance from its heartbeat; its commits with the
+        // current generation are still accepted while the group prepares.
+        let (b, b_cid) = start_join(&mut b_conn, group, topic);
+        assert_eq!(
+            heartbeat(&mut a_conn, group, &a, None, 1),
+            err::REBALANCE_IN_PROGRESS
+        );
+        assert_eq!(commit(&mut a_conn, group, &a, 1, &[(topic, 0, 6)]), vec![0]);
+        let ra = join(&mut a_conn, &join_request(group, &a, None, topic));
+        let rb = finish_join(&mut b_conn, b_cid);
+        assert_eq!((ra.error_code, ra.generation_id), (0, 2));
+        assert_eq!((rb.error_code, rb.generation_id), (0, 2));
+        assert_eq!(ra.members.len(), 2, "the leader gets every member");
+        assert!(rb.members.is_empty());
+        // Between JoinGroup and SyncGroup: commits get REBALANCE_IN_PROGRESS.
+        assert_eq!(
+            commit(&mut a_conn, group, &a, 2, &[(topic, 0, 7)]),
+            vec![err::REBALANCE_IN_PROGRESS]
+        );
+        assert_eq!(
+            commit(&mut a_conn, group, &a, 1, &[(topic, 0, 7)]),
+            vec![err::ILLEGAL_GENERATION]
+        );
+        let stale = a_conn
+            .call(&sync_request(group, &a, 1, &[]), v)
+            .expect("SyncGroup");
+        assert_eq!(stale.error_code, err::ILLEGAL_GENERATION);
+        let b_sync = b_conn.send(&sync_request(group, &b, 2, &[]), v);
+        let sa = a_conn
+            .call(&sync_request(group, &a, 2, &[(&a, b"A2"), (&b, b"B2")]), v)
+            .expect("SyncGroup");
+        let sb = b_conn
+            .recv::<SyncGroupRequest>(b_sync, v)
+            .expect("SyncGroup");
+        assert_eq!((sa.error_code, sa.assignment.as_ref()), (0, &b"A2"[..]));
+        assert_eq!((sb.error_code, sb.assignment.as_ref()), (0, &b"B2"[..]));
+        assert_eq!(commit(&mut a_conn, group, &a, 2, &[(topic, 1, 9)]), vec![0]);
+        assert_eq!(
+            fetch_offsets(&mut a_conn, group, &[(topic, 0), (topic, 1)]),
+            vec![(6, "meta-6".to_string()), (9, "meta-9".to_string())]
+        );
+        // b leaves: a is told to rejoin.
+        let lv = b_conn.version::<LeaveGroupRequest>();
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(group))
+                .with_members(vec![
+                    kafka_protocol::messages::leave_group_request::MemberIdentity::default()
+                        .with_member_id(str_bytes(&b)),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(group))
+                .with_member_id(str_bytes(&b))
+        };
+        let left = b_conn.call(&leave, lv).expect("LeaveGroup");
+        assert_eq!(left.error_code, 0);
+        assert_eq!(
+            heartbeat(&mut a_conn, group, &a, None, 2),
+            err::REBALANCE_IN_PROGRESS
+        );
+        assert_eq!(
+            heartbeat(&mut b_conn, group, &b, None, 2),
+            err::UNKNOWN_MEMBER_ID
+        );
+
+        // The other broker is not the coordinator.
+        let other = (0..2)
+            .map(|i| cluster.kafka_addr(i))
+            .find(|addr| *addr != coordinator_addr)
+            .expect("a broker that is not the coordinator");
+        let mut o = RawClient::negotiated(&other);
+        assert_eq!(heartbeat(&mut o, group, &a, None, 2), err::NOT_COORDINATOR);
+        assert_eq!(
+            commit(&mut o, group, &a, 2, &[(topic, 0, 1)]),
+            vec![err::NOT_COORDINATOR]
+        );
+        assert_eq!(
+            join(&mut o, &join_request(group, "", None, topic)).error_code,
+            err::NOT_COORDINATOR
+        );
+
+        // Static membership: a restarted instance replaces its old member id, which is fenced.
+        let sgroup = "raw-static";
+        let mut s_conn = coordinator_client(&bs, sgroup);
+        let first = join(
+            &mut s_conn,
+            &join_request(sgroup, "", Some("inst-1"), topic),
+        );
+        assert_eq!(
+            (first.error_code, first.generation_id),
+            (0, 1),
+            "static members need no MEMBER_ID_REQUIRED"
+        );
+        let old = first.member_id.to_string();
+        let sv = s_conn.version::<SyncGroupRequest>();
+        let s = s_conn
+            .call(&sync_request(sgroup, &old, 1, &[(&old, b"S1")]), sv)
+            .expect("SyncGroup");
+        assert_eq!(s.error_code, 0);
+        let again = join(
+            &mut s_conn,
+            &join_request(sgroup, "", Some("inst-1"), topic),
+        );
+        assert_eq!(
+            (again.error_code, again.generation_id),
+            (0, 1),
+            "no new generation"
+        );
+        let new = again.member_id.to_string();
+        assert_ne!(new, old);
+        assert_eq!(
+            heartbeat(&mut s_conn, sgroup, &old, Some("inst-1"), 1),
+            err::FENCED_INSTANCE_ID
+        );
+        assert_eq!(heartbeat(&mut s_conn, sgroup, &new, Some("inst-1"), 1), 0);
+        let s = s_conn
+            .call(
+                &sync_request(sgroup, &new, 1, &[])
+                    .with_group_instance_id(Some(str_bytes("inst-1"))),
+                sv,
+            )
+            .expect("SyncGroup");
+        assert_eq!(
+            (s.error_code, s.assignment.as_ref()),
+            (0, &b"S1"[..]),
+            "the old assignment back"
+        );
+
+        // Clients cannot write to the internal topic.
+        let mut any = RawClient::negotiated(&cluster.kafka_addr(0));
+        let (id, _) =
+            raw_topic(&mut any, "__consumer_offsets").expect("__consumer_offsets in Metadata");
+        let md = raw_metadata(&mut any, Some(&["__consumer_offsets"]), false);
+        assert!(md.topics[0].is_internal, "listed as internal");
+        let batch = record_batch(
+            &[(Some(b"k"), b"v")],
+            kafka_protocol::records::Compression::None,
+            now_ms(),
+        );
+        let produced = raw_produce(&mut any, "__consumer_offsets", id, 0, batch).expect("Produce");
+        assert_eq!(produced.error_code, err::INVALID_TOPIC_EXCEPTION);
+        cluster
+    })
+    .await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Issue test 5: DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
+/// Kafka's do, for a live group and after its last member left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_list_delete_groups_and_offsets() {
+    let _serial = serial().await;
+    let cluster = cluster(2).start().await;
+    let bs = cluster.bootstrap();
+    ok(&cluster, kafka::create_topic(&bs, "desc-t", 3, &[]).await);
+    ok(&cluster, kafka::create_topic(&bs, "other-t", 1, &[]).await);
+    let result = tokio::task::spawn_blocking(move || {
+        let group = "desc-group";
+        let produced = produce(&cluster, "desc-t", 30, "d");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut member = Member::start(
+            &bs,
+            group,
+            "desc-t",
+            0,
+            &[("client.id", "describer")],
+            log.clone(),
+        );
+        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        let mut c = coordinator_client(&bs, group);
+
+        let d = describe(&mut c, group);
+        assert_eq!(d.error_code, 0);
+        assert_eq!(d.group_state.as_str(), "Stable");
+        assert_eq!(d.protocol_type.as_str(), "consumer");
+        assert_eq!(d.protocol_data.as_str(), "range");
+        assert_eq!(d.members.len(), 1);
+        assert_eq!(d.members[0].client_id.as_str(), "describer");
+        assert!(!d.members[0].member_assignment.is_empty());
+        assert!(!d.members[0].member_metadata.is_empty());
+        let stable = list_groups(&bs, &[]);
+        assert!(
+            stable.contains(&(
+                group.to_string(),
+                "consumer".to_string(),
+                "Stable".to_string()
+            )),
+            "{stable:?}"
+        );
+        assert!(!list_groups(&bs, &["Empty"]).iter().any(|g| g.0 == group));
+        assert_eq!(delete_group(&mut c, group), err::NON_EMPTY_GROUP);
+
+        // A commit for a topic the group does not subscribe to, through the member (a simple
+        // commit would be refused while the group has members).
+        let other = commit(&mut c, group, "", -1, &[("other-t", 0, 4)]);
+        assert_eq!(other, vec![err::UNKNOWN_MEMBER_ID]);
+        member.close();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while describe(&mut c, group).group_state.as_str() != "Empty" {
+            assert!(Instant::now() < deadline, "group never became Empty");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let d = describe(&mut c, group);
+        assert!(d.members.is_empty());
+        assert_eq!(d.protocol_type.as_str(), "consumer");
+        assert!(list_groups(&bs, &["Empty"]).contains(&(
+            group.to_string(),
+            "consumer".to_string(),
+            "Empty".to_string()
+        )));
+        assert_eq!(
+            commit(&mut c, group, "", -1, &[("other-t", 0, 4)]),
+            vec![0],
+            "simple commit to an empty group"
+        );
+        let in_p0 = produced.iter().filter(|(p, _)| *p == 0).count() as i64;
+        assert_eq!(
+            fetch_offsets(&mut c, group, &[("other-t", 0), ("desc-t", 0)]),
+            vec![(4, "meta-4".to_string()), (in_p0, String::new())]
+        );
+
+        // OffsetDelete: refused for the subscribed topic while a member is active; done here
+        // (empty group) for both.
+        let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
+        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
+        assert_eq!(
+            delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
+            (0, vec![err::GROUP_SUBSCRIBED_TO_TOPIC, 0])
+        );
+        assert_eq!(
+            fetch_offsets(&mut c, group, &[("other-t", 0)]),
+            vec![(-1, String::new())]
+        );
+        member.close();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while describe(&mut c, group).group_state.as_str() != "Empty" {
+            assert!(Instant::now() < deadline, "group never became Empty");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            delete_offsets(&mut c, group, &[("desc-t", 0)]),
+            (0, vec![0])
+        );
+        assert_eq!(
+            fetch_offsets(&mut c, group, &[("desc-t", 0)]),
+            vec![(-1, String::new())]
+        );
+        assert_eq!(
+            delete_offsets(&mut c, "no-such-group", &[("desc-t", 0)]).0,
+            err::GROUP_ID_NOT_FOUND
+        );
+
+        // DeleteGroups through librdkafka's admin client, then the group is Dead.
+        let admin = kafka::admin(&bs);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let deleted = rt
+            .block_on(admin.delete_groups(&[group], &kafka::admin_options()))
+            .expect("DeleteGroups");
+        assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+        let d = describe(&mut c, group);
+        assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
+        assert_eq!(delete_group(&mut c, group), err::GROUP_ID_NOT_FOUND);
+        assert_eq!(
+            fetch_offsets(&mut c, group, &[("desc-t", 1)]),
+            vec![(-1, String::new())]
+        );
+        assert!(!list_groups(&bs, &[]).iter().any(|g| g.0 == group));
+        cluster
+    })
+    .await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// The index of the cluster broker listening on `addr`.
+fn broker_index(cluster: &Cluster, addr: &str) -> usize {
+    (0..cluster.brokers.len())
+        .find(|i| cluster.kafka_addr(*i) == addr)
+        .unwrap_or_else(|| panic!("no broker at {addr}"))
+}
+
+/// A plain group consumer (no thread): reads until `n` records, committing each.
+fn consume_and_commit(
+    cluster: &Cluster,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    n: usize,
+) -> BTreeMap<i32, i64> {
+    let c = kafka::consumer(
+        bootstrap,
+        &[("group.id", group), ("session.timeout.ms", "6000")],
+    );
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < n {
+        if Instant::now() > deadline {
+            fail(cluster, format!("consumed {got} of {n}"));
+        }
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            use rdkafka::Message;
+            if let Err(e) = c.commit_message(&m, CommitMode::Sync) {
+                fail(cluster, format!("commit failed: {e}"));
+            }
+            next.insert(m.partition(), m.offset() + 1);
+            got += 1;
+        }
+    }
+    next
+}
+
+/// Issue test 2: committed offsets survive kill -9 of the coordinator's broker; the group
+/// finds its new coordinator (which rebuilt the state from a snapshot and the data after
+/// it) and resumes at the committed offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_kill_of_the_coordinator() {
+    let _serial = serial().await;
+    let cluster = cluster(3)
+        .broker_arg("--offsets-snapshot-records", "25")
+        .start()
+        .await;
+    let bs = cluster.bootstrap();
+    let topic = "durable";
+    ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
+    let group = "durable-group";
+    let (mut cluster, committed, old_coordinator) = tokio::task::spawn_blocking(move || {
+        produce(&cluster, topic, 400, "x");
+        let mut committed = consume_and_commit(&cluster, &bs, group, topic, 200);
+        // Give the coordinator time to write a snapshot and trim (checked every 2 s), then
+        // commit a little more, which only the data stream after the snapshot holds.
+        std::thread::sleep(Duration::from_secs(3));
+        committed.extend(consume_and_commit(&cluster, &bs, group, topic, 10));
+        let (node, addr) = find_coordinator(&cluster.kafka_addr(0), group);
+        (cluster, committed, (node, addr))
+    })
+    .await
+    .expect("phase 1");
+    let victim = broker_index(&cluster, &old_coordinator.1);
+    assert!(
+        cluster.brokers[victim]
+            .log()
+            .contains("writing group snapshot"),
+        "the coordinator wrote snapshots"
+    );
+    cluster.broker(victim).kill();
+    let survivors: Vec<String> = (0..3)
+        .filter(|i| *i != victim)
+        .map(|i| cluster.kafka_addr(i))
+        .collect();
+    let bs = survivors.join(",");
+    tokio::task::spawn_blocking(move || {
+        // PD gives the dead broker's partitions to the others once its lease runs out.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while find_coordinator(&survivors[0], group).0 == old_coordinator.0 {
+            if Instant::now() > deadline {
+                fail(&cluster, "the group never got a new coordinator".into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The committed offsets, as the new coordinator reports them.
+        let c = kafka::consumer(&bs, &[("group.id", group)]);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..4 {
+            tpl.add_partition(topic, p);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let seen = loop {
+            match c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(t) => break t,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("committed offsets not readable yet: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => fail(&cluster, format!("OffsetFetch after the kill: {e}")),
+            }
+        };
+        for (p, next) in &committed {
+            let got = seen.find_partition(topic, *p).map(|e| e.offset());
+            assert_eq!(
+                got,
+                Some(Offset::Offset(*next)),
+                "committed offset of partition {p}"
+            );
+        }
+        drop(c);
+        // A new member resumes exactly there: the first record it reads of each partition is
+        // the committed one, and it reads the other 190 records once each.
+        let c = kafka::consumer(&bs, &[("group.id", group)]);
+        c.subscribe(&[topic]).expect("subscribe");
+        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut got = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < 190 {
+            if Instant::now() > deadline {
+                fail(
+                    &cluster,
+                    format!("resumed consumer read {} of 190", got.len()),
+                );
+            }
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                use rdkafka::Message;
+                first.entry(m.partition()).or_insert(m.offset());
+                assert!(got.insert((m.partition(), m.offset())), "read twice");
+            }
+        }
+        for (p, offset) in &first {
+            assert_eq!(
+                Some(offset),
+                committed.get(p).or(Some(&0)),
+                "partition {p} resumed elsewhere"
+            );
+        }
+        cluster
+    })
+    .await
+    .expect("phase 2");
+}
+
+/// Issue test 4: a static member (group.instance.id) restarted within its session timeout
+/// gets its partitions back, and the other members see no rebalance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_keeps_partitions_without_rebalance() {
+    let _serial = serial().await;
+    let cluster = cluster(2).start().await;
+    let bs = cluster.bootstrap();
+    let topic = "static-t";
+    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
+    let result = tokio::task::spawn_blocking(move || {
+        let group = "static-group";
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let props = |i: usize| {
+            vec![
+                ("group.instance.id".to_string(), format!("instance-{i}")),
+                ("session.timeout.ms".to_string(), "10000".to_string()),
+            ]
+        };
+        let start = |i: usize| {
+            let p = props(i);
+            let extra: Vec<(&str, &str)> =
+                p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Member::start(&bs, group, topic, i, &extra, log.clone())
+        };
+        let mut members: Vec<Member> = (0..3).map(start).collect();
+        let before = wait_for_assignment(
+            &cluster,
+            &members.iter().collect::<Vec<_>>(),
+            6,
+            Duration::from_secs(60),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let rebalances: Vec<usize> = members
+            .iter()
+            .map(|m| m.rebalances.load(Ordering::SeqCst))
+            .collect();
+
+        // Restart member 0 with the same instance id (a static member sends no LeaveGroup).
+        members[0].close();
+        members[0] = start(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while members[0].assignment() != before[0] {
+            if Instant::now() > deadline {
+                fail(
+                    &cluster,
+                    format!(
+                        "restarted static member got {:?}, had {:?}",
+                        members[0].assignment(),
+                        before[0]
+                    ),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Well past the heartbeat interval: still no rebalance for the others.
+        std::thread::sleep(Duration::from_secs(3));
+        for i in 1..3 {
+            assert_eq!(
+                members[i].rebalances.load(Ordering::SeqCst),
+                rebalances[i],
+                "member {i} saw a rebalance"
+            );
+            assert_eq!(members[i].assignment(), before[i]);
+        }
+        let mut c = coordinator_client(&bs, group);
+        let d = describe(&mut c, group);
+        assert_eq!((d.group_state.as_str(), d.members.len()), ("Stable", 3));
+        let mut instances: Vec<String> = d
+            .members
+            .iter()
+            .filter_map(|m| m.group_instance_id.as_ref().map(|i| i.to_string()))
+            .collect();
+        instances.sort();
+        assert_eq!(instances, vec!["instance-0", "instance-1", "instance-2"]);
+        drop(members);
+        cluster
+    })
+    .await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Issue test 3 (librdkafka): cooperative-sticky members share the partitions, move only
+/// what must move when a member joins or leaves, and consume every record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_rebalances_incrementally() {
+    let _serial = serial().await;
+    let cluster = cluster(2).start().await;
+    let bs = cluster.bootstrap();
+    let topic = "coop-t";
+    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
+    let result = tokio::task::spawn_blocking(move || {
+        let group = "coop-group";
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let extra = [("partition.assignment.strategy", "cooperative-sticky")];
+        let mut produced = produce(&cluster, topic, 300, "p");
+        let mut members: Vec<Member> = (0..2)
+            .map(|i| Member::start(&bs, group, topic, i, &extra, log.clone()))
+            .collect();
+        let two = wait_for_assignment(
+            &cluster,
+            &members.iter().collect::<Vec<_>>(),
+            6,
+            Duration::from_secs(60),
+        );
+        assert!(two.iter().all(|a| a.len() == 3), "{two:?}");
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+
+        members.push(Member::start(&bs, group, topic, 2, &extra, log.clone()));
+        produced.extend(produce(&cluster, topic, 300, "q"));
+        let three = wait_for_assignment(
+            &cluster,
+            &members.iter().collect::<Vec<_>>(),
+            6,
+            Duration::from_secs(60),
+        );
+        assert!(three.iter().all(|a| a.len() == 2), "{three:?}");
+        // Sticky: the first two kept two of their three partitions each.
+        for i in 0..2 {
+            let kept = three[i].iter().filter(|p| two[i].contains(p)).count();
+            assert_eq!(kept, 2, "member {i} had {:?}, now {:?}", two[i], three[i]);
+        }
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+
+        members[2].close();
+        produced.extend(produce(&cluster, topic, 300, "r"));
+        let back = wait_for_assignment(
+            &cluster,
+            &members[..2].iter().collect::<Vec<_>>(),
+            6,
+            Duration::from_secs(60),
+        );
+        for i in 0..2 {
+            assert!(
+                three[i].iter().all(|p| back[i].contains(p)),
+                "member {i} lost a partition it kept: {:?} -> {:?}",
+                three[i],
+                back[i]
+            );
+        }
+        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        drop(members);
+        cluster
+    })
+    .await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Issue test 3 (kafka-python): range and round-robin groups, assigned by the client's own
+/// assignors: `integration/python/groups_test.py` against a two-broker cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_range_and_roundrobin_groups() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/groups_test.py");
+    let import = std::process::Command::new("python3")
+        .args(["-c", "import kafka"])
+        .output()
+        .expect("run python3");
+    assert!(
+        import.status.success(),
+        "kafka-python is not installed (pip install -r integration/python/requirements.txt): {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let _serial = serial().await;
+    let cluster = cluster(2).start().await;
+    let out = std::process::Command::new("timeout")
+        .arg("300")
+        .arg("python3")
+        .arg(&script)
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap())
+        .output()
+        .expect("run groups_test.py");
+    if !out.status.success() {
+        fail(
+            &cluster,
+            format!(
+                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
+}
