@@ -28,9 +28,10 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+    CreatePartitionsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::BaseRecord;
@@ -1315,4 +1316,52 @@ async fn kafka_python_range_and_roundrobin_groups() {
             ),
         );
     }
+}
+
+/// The internal offsets topic is the coordinators' storage: clients cannot delete it, grow it
+/// (that would move groups to other coordinators) or create it themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_offsets_topic_is_protected() {
+    let _serial = serial().await;
+    let cluster = cluster(1).start().await;
+    let bs = cluster.bootstrap();
+    let first = bs.split(',').next().expect("bootstrap").to_string();
+    tokio::task::spawn_blocking(move || {
+        // FindCoordinator makes the broker create __consumer_offsets.
+        find_coordinator(&first, "protect-group");
+        let mut c = RawClient::negotiated(&first);
+
+        let v = c.version::<DeleteTopicsRequest>();
+        let mut req = DeleteTopicsRequest::default();
+        if v >= 6 {
+            req = req.with_topics(vec![
+                kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(topic_name("__consumer_offsets"))),
+            ]);
+        } else {
+            req = req.with_topic_names(vec![topic_name("__consumer_offsets")]);
+        }
+        let resp = c.call(&req, v).expect("DeleteTopics");
+        assert_eq!(
+            resp.responses[0].error_code, 42,
+            "INVALID_REQUEST for deleting it"
+        );
+
+        let v = c.version::<CreatePartitionsRequest>();
+        let req = CreatePartitionsRequest::default().with_topics(vec![
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic_name("__consumer_offsets"))
+                .with_count(60),
+        ]);
+        let resp = c.call(&req, v).expect("CreatePartitions");
+        assert_eq!(
+            resp.results[0].error_code, 42,
+            "INVALID_REQUEST for growing it"
+        );
+
+        // It is still there and still serves groups.
+        find_coordinator(&first, "protect-group-2");
+    })
+    .await
+    .expect("test thread");
 }

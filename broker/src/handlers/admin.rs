@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::metadata::{host_port, live_leader};
 use super::str_bytes;
 use crate::context::SharedBroker;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::refresh;
 use crate::partition::DeleteRecords as DeleteRecordsMsg;
 use crate::topic_config;
@@ -149,6 +150,11 @@ pub async fn create_topics(
         let mut error: Option<(i16, String)> = None;
         if let Err(why) = validate_topic_name(&name) {
             error = Some((ResponseError::InvalidTopicException.code(), why));
+        } else if name == OFFSETS_TOPIC {
+            error = Some((
+                ResponseError::InvalidRequest.code(),
+                format!("{OFFSETS_TOPIC} is internal: brokers create it for consumer groups"),
+            ));
         } else if !topic.assignments.is_empty() {
             error = Some((
                 ResponseError::InvalidReplicaAssignment.code(),
@@ -267,6 +273,14 @@ pub async fn delete_topics(
             continue;
         };
         result = result.with_name(Some(TopicName(str_bytes(&name))));
+        if name == OFFSETS_TOPIC {
+            let mut r = result.with_error_code(ResponseError::InvalidRequest.code());
+            if version >= 5 {
+                r = r.with_error_message(Some(str_bytes("cannot delete an internal topic")));
+            }
+            responses.push(r);
+            continue;
+        }
         match broker.pd.call(DeleteTopic { name: name.clone() }).await {
             Ok(info) => {
                 tracing::info!(topic = %name, "deleted topic");
@@ -300,6 +314,17 @@ pub async fn create_partitions(
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if name == OFFSETS_TOPIC {
+            // More partitions would move groups to other coordinators and lose their state.
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(
+                        "cannot add partitions to an internal topic",
+                    ))),
+            );
+            continue;
+        }
         if topic.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
             results.push(
                 result
