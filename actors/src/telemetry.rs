@@ -2,7 +2,8 @@
 //!
 //! [`init`] installs a `tracing` subscriber that logs to stderr (filter from `RUST_LOG`,
 //! default `info`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exports spans through
-//! OpenTelemetry OTLP (HTTP/protobuf). [`current_trace_context`] and [`set_parent`] carry the
+//! OpenTelemetry OTLP (HTTP/protobuf; filter from `STRATA_TRACE_FILTER`, default `info`, which
+//! includes the per-request spans of every process). [`current_trace_context`] and [`set_parent`] carry the
 //! W3C `traceparent` through RPC frame headers so one request is one trace across processes.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Keeps the exporter alive; flushes buffered spans when dropped.
 pub struct TelemetryGuard {
@@ -38,8 +39,9 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(true);
-    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+        .with_target(true)
+        .with_filter(filter);
+    let registry = tracing_subscriber::registry().with(fmt);
 
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
     if endpoint.is_empty() {
@@ -70,7 +72,10 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         )
         .build();
     let tracer = provider.tracer(service_name.to_string());
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let trace_filter = std::env::var("STRATA_TRACE_FILTER").unwrap_or_else(|_| "info".into());
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(EnvFilter::new(trace_filter));
     if let Err(e) = registry.with(otel).try_init() {
         eprintln!("tracing already initialised: {e}");
     }
@@ -96,5 +101,7 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     let mut carrier: HashMap<String, String> = HashMap::new();
     carrier.insert("traceparent".to_string(), traceparent.to_string());
     let context = TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(context);
+    if let Err(e) = span.set_parent(context) {
+        tracing::debug!("cannot attach the remote trace context: {e:?}");
+    }
 }

@@ -19,6 +19,7 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use tracing::Instrument;
 
 use crate::context::SharedBroker;
 
@@ -241,6 +242,15 @@ pub fn handle(
         .requests
         .get_or_create(&vec![("api".to_string(), format!("{api_key:?}"))])
         .inc();
+    // One span per request; with OTLP export on, the range servers' spans of a produce join it.
+    let span = tracing::info_span!(
+        "kafka.request",
+        api = ?api_key,
+        version,
+        correlation_id = cid,
+        client = header.client_id.as_deref().unwrap_or(""),
+    );
+    let entered = span.enter();
     // Produce hands its batches to partition actors now, before anything awaits, so batches
     // reach each partition in the order their requests arrived.
     let (body, produce) = match body {
@@ -250,6 +260,7 @@ pub fn handle(
         }
         other => (Some(other), None),
     };
+    drop(entered);
     async move {
         if let Some((acks, pending)) = produce {
             let response = pending.await;
@@ -420,6 +431,7 @@ pub fn handle(
         };
         Ok(Some(bytes))
     }
+    .instrument(span)
     .boxed_local()
 }
 

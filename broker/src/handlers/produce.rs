@@ -65,7 +65,11 @@ pub fn start(
                         match batch::split_and_validate(&records, config.max_message_bytes) {
                             Ok(batches) => {
                                 let (reply, rx) = oneshot::channel();
-                                handle.addr.do_send(Produce { batches, reply });
+                                handle.addr.do_send(Produce {
+                                    batches,
+                                    reply,
+                                    span: tracing::Span::current(),
+                                });
                                 Pending::Waiting(rx)
                             }
                             Err(e) => {

@@ -383,6 +383,8 @@ impl ProduceOutcome {
 pub struct Produce {
     pub batches: Vec<(BatchHeader, Bytes)>,
     pub reply: oneshot::Sender<ProduceOutcome>,
+    /// The request's span: the stream appends (and the range servers' work) join its trace.
+    pub span: tracing::Span,
 }
 
 impl Handler<Produce> for PartitionActor {
@@ -424,6 +426,7 @@ impl Handler<Produce> for PartitionActor {
             return;
         };
         let base_offset = data.next_offset();
+        let _entered = msg.span.enter();
         let mut appends = Vec::with_capacity(msg.batches.len());
         let mut end = base_offset;
         for (header, bytes) in &msg.batches {

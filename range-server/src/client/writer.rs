@@ -22,6 +22,7 @@ use protocol::pd::SealRange;
 use protocol::rs::{Append, Commit, Seal};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::StreamClient;
 
@@ -83,6 +84,7 @@ impl StreamWriter {
             crc,
             payload,
             done,
+            span: tracing::Span::current(),
         }));
         Box::pin(async move {
             if sent.is_err() {
@@ -130,6 +132,8 @@ struct PendingAppend {
     crc: u32,
     payload: Bytes,
     done: oneshot::Sender<Result<u64, RpcError>>,
+    /// The caller's span: the replica requests carry its trace context.
+    span: tracing::Span,
 }
 
 impl PendingAppend {
@@ -147,7 +151,7 @@ struct Ack {
 }
 
 enum ReplicaOp {
-    Append(Append),
+    Append(Append, tracing::Span),
     Commit(Commit),
 }
 
@@ -263,7 +267,9 @@ impl WriterTask {
                 payload: append.payload.to_vec(),
             };
             // A closed queue means the replica task ended; its failure is reported as an ack.
-            let _ = replica.ops.send(ReplicaOp::Append(request));
+            let _ = replica
+                .ops
+                .send(ReplicaOp::Append(request, append.span.clone()));
         }
     }
 
@@ -455,9 +461,9 @@ async fn replica_loop(
 ) {
     while let Some(op) = ops.recv().await {
         match op {
-            ReplicaOp::Append(request) => {
+            ReplicaOp::Append(request, span) => {
                 let end = request.offset + request.count as u64;
-                match client.send(request).await {
+                match client.send(request).instrument(span).await {
                     Ok(call) => {
                         let acks = acks.clone();
                         tokio::spawn(async move {
