@@ -1,50 +1,68 @@
-//! The `strata-range-server` binary as a real process against a stand-in PD: pipelined
+//! The `strata-range-server` binary as a real process with a real placement driver: pipelined
 //! appends over RPC, fetches, metrics, kill -9 and restart with the same node id and data.
 
-use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use actors::{Router, RpcClient, ServerOptions};
-use protocol::model::RangeReport;
-use protocol::pd::{Heartbeat, HeartbeatResponse, RegisterNode, RegisterNodeResponse};
+use actors::RpcClient;
+use protocol::model::NodeKind;
+use protocol::pd::ListNodes;
 use protocol::rs::{Append, Commit, Fetch, Seal};
 use protocol::ErrorCode;
+use range_server::client::PdClient;
 
-#[derive(Default)]
-struct FakePd {
-    registrations: Vec<Option<u64>>,
-    reports: Vec<RangeReport>,
-    heartbeats: u64,
+/// The real placement driver, from the same target directory (`cargo build --release --bins`
+/// builds it; `scripts/test` does that first).
+fn pd_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let pd = dir.join("strata-pd");
+    assert!(
+        pd.exists(),
+        "{} is missing: build the binaries first (cargo build --release --bins)",
+        pd.display()
+    );
+    pd
 }
 
-async fn fake_pd() -> (String, Rc<RefCell<FakePd>>) {
-    let state = Rc::new(RefCell::new(FakePd::default()));
-    let mut router = Router::new();
-    let s = state.clone();
-    router.route::<RegisterNode, _, _>(move |req, _| {
-        s.borrow_mut().registrations.push(req.node_id);
-        async move {
-            Ok(RegisterNodeResponse {
-                node_id: req.node_id.unwrap_or(7),
-                lease_ms: 400,
-            })
-        }
-    });
-    let s = state.clone();
-    router.route::<Heartbeat, _, _>(move |req, _| {
-        let mut st = s.borrow_mut();
-        st.heartbeats += 1;
-        st.reports.extend(req.ranges);
-        async move { Ok(HeartbeatResponse { lease_ms: 400 }) }
-    });
-    let addr = actors::serve("127.0.0.1:0", router, ServerOptions::default())
-        .await
+async fn start_pd(data: &Path) -> (Server, String) {
+    let child = Command::new(pd_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--lease-ms",
+            "2000",
+        ])
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Server)
         .unwrap();
-    (addr.to_string(), state)
+    let addr = wait_file(&data.join("rpc.addr")).await;
+    (child, addr)
+}
+
+/// Range servers PD knows: `(id, alive)`.
+async fn range_servers(pd: &PdClient) -> Vec<(u64, bool)> {
+    pd.call(ListNodes {})
+        .await
+        .map(|nodes| {
+            nodes
+                .into_iter()
+                .filter(|n| n.kind == NodeKind::RangeServer)
+                .map(|n| (n.id, n.alive))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Kills the server when the test ends, however it ends.
@@ -90,14 +108,6 @@ async fn wait_file(path: &Path) -> String {
             "{} never appeared",
             path.display()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_until(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition never became true");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -155,7 +165,8 @@ async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::rs::Batch> {
 async fn serves_survives_kill_9_and_keeps_its_node_id() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rs");
-    let (pd, pd_state) = fake_pd().await;
+    let (_pd_process, pd) = start_pd(&dir.path().join("pd")).await;
+    let pd_client = PdClient::new(std::slice::from_ref(&pd));
     let child = spawn(&data, &pd);
     let rpc = wait_file(&data.join("rpc.addr")).await;
     let http = wait_file(&data.join("http.addr")).await;
@@ -195,8 +206,15 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
     }
 
     // Registered, node id kept, ranges reported, metrics and health served.
-    wait_until(|| pd_state.borrow().heartbeats >= 2).await;
-    assert_eq!(wait_file(&data.join("node_id")).await, "7");
+    let node_id: u64 = wait_file(&data.join("node_id")).await.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while range_servers(&pd_client).await != vec![(node_id, true)] {
+        assert!(
+            Instant::now() < deadline,
+            "PD never saw the range server alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let metrics = http_get(&http, "/metrics");
     assert!(metrics.contains("strata_rs_appends_total 300"), "{metrics}");
     assert!(metrics.contains("strata_rs_wal_fsyncs_total"));
@@ -210,17 +228,18 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
     let child = spawn(&data, &pd);
     let rpc = wait_file(&data.join("rpc.addr")).await;
     let client = RpcClient::new(rpc);
-    wait_until(|| pd_state.borrow().registrations.len() >= 2).await;
-    assert_eq!(pd_state.borrow().registrations[1], Some(7));
-    wait_until(|| pd_state.borrow().reports.iter().any(|r| r.stream_id == 9)).await;
-    let report = pd_state
-        .borrow()
-        .reports
-        .iter()
-        .find(|r| r.stream_id == 9)
-        .cloned()
-        .unwrap();
-    assert_eq!(report.next, n * 3);
+    // It comes back under the same node id: after a few heartbeat intervals PD still lists
+    // exactly one range server, the same one, alive.
+    assert_eq!(wait_file(&data.join("node_id")).await, node_id.to_string());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while range_servers(&pd_client).await != vec![(node_id, true)] {
+        assert!(
+            Instant::now() < deadline,
+            "PD lost track of the restarted range server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Everything appended is back, byte for byte, once the writer says it is confirmed.
     client
