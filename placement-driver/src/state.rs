@@ -454,12 +454,14 @@ impl PdState {
         let id = match node_id {
             Some(id) if id > 0 => id,
             Some(_) => return Err(StateError::InvalidArgument("node id 0".into())),
-            // A node that lost its id (empty data dir) but comes back at the same address keeps
-            // its id, so a broker's Kafka id and its clients' metadata stay stable.
+            // A broker that lost its id (empty data dir) but comes back at the same address
+            // keeps its id, so its Kafka id and its clients' metadata stay stable. A range
+            // server never does: one with an empty disk has lost the data its old id stands
+            // for, and must not answer seals as if it still held it.
             None => self
                 .nodes
                 .values()
-                .find(|n| n.kind == kind && n.addr == addr)
+                .find(|n| kind == Kind::Broker && n.kind == kind && n.addr == addr)
                 .map_or(self.next_node_id, |n| n.id),
         };
         if id == u64::MAX {
@@ -764,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    fn register_without_id_reuses_the_id_of_the_same_kind_and_address() {
+    fn register_without_id_reuses_a_brokers_id_by_address_only() {
         let mut st = PdState::default();
         let register = |st: &mut PdState, kind, addr: &str, http: &str| match st
             .apply(&Command::RegisterNode {
@@ -785,13 +787,14 @@ mod tests {
         // Restarted with an empty data dir: same address, same id; http address updated.
         let again = register(&mut st, Kind::Broker, "127.0.0.1:9092", "h9");
         assert_eq!((again.id, again.http_addr.as_str()), (1, "h9"));
+        // A range server with an empty disk is a new node: its old id's data is gone.
         assert_eq!(
             register(&mut st, Kind::RangeServer, "127.0.0.1:9092", "h").id,
-            3
+            4
         );
         // A new address gets a new id.
-        assert_eq!(register(&mut st, Kind::Broker, "127.0.0.1:9094", "h").id, 4);
-        assert_eq!(st.nodes.len(), 4);
+        assert_eq!(register(&mut st, Kind::Broker, "127.0.0.1:9094", "h").id, 5);
+        assert_eq!(st.nodes.len(), 5);
     }
 
     #[test]

@@ -229,10 +229,29 @@ impl RangeState {
         limit.min(self.durable).max(self.start)
     }
 
+    /// What one fetch may read. A reader that names an end got it from PD's record of the
+    /// sealed range, so everything below it is committed: it is served from local durable
+    /// data even if this replica never heard the final end (the seal notice is best effort)
+    /// or the writer's last confirmed offset. Every replica of a range holds a prefix of the
+    /// same single writer's appends, so local data below that end is the stream's data.
+    pub fn readable_end_for(&self, requested_end: u64) -> u64 {
+        let limit = match self.final_end {
+            Some(end) => end,
+            None if requested_end != u64::MAX => requested_end.max(self.confirmed),
+            None => self.confirmed,
+        };
+        limit.min(self.durable).max(self.start)
+    }
+
     /// Chooses the batches a fetch returns: from the one containing `offset`, before `end`,
     /// before the readable end, within `max_bytes` (at least one batch).
     pub fn plan_fetch(&self, req: &Fetch) -> Result<Vec<(u64, BatchEntry)>, RpcError> {
-        let readable = self.readable_end();
+        let readable = self.readable_end_for(req.end);
+        if self.final_end.is_some_and(|end| req.offset >= end) {
+            // Past the end of a sealed range: nothing here, and the answer's `sealed_end`
+            // tells a reader with a stale descriptor to look up the next range.
+            return Ok(Vec::new());
+        }
         if req.offset < self.start {
             return Err(err(
                 ErrorCode::OffsetOutOfRange,
@@ -542,7 +561,7 @@ impl Handler<FetchMsg> for RangeActor {
             }
         };
         self.metrics.fetches.inc();
-        let readable_end = self.state.readable_end();
+        let readable_end = self.state.readable_end_for(req.end);
         let sealed_end = self.state.final_end;
         let (stream_id, index) = (self.state.stream_id, self.state.index);
         let mut batches: Vec<(u64, BatchEntry, Option<Bytes>)> = plan

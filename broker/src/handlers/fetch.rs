@@ -60,7 +60,7 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
         usize::MAX
     };
     loop {
-        let (topics, total, any_error) = read_all(broker, &wanted, max_bytes, version).await;
+        let (topics, total, any_error, seen) = read_all(broker, &wanted, max_bytes, version).await;
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             broker.metrics.fetched_bytes.inc_by(total as u64);
@@ -70,15 +70,18 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
             }
             return response;
         }
-        // Park on every partition until one has data past the offset asked for.
+        // Park on every partition until one has data past what this fetch has already seen
+        // (its high watermark then), so a fetch short of min_bytes waits instead of re-reading.
         let mut waits = Vec::new();
+        let mut seen = seen.into_iter();
         for w in &wanted {
-            let Some(topic) = &w.topic else { continue };
             for (partition, offset, _) in &w.partitions {
+                let high_watermark = seen.next().unwrap_or(-1);
+                let Some(topic) = &w.topic else { continue };
                 if let Some(handle) = broker.partition(topic, *partition as u32) {
                     let (tx, rx) = oneshot::channel();
                     handle.addr.do_send(WaitForData {
-                        offset: *offset,
+                        offset: (*offset).max(high_watermark),
                         reply: tx,
                     });
                     waits.push(Box::pin(rx));
@@ -99,10 +102,12 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     version: i16,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<FetchableTopicResponse>, usize, bool, Vec<i64>) {
     let snapshot = broker.snapshot();
     let mut total = 0usize;
     let mut any_error = false;
+    // Each partition's high watermark as read, in request order (-1 when unknown).
+    let mut seen = Vec::new();
     let mut topics = Vec::with_capacity(wanted.len());
     for w in wanted {
         let mut partitions = Vec::with_capacity(w.partitions.len());
@@ -129,11 +134,16 @@ async fn read_all(
                         match read_partition(broker, name, index as u32, offset, budget.max(1))
                             .await
                         {
-                            Ok((outcome, records)) => {
+                            Ok((outcome, mut records)) => {
                                 data = data
                                     .with_high_watermark(outcome.high_watermark)
                                     .with_last_stable_offset(outcome.high_watermark)
                                     .with_log_start_offset(outcome.log_start);
+                                // Only the first partition with data may exceed the limits
+                                // (so one large batch can always make progress).
+                                if total > 0 && records.len() > budget {
+                                    records = Bytes::new();
+                                }
                                 total += records.len();
                                 if !records.is_empty() {
                                     data = data.with_records(Some(records));
@@ -149,6 +159,7 @@ async fn read_all(
             if error != 0 {
                 any_error = true;
             }
+            seen.push(data.high_watermark);
             if version >= 4 {
                 data = data.with_aborted_transactions(Some(Vec::new()));
             }
@@ -165,7 +176,7 @@ async fn read_all(
         }
         topics.push(topic);
     }
-    (topics, total, any_error)
+    (topics, total, any_error, seen)
 }
 
 /// Reads one partition: from the actor's cache, or from the data stream where it says.

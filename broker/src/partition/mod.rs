@@ -58,6 +58,8 @@ pub struct PartitionActor {
     epochs: EpochHistory,
     producers: Producers,
     waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Retried idempotent batches waiting for their original to be confirmed: `(end, answer)`.
+    parked_duplicates: Vec<(u64, ProduceOutcome, oneshot::Sender<ProduceOutcome>)>,
     meta_records_since_snapshot: usize,
 }
 
@@ -88,6 +90,7 @@ impl PartitionActor {
             epochs: EpochHistory::default(),
             producers: Producers::default(),
             waiters: Vec::new(),
+            parked_duplicates: Vec::new(),
             meta_records_since_snapshot: 0,
         }
     }
@@ -126,6 +129,14 @@ impl PartitionActor {
         }
         self.hw = end;
         let hw = self.hw;
+        let parked = std::mem::take(&mut self.parked_duplicates);
+        for (end, outcome, reply) in parked {
+            if end <= hw {
+                let _ = reply.send(outcome);
+            } else {
+                self.parked_duplicates.push((end, outcome, reply));
+            }
+        }
         let waiters = std::mem::take(&mut self.waiters);
         for (offset, tx) in waiters {
             if offset < hw {
@@ -402,23 +413,43 @@ impl Handler<Produce> for PartitionActor {
             return;
         };
         // Idempotence: check every batch before appending any.
+        let mut duplicate = None;
         for (header, _) in &msg.batches {
             match self.producers.check(header) {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate(offset) => {
-                    let _ = msg.reply.send(ProduceOutcome {
-                        error: 0,
-                        base_offset: offset as i64,
-                        log_append_time: -1,
-                        log_start: self.log_start as i64,
-                    });
-                    return;
+                    duplicate = Some((offset, offset + header.count() as u64));
                 }
                 SequenceCheck::Reject(error) => {
                     let _ = msg.reply.send(ProduceOutcome::error(error.code()));
                     return;
                 }
             }
+        }
+        if let Some((offset, end)) = duplicate {
+            if msg.batches.len() > 1 {
+                // A producer resends whole requests; a request mixing old and new batches of
+                // one partition is not one we can answer truthfully.
+                let _ = msg
+                    .reply
+                    .send(ProduceOutcome::error(ResponseError::InvalidRequest.code()));
+                return;
+            }
+            let outcome = ProduceOutcome {
+                error: 0,
+                base_offset: offset as i64,
+                log_append_time: -1,
+                log_start: self.log_start as i64,
+            };
+            // A retry of a batch still in flight is answered when the original is confirmed,
+            // never before (if the original fails, the partition stops and the retry gets a
+            // retriable error).
+            if end <= self.hw {
+                let _ = msg.reply.send(outcome);
+            } else {
+                self.parked_duplicates.push((end, outcome, msg.reply));
+            }
+            return;
         }
         let log_append_time = config.log_append_time.then(now_ms);
         let Some(data) = self.data.as_mut() else {
@@ -540,6 +571,8 @@ impl Handler<WaitForData> for PartitionActor {
             let _ = msg.reply.send(());
             return;
         }
+        // Fetches that timed out dropped their receivers: forget them.
+        self.waiters.retain(|(_, tx)| !tx.is_closed());
         self.waiters.push((msg.offset as u64, msg.reply));
     }
 }
@@ -590,7 +623,7 @@ impl Handler<ListOffset> for PartitionActor {
                 let _ = msg.reply.send(answer(self.hw as i64, -1));
                 return;
             }
-            -3 => match self.time_index.max_timestamp() {
+            -3 => match self.time_index.max_timestamp_below(self.hw) {
                 Some((offset, ts)) if offset >= self.log_start => Some((offset, ts)),
                 _ => None,
             },

@@ -160,19 +160,18 @@ impl TimeIndex {
         Some(self.entries[k].offset.max(log_start))
     }
 
-    /// The batch holding the largest timestamp, and that timestamp.
-    pub fn max_timestamp(&self) -> Option<(u64, i64)> {
-        let last_raise = self
-            .entries
+    /// The confirmed batch (starting below `hw`) holding the largest timestamp, and that
+    /// timestamp: the first entry carrying the largest running maximum below `hw`.
+    pub fn max_timestamp_below(&self, hw: u64) -> Option<(u64, i64)> {
+        let confirmed = self.entries.partition_point(|e| e.offset < hw);
+        let max = self.entries[..confirmed]
             .iter()
-            .rev()
-            .find(|e| e.max_timestamp == self.running_max)?;
-        // The earliest entry with that value is the batch that set it.
-        let first = self
-            .entries
+            .map(|e| e.max_timestamp)
+            .max()?;
+        self.entries[..confirmed]
             .iter()
-            .find(|e| e.max_timestamp == last_raise.max_timestamp)?;
-        Some((first.offset, first.max_timestamp))
+            .find(|e| e.max_timestamp == max)
+            .map(|e| (e.offset, e.max_timestamp))
     }
 
     /// First offset to keep so that no batch whose timestamps are all below `cutoff` remains.
@@ -364,7 +363,9 @@ mod tests {
         assert_eq!(index.scan_start(200, 0), Some(4));
         assert_eq!(index.scan_start(201, 0), Some(8));
         assert_eq!(index.scan_start(301, 0), None);
-        assert_eq!(index.max_timestamp(), Some((8, 300)));
+        assert_eq!(index.max_timestamp_below(u64::MAX), Some((8, 300)));
+        assert_eq!(index.max_timestamp_below(8), Some((4, 200)));
+        assert_eq!(index.max_timestamp_below(0), None);
         assert_eq!(index.retention_by_time(150, 10), 4);
         assert_eq!(index.retention_by_time(1000, 10), 10);
         index.truncate(6);

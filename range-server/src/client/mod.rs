@@ -202,6 +202,14 @@ impl StreamClient {
                 });
             };
             match self.read_range(&range, offset, max_bytes).await? {
+                // Nothing readable in what the cache says is the open range: it may have been
+                // sealed since (by a writer elsewhere), so look again once.
+                RangeRead::Batches(result)
+                    if result.batches.is_empty() && range.end.is_none() && !refreshed =>
+                {
+                    info = self.describe(stream_id).await?;
+                    refreshed = true;
+                }
                 RangeRead::Batches(result) => return Ok(result),
                 RangeRead::SealedBefore if !refreshed => {
                     info = self.describe(stream_id).await?;
@@ -391,7 +399,7 @@ impl StreamClient {
         self.lock().insert(info.id, info.clone());
     }
 
-    fn invalidate(&self, stream_id: StreamId) {
+    pub(crate) fn invalidate(&self, stream_id: StreamId) {
         self.lock().remove(&stream_id);
     }
 

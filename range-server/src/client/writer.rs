@@ -381,7 +381,11 @@ impl WriterTask {
             .create_range(self.stream_id, self.epoch, end, &exclude)
             .await
         {
-            Ok(range) => range,
+            Ok(range) => {
+                // Readers sharing this client must not keep reading the sealed range.
+                self.client.invalidate(self.stream_id);
+                range
+            }
             Err(e) => {
                 self.fail(e);
                 return;
@@ -446,6 +450,7 @@ impl WriterTask {
             .await?;
         self.client
             .tell_replicas_sealed(&self.range, self.epoch, end, &[]);
+        self.client.invalidate(self.stream_id);
         Ok(end)
     }
 }

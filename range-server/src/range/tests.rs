@@ -164,6 +164,33 @@ fn fetch_from_inside_a_batch_and_readable_end() {
     let plan = s.plan_fetch(&fetch(100, u64::MAX, 10_000)).unwrap();
     assert_eq!(plan.iter().map(|p| p.0).collect::<Vec<_>>(), vec![100, 110]);
     assert_eq!(s.report().sealed_end, Some(115));
+    // Past a sealed range's end: nothing, but an answer (carrying sealed_end), not an error.
+    assert!(s
+        .plan_fetch(&fetch(120, u64::MAX, 10_000))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_reader_with_the_sealed_end_from_pd_reads_past_the_last_commit() {
+    // The writer confirmed only up to 110 here; PD sealed the range at 120 and this replica
+    // never got the seal notice. A reader that names end 120 (from PD) reads all of it.
+    let mut s = RangeState::new(1, 0, 1, 100);
+    for (off, count) in [(100u64, 10u32), (110, 5), (115, 5), (120, 10)] {
+        s.check_append(&append(off, count, 1, b"p")).unwrap();
+        s.batch_durable(off, entry(count, 100));
+    }
+    s.commit(1, 110).unwrap();
+    let open = s.plan_fetch(&fetch(100, u64::MAX, 10_000)).unwrap();
+    assert_eq!(open.iter().map(|p| p.0).collect::<Vec<_>>(), vec![100]);
+    let sealed = s.plan_fetch(&fetch(100, 120, 10_000)).unwrap();
+    assert_eq!(
+        sealed.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![100, 110, 115]
+    );
+    assert_eq!(s.readable_end_for(120), 120);
+    // Never past local durable data.
+    assert_eq!(s.readable_end_for(200), 130);
 }
 
 // ---- actor tests with a real WAL ----
