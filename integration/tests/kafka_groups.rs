@@ -1365,3 +1365,54 @@ async fn internal_offsets_topic_is_protected() {
     .await
     .expect("test thread");
 }
+
+/// Offsets of a group without members are removed after `offsets.retention.minutes` (one
+/// minute here), and the group with them; a group is kept while its offsets are fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_group_offsets_expire_after_the_retention() {
+    let _serial = serial().await;
+    let cluster = cluster(1)
+        .broker_arg("--offsets-retention-minutes", "1")
+        .broker_arg("--offsets-retention-check-ms", "1000")
+        .start()
+        .await;
+    let bs = cluster.bootstrap();
+    ok(&cluster, kafka::create_topic(&bs, "expire-t", 1, &[]).await);
+    tokio::task::spawn_blocking(move || {
+        let group = "expiring-group";
+        let mut c = coordinator_client(&bs, group);
+        // A simple consumer's commit: no membership, generation -1.
+        assert_eq!(
+            commit(&mut c, group, "", -1, &[("expire-t", 0, 5)]),
+            vec![0]
+        );
+        let committed_at = Instant::now();
+        assert_eq!(fetch_offsets(&mut c, group, &[("expire-t", 0)])[0].0, 5);
+        // Well within the retention it is still there.
+        std::thread::sleep(Duration::from_secs(20));
+        assert_eq!(
+            fetch_offsets(&mut c, group, &[("expire-t", 0)])[0].0,
+            5,
+            "expired after {:?}, before the one-minute retention",
+            committed_at.elapsed()
+        );
+        assert!(list_groups(&bs, &[]).iter().any(|(g, _, _)| g == group));
+        // Past the retention (plus the check interval) the offsets and the group are gone.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let offset = fetch_offsets(&mut c, group, &[("expire-t", 0)])[0].0;
+            let listed = list_groups(&bs, &[]).iter().any(|(g, _, _)| g == group);
+            if offset == -1 && !listed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "offset {offset}, listed {listed} after {:?}",
+                committed_at.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .await
+    .expect("test thread");
+}
