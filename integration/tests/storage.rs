@@ -121,6 +121,11 @@ async fn hundred_thousand_appends_read_back_from_client_and_every_replica() {
     for pair in written.windows(2) {
         assert_eq!(pair[0].offset + pair[0].count as u64, pair[1].offset);
     }
+    assert_eq!(
+        writer.unconfirmed_bytes(),
+        0,
+        "every confirmed append left the backlog"
+    );
     let end = writer.close().await.expect("close");
     assert_eq!(
         end,
@@ -293,6 +298,11 @@ async fn a_second_writer_fences_the_first() {
         .append(Bytes::from(payload_for(10, offset, 100)), 1)
         .await
         .is_err());
+    assert_eq!(
+        first.unconfirmed_bytes(),
+        0,
+        "failed appends left the backlog"
+    );
 
     let from_second = append_many(&mut second, 20, 0, 500, 32).await;
     assert_eq!(

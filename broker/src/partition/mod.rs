@@ -32,6 +32,8 @@ use state::{EpochHistory, Producers, SequenceCheck, TailCache, TimeIndex};
 /// Meta records after which the partition writes a snapshot and trims its meta stream.
 const SNAPSHOT_EVERY: usize = 256;
 const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Unconfirmed bytes a partition holds before it refuses produce requests (retriably).
+const MAX_UNCONFIRMED_BYTES: u64 = 64 * 1024 * 1024;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -456,6 +458,14 @@ impl Handler<Produce> for PartitionActor {
             let _ = msg.reply.send(ProduceOutcome::error(not_leader()));
             return;
         };
+        if data.unconfirmed_bytes() > MAX_UNCONFIRMED_BYTES {
+            // The stream is not confirming (replicas or PD slow or down): push back with a
+            // retriable error instead of queueing without bound.
+            let _ = msg.reply.send(ProduceOutcome::error(
+                ResponseError::NotEnoughReplicas.code(),
+            ));
+            return;
+        }
         let base_offset = data.next_offset();
         let _entered = msg.span.enter();
         let mut appends = Vec::with_capacity(msg.batches.len());

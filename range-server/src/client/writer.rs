@@ -38,6 +38,8 @@ pub struct StreamWriter {
     next: u64,
     commands: mpsc::UnboundedSender<Command>,
     confirmed: Arc<AtomicU64>,
+    /// Payload bytes appended but not yet confirmed (or failed).
+    unconfirmed_bytes: Arc<AtomicU64>,
 }
 
 /// Resolves to the append's first offset once it is confirmed, or to the error that ended the
@@ -64,6 +66,12 @@ impl StreamWriter {
         self.confirmed.load(Ordering::Acquire)
     }
 
+    /// Payload bytes waiting for confirmation: grows while replicas or PD are slow or down,
+    /// so callers can stop taking work instead of queueing without bound.
+    pub fn unconfirmed_bytes(&self) -> u64 {
+        self.unconfirmed_bytes.load(Ordering::Acquire)
+    }
+
     /// Appends one batch that takes `count` offsets. The offset is assigned now (it is
     /// `next_offset()` before the call); the future resolves when the batch is confirmed.
     pub fn append(&mut self, payload: Bytes, count: u32) -> AppendFuture {
@@ -78,6 +86,8 @@ impl StreamWriter {
         self.next += count as u64;
         let (done, wait) = oneshot::channel();
         let crc = protocol::checksum(&payload);
+        self.unconfirmed_bytes
+            .fetch_add(payload.len() as u64, Ordering::AcqRel);
         let sent = self.commands.send(Command::Append(PendingAppend {
             offset,
             count,
@@ -177,6 +187,7 @@ struct WriterTask {
     failed: Vec<(NodeId, Instant)>,
     fatal: Option<RpcError>,
     shared_confirmed: Arc<AtomicU64>,
+    unconfirmed_bytes: Arc<AtomicU64>,
 }
 
 pub(super) async fn start(
@@ -189,6 +200,7 @@ pub(super) async fn start(
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let shared_confirmed = Arc::new(AtomicU64::new(range.start));
+    let unconfirmed_bytes = Arc::new(AtomicU64::new(0));
     let mut task = WriterTask {
         client,
         stream_id,
@@ -204,6 +216,7 @@ pub(super) async fn start(
         failed: Vec::new(),
         fatal: None,
         shared_confirmed: shared_confirmed.clone(),
+        unconfirmed_bytes: unconfirmed_bytes.clone(),
     };
     task.install_range(range.clone()).await?;
     tokio::spawn(task.run(commands_rx, acks_rx));
@@ -213,6 +226,7 @@ pub(super) async fn start(
         next: range.start,
         commands,
         confirmed: shared_confirmed,
+        unconfirmed_bytes,
     })
 }
 
@@ -246,6 +260,7 @@ impl WriterTask {
 
     fn append(&mut self, append: PendingAppend) {
         if let Some(err) = &self.fatal {
+            self.settled(&append);
             let _ = append.done.send(Err(err.clone()));
             return;
         }
@@ -321,6 +336,7 @@ impl WriterTask {
         self.shared_confirmed.store(candidate, Ordering::Release);
         while self.pending.front().is_some_and(|p| p.end() <= candidate) {
             if let Some(done) = self.pending.pop_front() {
+                self.settled(&done);
                 let _ = done.done.send(Ok(done.offset));
             }
         }
@@ -339,9 +355,16 @@ impl WriterTask {
         }
     }
 
+    /// An append left the unconfirmed set (confirmed or failed).
+    fn settled(&self, append: &PendingAppend) {
+        self.unconfirmed_bytes
+            .fetch_sub(append.payload.len() as u64, Ordering::AcqRel);
+    }
+
     fn fail(&mut self, err: RpcError) {
         tracing::warn!(stream = self.stream_id, "stream writer stops: {err}");
-        for pending in self.pending.drain(..) {
+        for pending in std::mem::take(&mut self.pending) {
+            self.settled(&pending);
             let _ = pending.done.send(Err(err.clone()));
         }
         self.replicas.clear();
