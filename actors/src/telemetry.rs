@@ -2,8 +2,8 @@
 //!
 //! [`init`] installs a `tracing` subscriber that logs to stderr (filter from `RUST_LOG`,
 //! default `info`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exports spans through
-//! OpenTelemetry OTLP (HTTP/protobuf; filter from `STRATA_TRACE_FILTER`, default `info`, which
-//! includes the per-request spans of every process). [`current_trace_context`] and [`set_parent`] carry the
+//! OpenTelemetry OTLP (HTTP/protobuf; filter from `STRATA_TRACE_FILTER`, default
+//! [`DEFAULT_TRACE_FILTER`], which includes the per-request spans of every process). [`current_trace_context`] and [`set_parent`] carry the
 //! W3C `traceparent` through RPC frame headers so one request is one trace across processes.
 
 use std::collections::HashMap;
@@ -17,6 +17,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// What is exported when `STRATA_TRACE_FILTER` is not set: info everywhere plus the
+/// per-request spans (RPC server, Kafka request), which are debug-level so that they cost
+/// nothing when no exporter is configured.
+pub const DEFAULT_TRACE_FILTER: &str = "info,actors::rpc::server=debug,broker::handlers=debug";
 
 /// Keeps the exporter alive; flushes buffered spans when dropped.
 pub struct TelemetryGuard {
@@ -72,7 +77,9 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         )
         .build();
     let tracer = provider.tracer(service_name.to_string());
-    let trace_filter = std::env::var("STRATA_TRACE_FILTER").unwrap_or_else(|_| "info".into());
+    // Per-request spans are at debug level so that, without export, nothing pays for them.
+    let trace_filter =
+        std::env::var("STRATA_TRACE_FILTER").unwrap_or_else(|_| DEFAULT_TRACE_FILTER.to_string());
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(EnvFilter::new(trace_filter));

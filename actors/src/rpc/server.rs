@@ -196,7 +196,7 @@ impl StreamHandler<Result<Frame, FrameError>> for Connection {
             self.close(ctx);
             return;
         }
-        let span = tracing::info_span!("rpc.server", opcode = header.opcode.0, peer = %self.peer);
+        let span = tracing::debug_span!("rpc.server", opcode = header.opcode.0, peer = %self.peer);
         crate::telemetry::set_parent(&span, &header.trace_context);
         let request_ctx = RequestContext {
             peer: self.peer,

@@ -243,7 +243,7 @@ pub fn handle(
         .get_or_create(&vec![("api".to_string(), format!("{api_key:?}"))])
         .inc();
     // One span per request; with OTLP export on, the range servers' spans of a produce join it.
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "kafka.request",
         api = ?api_key,
         version,
