@@ -445,20 +445,8 @@ impl Handler<Stop> for GroupCoordinator {
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.status = Status::Stopped;
         self.groups = Groups::new(self.broker.config.groups.clone());
-        let data = self.data.take();
-        let meta = self.meta.take();
-        ctx.wait(
-            async move {
-                if let Some(data) = data {
-                    let _ = data.close().await;
-                }
-                if let Some(meta) = meta {
-                    let _ = meta.close().await;
-                }
-            }
-            .into_actor(self)
-            .map(|_, _, ctx| ctx.stop()),
-        );
+        let closing = crate::partition::open::close_streams(self.data.take(), self.meta.take());
+        ctx.wait(closing.into_actor(self).map(|_, _, ctx| ctx.stop()));
     }
 }
 

@@ -9,7 +9,7 @@
 //! local disk. While it opens, its mailbox waits, so early requests are served once it is
 //! ready; if its streams fail or it is fenced, it stops and the metadata loop decides again.
 
-mod open;
+pub mod open;
 pub mod state;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -354,20 +354,8 @@ impl Handler<Stop> for PartitionActor {
         self.flush_time_index(ctx);
         self.ready = false;
         self.waiters.clear();
-        let data = self.data.take();
-        let meta = self.meta.take();
-        ctx.wait(
-            async move {
-                if let Some(data) = data {
-                    let _ = data.close().await;
-                }
-                if let Some(meta) = meta {
-                    let _ = meta.close().await;
-                }
-            }
-            .into_actor(self)
-            .map(|_, _, ctx| ctx.stop()),
-        );
+        let closing = open::close_streams(self.data.take(), self.meta.take());
+        ctx.wait(closing.into_actor(self).map(|_, _, ctx| ctx.stop()));
     }
 }
 

@@ -9,6 +9,18 @@ use range_server::client::{StreamClient, StreamWriter};
 use super::state::{EpochHistory, TimeIndex};
 use crate::batch;
 
+/// Closes a partition's data and meta streams (waits for their appends, seals their ranges so
+/// the next owner opens at once). Failures are ignored: the next owner's open fences and
+/// seals whatever is left.
+pub async fn close_streams(data: Option<StreamWriter>, meta: Option<StreamWriter>) {
+    for writer in [data, meta].into_iter().flatten() {
+        let stream = writer.stream_id();
+        if let Err(e) = writer.close().await {
+            tracing::debug!(stream, "closing stream: {e}");
+        }
+    }
+}
+
 pub struct Opened {
     pub data: StreamWriter,
     pub meta: StreamWriter,
