@@ -47,9 +47,21 @@ async fn acknowledged_records_stored_once_when_a_broker_stalls_past_its_lease() 
     produce_and_verify(&mut cluster, "stall", 60_000, true, Fault::Broker).await;
 }
 
+/// The placement driver is killed (SIGKILL) at a third of the load and started again with
+/// its data at two thirds: produce goes on without it (appends need no PD), and nothing
+/// acknowledged is lost or stored twice across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_stored_once_through_a_pd_restart() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::builder().range_servers(3).brokers(3).start().await;
+    produce_and_verify(&mut cluster, "pd-restart", 60_000, true, Fault::Pd).await;
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Fault {
     None,
+    /// PD is killed at a third and restarted at two thirds.
+    Pd,
     /// range-server-1 stalls 3 s at a third, range-server-2 is killed at two thirds.
     RangeServers,
     /// broker-1 stalls 8 s at a third (PD's lease in the harness is 3 s).
@@ -85,7 +97,7 @@ async fn produce_and_verify(
     let bs = cluster.bootstrap();
     let partitions: i32 = match fault {
         Fault::RangeServers => 4,
-        Fault::Broker => 6,
+        Fault::Broker | Fault::Pd => 6,
         Fault::None => 16,
     };
     if let Err(e) = kafka::create_topic(&bs, topic, partitions, &[]).await {
@@ -109,7 +121,13 @@ async fn produce_and_verify(
     };
     let mut resume = None;
     for i in 0..n {
-        if fault != Fault::None && i == n / 3 {
+        if fault == Fault::Pd && i == n / 3 {
+            cluster.pd.kill();
+        }
+        if fault == Fault::Pd && i == 2 * n / 3 {
+            cluster.pd.start();
+        }
+        if matches!(fault, Fault::RangeServers | Fault::Broker) && i == n / 3 {
             // Stall a process (SIGSTOP), then let it go on.
             let (pid, secs) = if fault == Fault::Broker {
                 (cluster.broker(0).pid().expect("broker-1 runs"), 8)
