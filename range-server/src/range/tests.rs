@@ -1,3 +1,5 @@
+//! Unit tests of the range rules (RangeState) and of the range actor over a real WAL.
+
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::*;

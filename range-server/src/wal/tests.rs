@@ -1,3 +1,6 @@
+//! Unit tests of the WAL: round trips, group commit, segment rolls, recovery from torn and
+//! corrupt records, and refusing writes after a failed sync.
+
 use std::sync::mpsc;
 
 use bytes::Bytes;
