@@ -6,13 +6,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use actix::Addr;
 use protocol::model::{NodeInfo, TopicInfo};
-use range_server::client::{PdClient, StreamClient};
+use stream_client::{PdClient, StreamClient};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::partition::PartitionActor;
+use crate::partition::PartitionHandle;
 
 /// A consistent view of the cluster as PD last told it.
 #[derive(Debug, Default)]
@@ -44,13 +43,6 @@ pub struct Broker {
     pub metadata_changed: tokio::sync::Notify,
     /// Group coordinators this broker runs, by `__consumer_offsets` partition.
     pub coordinators: RefCell<crate::group::Coordinators>,
-}
-
-#[derive(Clone)]
-pub struct PartitionHandle {
-    pub addr: Addr<PartitionActor>,
-    pub leader_epoch: u32,
-    pub data_stream: u64,
 }
 
 impl Broker {

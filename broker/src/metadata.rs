@@ -1,19 +1,19 @@
-//! Keeps the broker's view of the cluster current by watching PD, and reconciles the
-//! partition actors with it: a partition PD assigns to this broker gets an actor, one it no
-//! longer owns (moved, topic deleted) has its actor stopped. It decides nothing itself: PD
-//! owns every assignment.
+//! Keeps the broker's view of the cluster current by watching PD, and after each change tells
+//! the owners' reconcile loop which partitions (and which `__consumer_offsets` partitions, for
+//! group coordination) PD assigns here. It decides nothing itself: PD owns every assignment.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix::Actor;
 use protocol::model::NodeKind;
 use protocol::pd::{GetClusterInfo, ListNodes, ListTopics, Watch};
 use protocol::RpcError;
 
-use crate::context::{ClusterSnapshot, PartitionHandle, SharedBroker};
-use crate::partition::{PartitionActor, Stop};
+use crate::context::{ClusterSnapshot, SharedBroker};
+use crate::group::Coordinator;
+use crate::owner::reconcile::{start_and_stop, Assignment};
+use crate::partition::Partition;
 
 /// How long one watch waits for changes before the broker refreshes anyway (liveness of
 /// other brokers is not evented, so this bounds how stale it can be).
@@ -54,53 +54,33 @@ pub async fn refresh(broker: &SharedBroker) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// Starts actors for partitions this broker now owns and stops the others.
+/// Starts owners (partition actors, group coordinators) for the partitions this broker now
+/// owns and stops the others.
 fn reconcile(broker: &SharedBroker) {
     let snapshot = broker.snapshot();
-    let mut wanted: HashMap<(String, u32), (u32, u64, u64)> = HashMap::new();
+    let mut partitions = HashMap::new();
+    let mut coordinators = HashMap::new();
     for topic in snapshot.topics.values() {
-        if topic.name == crate::group::OFFSETS_TOPIC {
-            continue; // served by group coordinators (crate::group::reconcile)
-        }
-        for p in &topic.partitions {
-            if p.leader == Some(broker.node_id) {
-                wanted.insert(
-                    (topic.name.clone(), p.index),
-                    (p.leader_epoch, p.data_stream, p.meta_stream),
-                );
+        for p in topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader == Some(broker.node_id))
+        {
+            let assignment = Assignment {
+                leader_epoch: p.leader_epoch,
+                data_stream: p.data_stream,
+                meta_stream: p.meta_stream,
+            };
+            if topic.name == crate::group::OFFSETS_TOPIC {
+                coordinators.insert(p.index, assignment);
+            } else {
+                partitions.insert((topic.name.clone(), p.index), assignment);
             }
         }
     }
-    let mut partitions = broker.partitions.borrow_mut();
-    partitions.retain(|key, handle| {
-        let keep = wanted.get(key).is_some_and(|(epoch, data, _)| {
-            *epoch == handle.leader_epoch && *data == handle.data_stream
-        }) && handle.addr.connected();
-        if !keep {
-            tracing::info!(topic = %key.0, partition = key.1, "no longer serving partition");
-            handle.addr.do_send(Stop);
-        }
-        keep
-    });
-    for (key, (epoch, data, meta)) in wanted {
-        if partitions.contains_key(&key) {
-            continue;
-        }
-        tracing::info!(topic = %key.0, partition = key.1, leader_epoch = epoch, "serving partition");
-        let addr =
-            PartitionActor::new(broker.clone(), key.0.clone(), key.1, epoch, data, meta).start();
-        partitions.insert(
-            key,
-            PartitionHandle {
-                addr,
-                leader_epoch: epoch,
-                data_stream: data,
-            },
-        );
-    }
-    broker.metrics.partitions.set(partitions.len() as i64);
-    drop(partitions);
-    crate::group::reconcile(broker);
+    let running = start_and_stop::<Partition>(broker, partitions);
+    broker.metrics.partitions.set(running as i64);
+    start_and_stop::<Coordinator>(broker, coordinators);
 }
 
 /// Runs forever: long-polls PD for changes and refreshes after each answer (or each

@@ -14,13 +14,14 @@
 //! a stream failure: it stops (pending requests get NOT_COORDINATOR), and the metadata loop
 //! starts it again if PD still assigns the partition here.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
 use protocol::RpcError;
-use range_server::client::{AppendFuture, StreamClient, StreamWriter};
 use tokio::sync::oneshot;
 
 use super::records::{self, OffsetValue, SnapshotAssembler};
@@ -29,8 +30,9 @@ use super::state::{
     SyncResult, Write,
 };
 use super::GroupConfig;
-use crate::context::SharedBroker;
-use crate::partition::now_ms;
+use crate::context::{Broker, SharedBroker};
+use crate::now_ms;
+use crate::owner::{Opened, OwnedState, OwnerHandle, Status, StreamOwner};
 
 /// How often group deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -39,284 +41,47 @@ const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
 /// Largest stream batch a coordinator writes (records are packed up to this).
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Loading,
-    Active,
-    Stopped,
-}
+/// The coordinator actor of one `__consumer_offsets` partition.
+pub type GroupCoordinator = StreamOwner<Coordinator>;
+/// A running coordinator, as the broker's table knows it.
+pub type CoordinatorHandle = OwnerHandle<Coordinator>;
 
-pub struct GroupCoordinator {
-    broker: SharedBroker,
-    partition: u32,
-    leader_epoch: u32,
-    data_stream: u64,
-    meta_stream: u64,
-    data: Option<StreamWriter>,
-    meta: Option<StreamWriter>,
-    status: Status,
+/// What a coordinator keeps: its groups and how much it wrote since its last snapshot.
+pub struct Coordinator {
+    config: GroupConfig,
     groups: Groups,
     /// Data records written since the last snapshot (drives the next one).
     records_since_snapshot: usize,
-    snapshotting: bool,
 }
 
-impl GroupCoordinator {
-    pub fn new(
+impl OwnedState for Coordinator {
+    /// The `__consumer_offsets` partition.
+    type Key = u32;
+    const KIND: &'static str = "group coordinator";
+    const HOLD_MAILBOX_WHILE_LOADING: bool = false;
+
+    fn table(broker: &Broker) -> &RefCell<HashMap<u32, OwnerHandle<Self>>> {
+        &broker.coordinators
+    }
+
+    fn empty(broker: &SharedBroker, _key: &u32) -> Self {
+        Coordinator {
+            config: broker.config.groups.clone(),
+            groups: Groups::new(broker.config.groups.clone()),
+            records_since_snapshot: 0,
+        }
+    }
+
+    async fn load(
         broker: SharedBroker,
         partition: u32,
-        leader_epoch: u32,
-        data_stream: u64,
-        meta_stream: u64,
-    ) -> Self {
-        let config = broker.config.groups.clone();
-        GroupCoordinator {
-            broker,
-            partition,
-            leader_epoch,
-            data_stream,
-            meta_stream,
-            data: None,
-            meta: None,
-            status: Status::Loading,
-            groups: Groups::new(config),
-            records_since_snapshot: 0,
-            snapshotting: false,
-        }
-    }
-
-    /// The error every request gets while this coordinator cannot serve.
-    fn unavailable(&self) -> Option<i16> {
-        match self.status {
-            Status::Active => None,
-            Status::Loading => Some(E::CoordinatorLoadInProgress.code()),
-            Status::Stopped => Some(E::NotCoordinator.code()),
-        }
-    }
-
-    /// Stops after a stream failure; dropping the groups drops every waiting answer (the
-    /// handlers turn that into NOT_COORDINATOR).
-    fn fail(&mut self, ctx: &mut Context<Self>, error: &RpcError) {
-        if self.status == Status::Stopped {
-            return;
-        }
-        tracing::warn!(
-            partition = self.partition,
-            "group coordinator stops: {error}"
-        );
-        self.status = Status::Stopped;
-        self.groups = Groups::new(self.broker.config.groups.clone());
-        self.data = None;
-        self.meta = None;
-        let mut coordinators = self.broker.coordinators.borrow_mut();
-        if coordinators
-            .get(&self.partition)
-            .is_some_and(|h| h.addr == ctx.address())
-        {
-            coordinators.remove(&self.partition);
-        }
-        ctx.stop();
-    }
-
-    /// Appends every write the state machine queued, in order.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let writes = self.groups.take_writes();
-            if writes.is_empty() {
-                return;
-            }
-            for write in writes {
-                self.append(ctx, write);
-            }
-        }
-    }
-
-    fn append(&mut self, ctx: &mut Context<Self>, write: Write) {
-        if self.status != Status::Active {
-            return;
-        }
-        let Write { records, done } = write;
-        if records.is_empty() {
-            if let Some(done) = done {
-                done(&mut self.groups, now_ms());
-            }
-            return;
-        }
-        let Some(data) = self.data.as_mut() else {
-            return;
-        };
-        self.records_since_snapshot += records.len();
-        let encoded: Vec<Bytes> = records.iter().map(records::encode_record).collect();
-        let appends: Vec<AppendFuture> = records::pack(encoded, MAX_BATCH_BYTES)
-            .iter()
-            .map(|batch| data.append(records::data_batch(batch), 1))
-            .collect();
-        ctx.spawn(
-            async move {
-                for append in appends {
-                    append.await?;
-                }
-                Ok::<_, RpcError>(())
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| match result {
-                Ok(()) => {
-                    if act.status == Status::Active {
-                        if let Some(done) = done {
-                            done(&mut act.groups, now_ms());
-                            act.flush(ctx);
-                        }
-                    }
-                }
-                Err(e) => act.fail(ctx, &e),
-            }),
-        );
-    }
-
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.status != Status::Active || self.groups.is_empty() {
-            return;
-        }
-        self.groups.tick(now_ms());
-        self.flush(ctx);
-    }
-
-    fn expire(&mut self, ctx: &mut Context<Self>) {
-        if self.status != Status::Active {
-            return;
-        }
-        self.groups.expire(now_ms());
-        self.flush(ctx);
-    }
-
-    /// Writes a snapshot of every group to the meta stream once enough records accumulated,
-    /// then trims both streams to it.
-    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
-        let every = self.broker.config.groups.snapshot_every_records.max(1);
-        if self.status != Status::Active || self.snapshotting || self.records_since_snapshot < every
-        {
-            return;
-        }
-        let (Some(data), Some(meta)) = (self.data.as_ref(), self.meta.as_mut()) else {
-            return;
-        };
-        let covered = data.next_offset();
-        let encoded: Vec<Bytes> = self
-            .groups
-            .snapshot_records()
-            .iter()
-            .map(records::encode_record)
-            .collect();
-        let mut packs = records::pack(encoded, MAX_BATCH_BYTES);
-        if packs.is_empty() {
-            packs.push(Vec::new());
-        }
-        let first = meta.next_offset();
-        let n = packs.len();
-        let appends: Vec<AppendFuture> = packs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| meta.append(records::snapshot_chunk(covered, i as u32, i + 1 == n, p), 1))
-            .collect();
-        tracing::info!(
-            partition = self.partition,
-            covered,
-            chunks = n,
-            groups = self.groups.len(),
-            "writing group snapshot"
-        );
-        self.snapshotting = true;
-        self.records_since_snapshot = 0;
-        ctx.spawn(
-            async move {
-                for append in appends {
-                    append.await?;
-                }
-                Ok::<_, RpcError>(())
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| match result {
-                Ok(()) => act.trim_to_snapshot(ctx, covered, first),
-                Err(e) => act.fail(ctx, &e),
-            }),
-        );
-    }
-
-    /// Once the data the snapshot covers is confirmed, trims the data stream to it and the
-    /// meta stream to the snapshot's first chunk.
-    fn trim_to_snapshot(&mut self, ctx: &mut Context<Self>, covered: u64, meta_first: u64) {
-        if self.status != Status::Active {
-            return;
-        }
-        let confirmed = self.data.as_ref().map(|d| d.confirmed()).unwrap_or(0);
-        if confirmed < covered {
-            ctx.run_later(Duration::from_millis(50), move |act, ctx| {
-                act.trim_to_snapshot(ctx, covered, meta_first)
-            });
-            return;
-        }
-        let streams = self.broker.streams.clone();
-        let (data_stream, meta_stream) = (self.data_stream, self.meta_stream);
-        ctx.spawn(
-            async move {
-                streams.trim(data_stream, covered).await?;
-                streams.trim(meta_stream, meta_first).await?;
-                Ok::<_, RpcError>(())
-            }
-            .into_actor(self)
-            .map(move |result, act, _ctx| {
-                act.snapshotting = false;
-                match result {
-                    Ok(()) => tracing::debug!(
-                        partition = act.partition,
-                        covered,
-                        "trimmed group streams to the snapshot"
-                    ),
-                    Err(e) => tracing::warn!(
-                        partition = act.partition,
-                        "trimming group streams failed (retried at the next snapshot): {e}"
-                    ),
-                }
-            }),
-        );
-    }
-}
-
-struct Loaded {
-    data: StreamWriter,
-    meta: StreamWriter,
-    groups: Groups,
-    records_since_snapshot: usize,
-}
-
-/// Opens both streams (fencing the previous coordinator) and replays them.
-async fn load(
-    streams: StreamClient,
-    partition: u32,
-    data_stream: u64,
-    meta_stream: u64,
-    leader_epoch: u32,
-    config: GroupConfig,
-) -> Result<Loaded, RpcError> {
-    let data = streams
-        .open_with_epoch(data_stream, leader_epoch as u64)
-        .await?;
-    let meta = streams
-        .open_with_epoch(meta_stream, leader_epoch as u64)
-        .await?;
-
-    // The latest complete snapshot in the meta stream.
-    let meta_info = streams.describe(meta_stream).await?;
-    let mut assembler = SnapshotAssembler::default();
-    let mut offset = meta_info.start_offset;
-    let meta_end = meta.next_offset();
-    while offset < meta_end {
-        let read = streams.read(meta_stream, offset, 4 << 20).await?;
-        if read.batches.is_empty() {
-            break;
-        }
-        for batch in read.batches {
-            offset = batch.offset + batch.count as u64;
+        _leader_epoch: u32,
+        opened: &Opened,
+    ) -> Result<Self, RpcError> {
+        // The latest complete snapshot in the meta stream.
+        let mut assembler = SnapshotAssembler::default();
+        let mut meta = opened.scan_meta().await?;
+        while let Some(batch) = meta.next().await? {
             match records::decode_snapshot_chunk(&batch.payload) {
                 Ok(chunk) => assembler.push(batch.offset, chunk),
                 Err(e) => tracing::warn!(
@@ -326,40 +91,32 @@ async fn load(
                 ),
             }
         }
-    }
-    let now = now_ms();
-    let mut groups = Groups::new(config);
-    let mut from = 0;
-    if let Some((_, covered, records)) = assembler.complete.take() {
-        from = covered;
-        for record in records {
-            groups.replay(record, now);
+        let now = now_ms();
+        let mut groups = Groups::new(broker.config.groups.clone());
+        let mut from = 0;
+        if let Some((_, covered, records)) = assembler.complete.take() {
+            from = covered;
+            for record in records {
+                groups.replay(record, now);
+            }
         }
-    }
 
-    // Then the data stream after it.
-    let data_info = streams.describe(data_stream).await?;
-    if data_info.start_offset > from {
-        if from > 0 {
-            tracing::warn!(
-                partition,
-                snapshot = from,
-                start = data_info.start_offset,
-                "group data stream starts after the snapshot"
-            );
+        // Then the data stream after it.
+        let data_start = opened.data_start().await?;
+        if data_start > from {
+            if from > 0 {
+                tracing::warn!(
+                    partition,
+                    snapshot = from,
+                    start = data_start,
+                    "group data stream starts after the snapshot"
+                );
+            }
+            from = data_start;
         }
-        from = data_info.start_offset;
-    }
-    let end = data.next_offset();
-    let mut offset = from;
-    let mut replayed = 0;
-    while offset < end {
-        let read = streams.read(data_stream, offset, 4 << 20).await?;
-        if read.batches.is_empty() {
-            break;
-        }
-        for batch in read.batches {
-            offset = batch.offset + batch.count as u64;
+        let mut data = opened.scan_data(from);
+        let mut replayed = 0;
+        while let Some(batch) = data.next().await? {
             match records::decode_data_batch(&batch.payload) {
                 Ok(records) => {
                     replayed += records.len();
@@ -374,79 +131,133 @@ async fn load(
                 ),
             }
         }
+        groups.finish_load(now_ms());
+        tracing::info!(partition, groups = groups.len(), replayed, "groups loaded");
+        Ok(Coordinator {
+            config: broker.config.groups.clone(),
+            groups,
+            records_since_snapshot: replayed,
+        })
     }
-    groups.finish_load(now_ms());
-    Ok(Loaded {
-        data,
-        meta,
-        groups,
-        records_since_snapshot: replayed,
-    })
+
+    fn on_active(owner: &mut GroupCoordinator, ctx: &mut Context<GroupCoordinator>) {
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        let every = owner.broker.config.groups.offsets_retention_check;
+        ctx.run_interval(every, |act, ctx| act.expire(ctx));
+        ctx.run_interval(SNAPSHOT_CHECK, |act, ctx| act.maybe_snapshot(ctx));
+    }
+
+    /// Dropping the groups drops every waiting answer (the handlers turn that into
+    /// NOT_COORDINATOR).
+    fn on_stopped(&mut self) {
+        self.groups = Groups::new(self.config.clone());
+    }
 }
 
-impl Actor for GroupCoordinator {
-    type Context = Context<Self>;
+impl GroupCoordinator {
+    /// The error every request gets while this coordinator cannot serve.
+    fn unavailable(&self) -> Option<i16> {
+        match self.status {
+            Status::Active => None,
+            Status::Loading => Some(E::CoordinatorLoadInProgress.code()),
+            Status::Stopped => Some(E::NotCoordinator.code()),
+        }
+    }
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
-        let loading = load(
-            self.broker.streams.clone(),
-            self.partition,
-            self.data_stream,
-            self.meta_stream,
-            self.leader_epoch,
-            self.broker.config.groups.clone(),
-        );
-        let started = std::time::Instant::now();
-        ctx.spawn(loading.into_actor(self).map(move |result, act, ctx| {
-            if act.status == Status::Stopped {
+    /// Appends every write the state machine queued, in order.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let writes = self.state.groups.take_writes();
+            if writes.is_empty() {
                 return;
             }
-            match result {
-                Ok(loaded) => {
-                    tracing::info!(
-                        partition = act.partition,
-                        groups = loaded.groups.len(),
-                        replayed = loaded.records_since_snapshot,
-                        ms = started.elapsed().as_millis() as u64,
-                        "group coordinator loaded"
-                    );
-                    act.data = Some(loaded.data);
-                    act.meta = Some(loaded.meta);
-                    act.groups = loaded.groups;
-                    act.records_since_snapshot = loaded.records_since_snapshot;
-                    act.status = Status::Active;
-                    ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
-                    let every = act.broker.config.groups.offsets_retention_check;
-                    ctx.run_interval(every, |act, ctx| act.expire(ctx));
-                    ctx.run_interval(SNAPSHOT_CHECK, |act, ctx| act.maybe_snapshot(ctx));
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        partition = act.partition,
-                        "cannot load group coordinator: {e}"
-                    );
-                    act.status = Status::Loading; // let `fail` clean up
-                    act.fail(ctx, &e);
+            for write in writes {
+                self.append(ctx, write);
+            }
+        }
+    }
+
+    fn append(&mut self, ctx: &mut Context<Self>, write: Write) {
+        if !self.is_active() {
+            return;
+        }
+        let Write { records, done } = write;
+        if records.is_empty() {
+            if let Some(done) = done {
+                done(&mut self.state.groups, now_ms());
+            }
+            return;
+        }
+        let encoded: Vec<Bytes> = records.iter().map(records::encode_record).collect();
+        let batches = records::pack(encoded, MAX_BATCH_BYTES);
+        let Some(confirmed) = self.append_data(batches.iter().map(|b| records::data_batch(b)))
+        else {
+            return;
+        };
+        self.state.records_since_snapshot += records.len();
+        self.after_ok(ctx, confirmed, move |act, ctx, ()| {
+            if act.is_active() {
+                if let Some(done) = done {
+                    done(&mut act.state.groups, now_ms());
+                    act.flush(ctx);
                 }
             }
-        }));
+        });
     }
-}
 
-/// Stop coordinating: answer nothing more, close the streams gracefully, stop.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Stop;
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.is_active() || self.state.groups.is_empty() {
+            return;
+        }
+        self.state.groups.tick(now_ms());
+        self.flush(ctx);
+    }
 
-impl Handler<Stop> for GroupCoordinator {
-    type Result = ();
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        if !self.is_active() {
+            return;
+        }
+        self.state.groups.expire(now_ms());
+        self.flush(ctx);
+    }
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        self.status = Status::Stopped;
-        self.groups = Groups::new(self.broker.config.groups.clone());
-        let closing = crate::partition::open::close_streams(self.data.take(), self.meta.take());
-        ctx.wait(closing.into_actor(self).map(|_, _, ctx| ctx.stop()));
+    /// Writes a snapshot of every group to the meta stream once enough records accumulated;
+    /// both streams are then trimmed to it.
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        let every = self.broker.config.groups.snapshot_every_records.max(1);
+        if self.state.records_since_snapshot < every {
+            return;
+        }
+        let Some(covered) = self.data.as_ref().map(|d| d.next_offset()) else {
+            return;
+        };
+        let encoded: Vec<Bytes> = self
+            .state
+            .groups
+            .snapshot_records()
+            .iter()
+            .map(records::encode_record)
+            .collect();
+        let mut packs = records::pack(encoded, MAX_BATCH_BYTES);
+        if packs.is_empty() {
+            packs.push(Vec::new());
+        }
+        let n = packs.len();
+        let chunks = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| records::snapshot_chunk(covered, i as u32, i + 1 == n, p))
+            .collect();
+        if self.write_snapshot(ctx, chunks, Some(covered)) {
+            tracing::info!(
+                partition = self.key,
+                covered,
+                chunks = n,
+                groups = self.state.groups.len(),
+                "writing group snapshot"
+            );
+            self.state.records_since_snapshot = 0;
+        }
     }
 }
 
@@ -468,7 +279,7 @@ impl Handler<Join> for GroupCoordinator {
             return;
         }
         let reply = msg.reply;
-        self.groups.join(
+        self.state.groups.join(
             now_ms(),
             msg.request,
             Box::new(move |result| {
@@ -501,7 +312,7 @@ impl Handler<Sync> for GroupCoordinator {
             return;
         }
         let reply = msg.reply;
-        self.groups.sync(
+        self.state.groups.sync(
             now_ms(),
             msg.request,
             Box::new(move |result| {
@@ -530,7 +341,7 @@ impl Handler<Heartbeat> for GroupCoordinator {
             // Kafka answers heartbeats blindly while loading.
             Status::Loading => 0,
             Status::Stopped => E::NotCoordinator.code(),
-            Status::Active => self.groups.heartbeat(
+            Status::Active => self.state.groups.heartbeat(
                 now_ms(),
                 &msg.group_id,
                 &msg.member_id,
@@ -560,7 +371,10 @@ impl Handler<Leave> for GroupCoordinator {
             let _ = msg.reply.send((error, Vec::new()));
             return;
         }
-        let answer = self.groups.leave(now_ms(), &msg.group_id, &msg.members);
+        let answer = self
+            .state
+            .groups
+            .leave(now_ms(), &msg.group_id, &msg.members);
         let _ = msg.reply.send(answer);
         self.flush(ctx);
     }
@@ -582,7 +396,7 @@ impl Handler<Commit> for GroupCoordinator {
             return;
         }
         let reply = msg.reply;
-        self.groups.commit(
+        self.state.groups.commit(
             now_ms(),
             msg.request,
             Box::new(move |errors| {
@@ -611,6 +425,7 @@ impl Handler<FetchOffsets> for GroupCoordinator {
         let answer = match self.unavailable() {
             Some(error) => Err(error),
             None => Ok(self
+                .state
                 .groups
                 .fetch_offsets(&msg.group_id, msg.partitions.as_deref())),
         };
@@ -631,7 +446,7 @@ impl Handler<Describe> for GroupCoordinator {
     fn handle(&mut self, msg: Describe, _ctx: &mut Context<Self>) {
         let answer = match self.unavailable() {
             Some(error) => Err(error),
-            None => Ok(self.groups.describe(&msg.group_id)),
+            None => Ok(self.state.groups.describe(&msg.group_id)),
         };
         let _ = msg.reply.send(answer);
     }
@@ -651,7 +466,7 @@ impl Handler<List> for GroupCoordinator {
     fn handle(&mut self, msg: List, _ctx: &mut Context<Self>) {
         let answer = match self.unavailable() {
             Some(error) => Err(error),
-            None => Ok(self.groups.list()),
+            None => Ok(self.state.groups.list()),
         };
         let _ = msg.reply.send(answer);
     }
@@ -674,7 +489,7 @@ impl Handler<DeleteGroups> for GroupCoordinator {
             return;
         }
         let reply = msg.reply;
-        self.groups.delete_groups(
+        self.state.groups.delete_groups(
             &msg.group_ids,
             Box::new(move |results| {
                 let _ = reply.send(results);
@@ -701,7 +516,7 @@ impl Handler<DeleteOffsets> for GroupCoordinator {
             return;
         }
         let reply = msg.reply;
-        self.groups.delete_offsets(
+        self.state.groups.delete_offsets(
             &msg.group_id,
             msg.partitions,
             Box::new(move |error, errors| {

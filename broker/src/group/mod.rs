@@ -6,15 +6,15 @@
 //!   time: a later owner replays what an earlier one wrote.
 //! - [`state`]: the pure group state machine (join, sync, heartbeat, leave, commit, expiry,
 //!   replay). No I/O and no actors: every rule is unit-tested there.
-//! - [`coordinator`]: one actor per `__consumer_offsets` partition this broker owns. It is the
-//!   single writer of that partition's data and meta streams, rebuilds its groups from them on
-//!   open, persists every change before answering, runs the timers and snapshots its state
-//!   into the meta stream so the data stream can be trimmed.
+//! - [`coordinator`]: one stream owner (`crate::owner`) per `__consumer_offsets` partition this
+//!   broker owns. It is the single writer of that partition's data and meta streams, rebuilds
+//!   its groups from them on open, persists every change before answering, runs the timers and
+//!   snapshots its state into the meta stream so the data stream can be trimmed.
 //!
 //! The coordinator of a group is the broker that owns partition
 //! `abs(java_hash_code(group_id)) % partitions` of `__consumer_offsets` (what Kafka does).
 //! This module decides nothing about placement: PD assigns the partitions, the metadata loop
-//! calls [`reconcile`] to start and stop coordinators accordingly.
+//! starts and stops coordinators accordingly (`crate::owner::reconcile`).
 
 pub mod coordinator;
 pub mod records;
@@ -23,10 +23,8 @@ pub mod state;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
-
-use crate::context::{ClusterSnapshot, SharedBroker};
-pub use coordinator::GroupCoordinator;
+use crate::context::ClusterSnapshot;
+pub use coordinator::{Coordinator, CoordinatorHandle, GroupCoordinator};
 
 /// Name of the internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -84,14 +82,6 @@ pub fn partition_for(group_id: &str, partitions: u32) -> u32 {
     (abs as u32) % partitions
 }
 
-/// A running coordinator, as the broker's table knows it.
-#[derive(Clone)]
-pub struct CoordinatorHandle {
-    pub addr: Addr<GroupCoordinator>,
-    pub leader_epoch: u32,
-    pub data_stream: u64,
-}
-
 /// Coordinators this broker runs, by `__consumer_offsets` partition.
 pub type Coordinators = HashMap<u32, CoordinatorHandle>;
 
@@ -100,47 +90,6 @@ pub fn offsets_partition(snapshot: &ClusterSnapshot, group_id: &str) -> Option<u
     let topic = snapshot.topics.get(OFFSETS_TOPIC)?;
     let n = topic.partitions.len() as u32;
     (n > 0).then(|| partition_for(group_id, n))
-}
-
-/// Starts coordinators for the `__consumer_offsets` partitions PD assigns to this broker and
-/// stops the others (moved away, new leader epoch, topic deleted). Called by the metadata
-/// loop after each refresh.
-pub fn reconcile(broker: &SharedBroker) {
-    let snapshot = broker.snapshot();
-    let mut wanted: HashMap<u32, (u32, u64, u64)> = HashMap::new();
-    if let Some(topic) = snapshot.topics.get(OFFSETS_TOPIC) {
-        for p in &topic.partitions {
-            if p.leader == Some(broker.node_id) {
-                wanted.insert(p.index, (p.leader_epoch, p.data_stream, p.meta_stream));
-            }
-        }
-    }
-    let mut coordinators = broker.coordinators.borrow_mut();
-    coordinators.retain(|partition, handle| {
-        let keep = wanted.get(partition).is_some_and(|(epoch, data, _)| {
-            *epoch == handle.leader_epoch && *data == handle.data_stream
-        }) && handle.addr.connected();
-        if !keep {
-            tracing::info!(partition, "no longer coordinating groups of this partition");
-            handle.addr.do_send(coordinator::Stop);
-        }
-        keep
-    });
-    for (partition, (epoch, data, meta)) in wanted {
-        if coordinators.contains_key(&partition) {
-            continue;
-        }
-        tracing::info!(partition, leader_epoch = epoch, "coordinating groups");
-        let addr = GroupCoordinator::new(broker.clone(), partition, epoch, data, meta).start();
-        coordinators.insert(
-            partition,
-            CoordinatorHandle {
-                addr,
-                leader_epoch: epoch,
-                data_stream: data,
-            },
-        );
-    }
 }
 
 #[cfg(test)]

@@ -383,7 +383,8 @@ pub async fn delete_records(
                         reply: tx,
                     });
                     rx.await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1))
+                        .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
+                        .map_or_else(|e| (e.code(), -1), |low| (0, low as i64))
                 }
                 _ => {
                     let known = broker.snapshot().topics.get(&name).is_some_and(|t| {

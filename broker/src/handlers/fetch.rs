@@ -1,11 +1,11 @@
-//! Fetch: reads each partition from the partition actor's tail cache or from its data stream,
-//! and long-polls (`max_wait_ms`, `min_bytes`) by parking on the partitions until data
+//! Fetch: reads its partitions concurrently, each through its partition actor's scan (tail
+//! cache, then the data stream), and long-polls (`max_wait_ms`, `min_bytes`) by parking on the partitions until data
 //! arrives. Returned bytes are the stored batches, never re-encoded; a fetch from inside a
 //! batch gets the whole batch (the client skips what it already has).
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::context::SharedBroker;
-use crate::partition::{Read, ReadOutcome, WaitForData};
+use crate::partition::{self, Read, WaitForData};
+use crate::read::concat;
 
 /// Longest a fetch may park, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -97,6 +98,28 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
     }
 }
 
+/// One partition's answer, before the response's size limit is applied.
+struct PartitionRead {
+    error: i16,
+    high_watermark: i64,
+    log_start: i64,
+    batches: Vec<Bytes>,
+}
+
+impl PartitionRead {
+    fn failed(error: ResponseError) -> Self {
+        PartitionRead {
+            error: error.code(),
+            high_watermark: -1,
+            log_start: -1,
+            batches: Vec::new(),
+        }
+    }
+}
+
+/// Reads every wanted partition concurrently, then fits them into `max_bytes` in request
+/// order (the first partition with data may exceed it, so one large batch always makes
+/// progress; a partition that no longer fits gets no data this time).
 async fn read_all(
     broker: &SharedBroker,
     wanted: &[Wanted],
@@ -104,6 +127,27 @@ async fn read_all(
     version: i16,
 ) -> (Vec<FetchableTopicResponse>, usize, bool, Vec<i64>) {
     let snapshot = broker.snapshot();
+    let reads = wanted.iter().flat_map(|w| {
+        let topic = w.topic.as_ref().and_then(|t| snapshot.topics.get(t));
+        w.partitions
+            .iter()
+            .map(move |&(index, offset, partition_max)| async move {
+                let Some(topic) = topic else {
+                    return PartitionRead::failed(if version >= 13 || w.topic.is_none() {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    });
+                };
+                if index < 0 || index as usize >= topic.partitions.len() {
+                    return PartitionRead::failed(ResponseError::UnknownTopicOrPartition);
+                }
+                let budget = max_bytes.min(partition_max.max(0) as usize).max(1);
+                read_partition(broker, &topic.name, index as u32, offset, budget).await
+            })
+    });
+    let mut reads = futures::future::join_all(reads).await.into_iter();
+    drop(snapshot);
     let mut total = 0usize;
     let mut any_error = false;
     // Each partition's high watermark as read, in request order (-1 when unknown).
@@ -111,62 +155,32 @@ async fn read_all(
     let mut topics = Vec::with_capacity(wanted.len());
     for w in wanted {
         let mut partitions = Vec::with_capacity(w.partitions.len());
-        for &(index, offset, partition_max) in &w.partitions {
-            let budget = max_bytes
-                .saturating_sub(total)
-                .min(partition_max.max(0) as usize);
+        for &(index, _, _) in &w.partitions {
+            let read = reads
+                .next()
+                .unwrap_or_else(|| PartitionRead::failed(ResponseError::UnknownServerError));
+            let mut fitted = Vec::new();
+            for batch in read.batches {
+                if total > 0 && total + batch.len() > max_bytes {
+                    break;
+                }
+                total += batch.len();
+                fitted.push(batch);
+            }
+            any_error |= read.error != 0;
+            seen.push(read.high_watermark);
             let mut data = PartitionData::default()
                 .with_partition_index(index)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1));
-            let topic = w.topic.as_ref().and_then(|t| snapshot.topics.get(t));
-            let error = match (w.topic.as_ref(), topic) {
-                (_, None) if version >= 13 => ResponseError::UnknownTopicId.code(),
-                (_, None) => ResponseError::UnknownTopicOrPartition.code(),
-                (Some(name), Some(topic)) => {
-                    if index < 0 || index as usize >= topic.partitions.len() {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    } else if budget == 0 && total > 0 {
-                        0 // response full: this partition waits for the next fetch
-                    } else {
-                        match read_partition(broker, name, index as u32, offset, budget.max(1))
-                            .await
-                        {
-                            Ok((outcome, mut records)) => {
-                                data = data
-                                    .with_high_watermark(outcome.high_watermark)
-                                    .with_last_stable_offset(outcome.high_watermark)
-                                    .with_log_start_offset(outcome.log_start);
-                                // Only the first partition with data may exceed the limits
-                                // (so one large batch can always make progress).
-                                if total > 0 && records.len() > budget {
-                                    records = Bytes::new();
-                                }
-                                total += records.len();
-                                if !records.is_empty() {
-                                    data = data.with_records(Some(records));
-                                }
-                                outcome.error
-                            }
-                            Err(code) => code,
-                        }
-                    }
-                }
-                (None, Some(_)) => ResponseError::UnknownTopicId.code(),
-            };
-            if error != 0 {
-                any_error = true;
-            }
-            seen.push(data.high_watermark);
+                .with_error_code(read.error)
+                .with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.high_watermark)
+                .with_log_start_offset(read.log_start)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(concat(fitted)));
             if version >= 4 {
                 data = data.with_aborted_transactions(Some(Vec::new()));
             }
-            if data.records.is_none() {
-                data = data.with_records(Some(Bytes::new()));
-            }
-            partitions.push(data.with_error_code(error));
+            partitions.push(data);
         }
         let mut topic = FetchableTopicResponse::default().with_partitions(partitions);
         if version >= 13 {
@@ -179,77 +193,40 @@ async fn read_all(
     (topics, total, any_error, seen)
 }
 
-/// Reads one partition: from the actor's cache, or from the data stream where it says.
+/// Reads one partition through its actor's scan (tail cache, then the data stream).
 async fn read_partition(
     broker: &SharedBroker,
     topic: &str,
     index: u32,
     offset: i64,
     max_bytes: usize,
-) -> Result<(ReadOutcome, Bytes), i16> {
-    let Some(handle) = broker.partition(topic, index) else {
-        return Err(ResponseError::NotLeaderOrFollower.code());
-    };
-    let (tx, rx) = oneshot::channel();
-    handle.addr.do_send(Read {
+) -> PartitionRead {
+    let read = partition::ask(broker, topic, index, |reply| Read {
         offset,
         max_bytes,
-        reply: tx,
-    });
-    let outcome = rx
-        .await
-        .map_err(|_| ResponseError::NotLeaderOrFollower.code())?;
-    if outcome.error != 0 {
-        return Ok((outcome, Bytes::new()));
-    }
-    let mut parts = outcome.batches.clone();
-    if let Some((stream, start, end)) = outcome.from_stream {
-        let mut at = start;
-        let mut size = 0usize;
-        while at < end && (parts.is_empty() || size < max_bytes) {
-            let read = match broker
-                .streams
-                .read(stream, at, max_bytes.min(u32::MAX as usize) as u32)
-                .await
-            {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::warn!(
-                        topic,
-                        partition = index,
-                        offset = at,
-                        "stream read failed: {e}"
-                    );
-                    if parts.is_empty() {
-                        return Err(ResponseError::KafkaStorageError.code());
-                    }
-                    break;
-                }
-            };
-            if read.batches.is_empty() {
-                break;
-            }
-            for b in read.batches {
-                if b.offset >= end || (!parts.is_empty() && size + b.payload.len() > max_bytes) {
-                    at = end;
-                    break;
-                }
-                size += b.payload.len();
-                at = b.offset + b.count as u64;
-                parts.push(Bytes::from(b.payload));
-            }
-        }
-    }
-    let records = match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
-            for p in parts {
-                buf.extend_from_slice(&p);
-            }
-            buf.freeze()
-        }
+        reply,
+    })
+    .await;
+    let outcome = match read.and_then(|r| r) {
+        Ok(outcome) => outcome,
+        Err(error) => return PartitionRead::failed(error),
     };
-    Ok((outcome, records))
+    let mut read = PartitionRead {
+        error: 0,
+        high_watermark: outcome.high_watermark as i64,
+        log_start: outcome.log_start as i64,
+        batches: Vec::new(),
+    };
+    let read_batches = match outcome.scan {
+        Ok(mut scan) => scan.take_bytes(max_bytes).await.map_err(|e| {
+            tracing::warn!(topic, partition = index, offset, "stream read failed: {e}");
+            ResponseError::KafkaStorageError
+        }),
+        Err(error) => Err(error),
+    };
+    match read_batches {
+        Ok(batches) => read.batches = batches,
+        Err(error) => read.error = error.code(),
+    }
+    read
 }

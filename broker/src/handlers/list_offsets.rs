@@ -1,91 +1,87 @@
 //! ListOffsets (earliest, latest, max timestamp, by timestamp) and OffsetForLeaderEpoch:
 //! both answered by the partition actor that owns the partition.
 
+use crate::context::SharedBroker;
+use crate::partition::{self, EpochEnd, EpochEndOffset, ListOffset, OffsetFound};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
-    EpochEndOffset, OffsetForLeaderTopicResult,
+    EpochEndOffset as EpochEndOffsetResponse, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 };
-use tokio::sync::oneshot;
-
-use crate::context::SharedBroker;
-use crate::partition::{EpochEnd, ListOffset, OffsetOutcome};
-
-fn failed(code: i16) -> OffsetOutcome {
-    OffsetOutcome {
-        error: code,
-        offset: -1,
-        timestamp: -1,
-        leader_epoch: -1,
-    }
-}
 
 pub async fn handle(
     broker: &SharedBroker,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let snapshot = broker.snapshot();
-    let mut pending = Vec::new();
-    for topic in &request.topics {
+    let lookups = request.topics.iter().map(|topic| async move {
         let name = topic.name.0.to_string();
-        let known = snapshot.topics.get(&name).map(|t| t.partitions.len());
-        let mut partitions = Vec::new();
-        for p in &topic.partitions {
-            let rx = match known {
-                Some(n) if p.partition_index >= 0 && (p.partition_index as usize) < n => {
-                    match broker.partition(&name, p.partition_index as u32) {
-                        Some(handle) => {
-                            let (tx, rx) = oneshot::channel();
-                            handle.addr.do_send(ListOffset {
-                                timestamp: p.timestamp,
-                                reply: tx,
-                            });
-                            Ok(rx)
-                        }
-                        None => Err(ResponseError::NotLeaderOrFollower.code()),
-                    }
-                }
-                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
-            };
-            partitions.push((p.partition_index, rx));
-        }
-        pending.push((topic.name.clone(), partitions));
-    }
-    drop(snapshot);
-    let mut topics = Vec::new();
-    for (name, partitions) in pending {
-        let mut responses = Vec::new();
-        for (index, rx) in partitions {
-            let outcome = match rx {
-                Ok(rx) => rx
+        let lookups = topic.partitions.iter().map(|p| {
+            let name = name.as_str();
+            async move {
+                known_partition(broker, name, p.partition_index)?;
+                let request = |reply| ListOffset {
+                    timestamp: p.timestamp,
+                    reply,
+                };
+                partition::ask(broker, name, p.partition_index as u32, request)
                     .await
-                    .unwrap_or(failed(ResponseError::NotLeaderOrFollower.code())),
-                Err(code) => failed(code),
-            };
-            let mut response = ListOffsetsPartitionResponse::default()
-                .with_partition_index(index)
-                .with_error_code(outcome.error)
-                .with_timestamp(outcome.timestamp)
-                .with_offset(outcome.offset);
-            if version >= 4 {
-                response = response.with_leader_epoch(outcome.leader_epoch);
+                    .and_then(|found| found)
             }
-            responses.push(response);
-        }
-        topics.push(
-            ListOffsetsTopicResponse::default()
-                .with_name(name)
-                .with_partitions(responses),
-        );
+        });
+        let found = futures::future::join_all(lookups).await;
+        let responses = topic
+            .partitions
+            .iter()
+            .zip(found)
+            .map(|(p, found)| {
+                let (error, found) = match found {
+                    Ok(found) => (0, found),
+                    Err(error) => (
+                        error.code(),
+                        OffsetFound {
+                            offset: -1,
+                            timestamp: -1,
+                            leader_epoch: -1,
+                        },
+                    ),
+                };
+                let mut response = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(error)
+                    .with_timestamp(found.timestamp)
+                    .with_offset(found.offset);
+                if version >= 4 {
+                    response = response.with_leader_epoch(found.leader_epoch);
+                }
+                response
+            })
+            .collect();
+        ListOffsetsTopicResponse::default()
+            .with_name(topic.name.clone())
+            .with_partitions(responses)
+    });
+    ListOffsetsResponse::default().with_topics(futures::future::join_all(lookups).await)
+}
+
+/// UNKNOWN_TOPIC_OR_PARTITION unless the topic exists with that partition.
+fn known_partition(broker: &SharedBroker, topic: &str, index: i32) -> Result<(), ResponseError> {
+    let known = broker
+        .snapshot()
+        .topics
+        .get(topic)
+        .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len());
+    if known {
+        Ok(())
+    } else {
+        Err(ResponseError::UnknownTopicOrPartition)
     }
-    ListOffsetsResponse::default().with_topics(topics)
 }
 
 pub async fn offset_for_leader_epoch(
@@ -98,32 +94,44 @@ pub async fn offset_for_leader_epoch(
         let name = topic.topic.0.to_string();
         let mut results = Vec::new();
         for p in topic.partitions {
-            let (error, epoch, end) = match broker.partition(&name, p.partition.max(0) as u32) {
-                Some(handle) if p.partition >= 0 => {
-                    let (tx, rx) = oneshot::channel();
-                    handle.addr.do_send(EpochEnd {
+            let asked = match p.partition {
+                index if index >= 0 => {
+                    let request = |reply| EpochEnd {
                         leader_epoch: p.leader_epoch,
-                        reply: tx,
-                    });
-                    rx.await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1))
-                }
-                _ => {
-                    let known = broker.snapshot().topics.contains_key(&name);
-                    let code = if known {
-                        ResponseError::NotLeaderOrFollower.code()
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
+                        reply,
                     };
-                    (code, -1, -1)
+                    partition::ask(broker, &name, index as u32, request)
+                        .await
+                        .and_then(|end| end)
                 }
+                _ => Err(ResponseError::NotLeaderOrFollower),
+            };
+            let answer = asked.map_err(|error| {
+                // No actor here: tell a topic we do not know from one led elsewhere.
+                if error == ResponseError::NotLeaderOrFollower
+                    && !broker.snapshot().topics.contains_key(&name)
+                {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    error
+                }
+            });
+            let (error, end) = match answer {
+                Ok(end) => (0, end),
+                Err(error) => (
+                    error.code(),
+                    EpochEndOffset {
+                        leader_epoch: -1,
+                        end_offset: -1,
+                    },
+                ),
             };
             results.push(
-                EpochEndOffset::default()
+                EpochEndOffsetResponse::default()
                     .with_partition(p.partition)
                     .with_error_code(error)
-                    .with_leader_epoch(epoch)
-                    .with_end_offset(end),
+                    .with_leader_epoch(end.leader_epoch)
+                    .with_end_offset(end.end_offset),
             );
         }
         topics.push(

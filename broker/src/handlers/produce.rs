@@ -17,17 +17,17 @@ use crate::partition::{Produce, ProduceOutcome};
 use crate::topic_config::TopicConfig;
 
 enum Pending {
-    Done(i16),
+    Done(ResponseError),
     Waiting(oneshot::Receiver<ProduceOutcome>),
     /// Topic unknown when the request came: auto-create, then answer this (retriable) error.
     AutoCreate(String),
 }
 
-fn error_code(e: &BatchError) -> i16 {
+fn batch_error(e: &BatchError) -> ResponseError {
     match e {
-        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
-        BatchError::Corrupt(_) => ResponseError::CorruptMessage.code(),
-        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::Corrupt(_) => ResponseError::CorruptMessage,
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
     }
 }
 
@@ -47,19 +47,19 @@ pub fn start(
         for p in topic_data.partition_data {
             let pending = match (topic, &config) {
                 (None, _) if admin::validate_topic_name(&name).is_err() => {
-                    Pending::Done(ResponseError::InvalidTopicException.code())
+                    Pending::Done(ResponseError::InvalidTopicException)
                 }
                 (None, _) if name == crate::group::OFFSETS_TOPIC => {
-                    Pending::Done(ResponseError::InvalidTopicException.code())
+                    Pending::Done(ResponseError::InvalidTopicException)
                 }
                 (None, _) => Pending::AutoCreate(name.clone()),
                 // Only group coordinators write to internal topics (Kafka refuses the same).
                 (Some(topic), _) if topic.internal => {
-                    Pending::Done(ResponseError::InvalidTopicException.code())
+                    Pending::Done(ResponseError::InvalidTopicException)
                 }
                 (Some(topic), Some(config)) => {
                     if p.index < 0 || p.index as usize >= topic.partitions.len() {
-                        Pending::Done(ResponseError::UnknownTopicOrPartition.code())
+                        Pending::Done(ResponseError::UnknownTopicOrPartition)
                     } else if let Some(handle) = broker.partition(&name, p.index as u32) {
                         let records = p.records.unwrap_or_else(Bytes::new);
                         match batch::split_and_validate(&records, config.max_message_bytes) {
@@ -74,14 +74,14 @@ pub fn start(
                             }
                             Err(e) => {
                                 tracing::info!(topic = %name, partition = p.index, "refusing produce: {e}");
-                                Pending::Done(error_code(&e))
+                                Pending::Done(batch_error(&e))
                             }
                         }
                     } else {
-                        Pending::Done(ResponseError::NotLeaderOrFollower.code())
+                        Pending::Done(ResponseError::NotLeaderOrFollower)
                     }
                 }
-                (Some(_), None) => Pending::Done(ResponseError::UnknownTopicOrPartition.code()),
+                (Some(_), None) => Pending::Done(ResponseError::UnknownTopicOrPartition),
             };
             partitions.push((p.index, pending));
         }
@@ -94,43 +94,36 @@ pub fn start(
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for (index, pending) in partitions {
                 let outcome = match pending {
-                    Pending::Done(code) => ProduceOutcome {
-                        error: code,
-                        base_offset: -1,
-                        log_append_time: -1,
-                        log_start: -1,
-                    },
-                    Pending::Waiting(rx) => rx.await.unwrap_or(ProduceOutcome {
-                        error: ResponseError::NotLeaderOrFollower.code(),
-                        base_offset: -1,
-                        log_append_time: -1,
-                        log_start: -1,
-                    }),
-                    Pending::AutoCreate(topic) => {
-                        let code = if broker.config.auto_create_topics {
-                            match admin::auto_create(&broker, &topic).await {
-                                // Created: the client refreshes metadata and retries.
-                                Ok(_) => ResponseError::NotLeaderOrFollower.code(),
-                                Err(_) => ResponseError::UnknownTopicOrPartition.code(),
-                            }
-                        } else {
-                            ResponseError::UnknownTopicOrPartition.code()
-                        };
-                        ProduceOutcome {
-                            error: code,
-                            base_offset: -1,
-                            log_append_time: -1,
-                            log_start: -1,
-                        }
+                    Pending::Done(error) => Err(error),
+                    Pending::Waiting(rx) => {
+                        rx.await.unwrap_or(Err(ResponseError::NotLeaderOrFollower))
                     }
+                    Pending::AutoCreate(topic) => Err(if !broker.config.auto_create_topics {
+                        ResponseError::UnknownTopicOrPartition
+                    } else {
+                        match admin::auto_create(&broker, &topic).await {
+                            // Created: the client refreshes metadata and retries.
+                            Ok(_) => ResponseError::NotLeaderOrFollower,
+                            Err(_) => ResponseError::UnknownTopicOrPartition,
+                        }
+                    }),
+                };
+                let (error, base_offset, log_append_time, log_start) = match outcome {
+                    Ok(p) => (
+                        0,
+                        p.base_offset as i64,
+                        p.log_append_time.unwrap_or(-1),
+                        p.log_start as i64,
+                    ),
+                    Err(error) => (error.code(), -1, -1, -1),
                 };
                 let mut response = PartitionProduceResponse::default()
                     .with_index(index)
-                    .with_error_code(outcome.error)
-                    .with_base_offset(outcome.base_offset)
-                    .with_log_append_time_ms(outcome.log_append_time);
+                    .with_error_code(error)
+                    .with_base_offset(base_offset)
+                    .with_log_append_time_ms(log_append_time);
                 if version >= 5 {
-                    response = response.with_log_start_offset(outcome.log_start);
+                    response = response.with_log_start_offset(log_start);
                 }
                 partition_responses.push(response);
             }

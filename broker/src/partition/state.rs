@@ -9,6 +9,7 @@ use kafka_protocol::error::ResponseError;
 use protocol::partition_meta::{PartitionSnapshot, TimeIndexEntry};
 
 use crate::batch::BatchHeader;
+use crate::read::StoredBatch;
 
 /// Add a time-index entry at least every this many bytes, so `retention.bytes` can find a
 /// trim point even when timestamps stop rising.
@@ -17,7 +18,7 @@ pub const INDEX_BYTES_STEP: u64 = 1 << 20;
 /// Recent batches of the partition (stored bytes, base offset already set), for tail reads.
 #[derive(Debug, Default)]
 pub struct TailCache {
-    batches: VecDeque<(u64, u32, Bytes)>,
+    batches: VecDeque<StoredBatch>,
     bytes: usize,
     limit: usize,
 }
@@ -31,26 +32,26 @@ impl TailCache {
         }
     }
 
-    pub fn push(&mut self, offset: u64, count: u32, batch: Bytes) {
-        self.bytes += batch.len();
-        self.batches.push_back((offset, count, batch));
+    pub fn push(&mut self, offset: u64, count: u32, payload: Bytes) {
+        self.bytes += payload.len();
+        self.batches.push_back(StoredBatch {
+            offset,
+            count,
+            payload,
+        });
         // Keep at least the newest batch; drop the oldest beyond the limit.
         while self.bytes > self.limit && self.batches.len() > 1 {
-            if let Some((_, _, old)) = self.batches.pop_front() {
-                self.bytes -= old.len();
+            if let Some(old) = self.batches.pop_front() {
+                self.bytes -= old.payload.len();
             }
         }
     }
 
     /// Drops batches that end at or before `offset` (after a trim).
     pub fn trim(&mut self, offset: u64) {
-        while self
-            .batches
-            .front()
-            .is_some_and(|(o, c, _)| o + *c as u64 <= offset)
-        {
-            if let Some((_, _, old)) = self.batches.pop_front() {
-                self.bytes -= old.len();
+        while self.batches.front().is_some_and(|b| b.end() <= offset) {
+            if let Some(old) = self.batches.pop_front() {
+                self.bytes -= old.payload.len();
             }
         }
     }
@@ -58,21 +59,18 @@ impl TailCache {
     /// Batches from the one holding `offset` up to `end` (exclusive), stopping once
     /// `max_bytes` is reached (always at least one). None when the cache does not reach back
     /// to `offset`.
-    pub fn read(&self, offset: u64, end: u64, max_bytes: usize) -> Option<Vec<Bytes>> {
-        let (first, _, _) = self.batches.front()?;
-        if offset < *first {
+    pub fn read(&self, offset: u64, end: u64, max_bytes: usize) -> Option<Vec<StoredBatch>> {
+        if offset < self.batches.front()?.offset {
             return None;
         }
-        let start = self
-            .batches
-            .partition_point(|(o, c, _)| o + *c as u64 <= offset);
+        let start = self.batches.partition_point(|b| b.end() <= offset);
         let mut out = Vec::new();
         let mut size = 0;
-        for (o, _, batch) in self.batches.iter().skip(start) {
-            if *o >= end || (!out.is_empty() && size + batch.len() > max_bytes) {
+        for batch in self.batches.iter().skip(start) {
+            if batch.offset >= end || (!out.is_empty() && size + batch.payload.len() > max_bytes) {
                 break;
             }
-            size += batch.len();
+            size += batch.payload.len();
             out.push(batch.clone());
         }
         Some(out)
@@ -341,7 +339,7 @@ mod tests {
         assert!(cache.read(0, 15, 1000).is_none());
         let got = cache.read(7, 15, 1000).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0][0], 1);
+        assert_eq!(got[0].payload[0], 1);
         assert_eq!(
             cache.read(7, 15, 10).unwrap().len(),
             1,

@@ -1,0 +1,177 @@
+//! Produce into one partition: idempotent-sequence checks, offsets assigned and written into
+//! each batch, the append to the data stream, and the answer once the stream confirms it.
+//! Validation of the batches' framing happens before (in `crate::batch`, by the handler).
+
+use actix::prelude::*;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use protocol::ErrorCode;
+use tokio::sync::oneshot;
+
+use super::state::SequenceCheck;
+use super::PartitionActor;
+use crate::batch::{self, BatchHeader};
+use crate::owner::{confirm_all, Confirmation};
+
+/// Unconfirmed bytes a partition holds before it refuses produce requests (retriably).
+const MAX_UNCONFIRMED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where an acknowledged produce landed.
+#[derive(Debug, Clone, Copy)]
+pub struct Produced {
+    pub base_offset: u64,
+    /// The broker's time written into the batches (`LogAppendTime` topics), else None.
+    pub log_append_time: Option<i64>,
+    pub log_start: u64,
+}
+
+pub type ProduceOutcome = Result<Produced, ResponseError>;
+
+/// Append validated batches. Answered when they are confirmed (acks=1/all) or failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Produce {
+    pub batches: Vec<(BatchHeader, Bytes)>,
+    pub reply: oneshot::Sender<ProduceOutcome>,
+    /// The request's span: the stream appends (and the range servers' work) join its trace.
+    pub span: tracing::Span,
+}
+
+impl Handler<Produce> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Produce, ctx: &mut Context<Self>) {
+        match self.produce(msg.batches, &msg.span) {
+            Ok(Appended::Now(produced)) => {
+                let _ = msg.reply.send(Ok(produced));
+            }
+            Ok(Appended::WhenConfirmed(end, produced)) => {
+                self.state
+                    .parked_duplicates
+                    .push((end, produced, msg.reply));
+            }
+            Ok(Appended::Appending(end, produced, confirmed)) => {
+                let reply = msg.reply;
+                self.after(ctx, confirmed, move |act, ctx, result| match result {
+                    Ok(()) => {
+                        act.state.advance_hw(end);
+                        let produced = Produced {
+                            log_start: act.state.log_start,
+                            ..produced
+                        };
+                        let _ = reply.send(Ok(produced));
+                    }
+                    Err(e) => {
+                        let error = if e.code == ErrorCode::Fenced {
+                            ResponseError::NotLeaderOrFollower
+                        } else {
+                            ResponseError::KafkaStorageError
+                        };
+                        let _ = reply.send(Err(error));
+                        act.fail(ctx, &e);
+                    }
+                });
+            }
+            Err(error) => {
+                let _ = msg.reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// What became of a produce request.
+enum Appended {
+    /// A retry of batches already confirmed.
+    Now(Produced),
+    /// A retry of batches still in flight: answered once the high watermark reaches the end.
+    WhenConfirmed(u64, Produced),
+    /// Appended up to the end; answered when the stream confirms.
+    Appending(u64, Produced, Confirmation),
+}
+
+impl PartitionActor {
+    fn produce(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        span: &tracing::Span,
+    ) -> Result<Appended, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        let config = self
+            .config()
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        // Idempotence: check every batch before appending any.
+        let mut duplicate = None;
+        for (header, _) in &batches {
+            match self.state.producers.check(header) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(offset) => {
+                    duplicate = Some((offset, offset + header.count() as u64));
+                }
+                SequenceCheck::Reject(error) => return Err(error),
+            }
+        }
+        if let Some((offset, end)) = duplicate {
+            if batches.len() > 1 {
+                // A producer resends whole requests; a request mixing old and new batches of
+                // one partition is not one we can answer truthfully.
+                return Err(ResponseError::InvalidRequest);
+            }
+            let produced = Produced {
+                base_offset: offset,
+                log_append_time: None,
+                log_start: self.state.log_start,
+            };
+            // A retry of a batch still in flight is answered when the original is confirmed,
+            // never before (if the original fails, the partition stops and the retry gets a
+            // retriable error).
+            return Ok(if end <= self.state.hw {
+                Appended::Now(produced)
+            } else {
+                Appended::WhenConfirmed(end, produced)
+            });
+        }
+        let log_append_time = config.log_append_time.then(crate::now_ms);
+        let leader_epoch = self.leader_epoch();
+        let data = self
+            .data
+            .as_mut()
+            .ok_or(ResponseError::NotLeaderOrFollower)?;
+        if data.unconfirmed_bytes() > MAX_UNCONFIRMED_BYTES {
+            // The stream is not confirming (replicas or PD slow or down): push back with a
+            // retriable error instead of queueing without bound.
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        let base_offset = data.next_offset();
+        let _entered = span.enter();
+        let mut appends = Vec::with_capacity(batches.len());
+        let mut end = base_offset;
+        let state = &mut self.state;
+        for (header, bytes) in &batches {
+            let offset = data.next_offset();
+            let stored = batch::rewrite(bytes, offset, leader_epoch, log_append_time);
+            let count = header.count();
+            appends.push(data.append(stored.clone(), count));
+            let max_timestamp = log_append_time.unwrap_or(header.max_timestamp);
+            state
+                .time_index
+                .on_batch(offset, count, max_timestamp, stored.len());
+            state.producers.record(header, offset);
+            self.broker
+                .metrics
+                .produced_bytes
+                .inc_by(stored.len() as u64);
+            self.broker.metrics.produced_batches.inc();
+            state.cache.push(offset, count, stored);
+            end = offset + count as u64;
+        }
+        let confirmed = confirm_all(appends);
+        let produced = Produced {
+            base_offset,
+            log_append_time,
+            log_start: self.state.log_start,
+        };
+        Ok(Appended::Appending(end, produced, confirmed))
+    }
+}

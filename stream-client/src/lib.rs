@@ -1,0 +1,1 @@
+pub use range_server::client::*;
