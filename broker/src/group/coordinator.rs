@@ -261,6 +261,42 @@ impl GroupCoordinator {
     }
 }
 
+/// Answers a request: through the callback `op` hands to the groups (after the writes it
+/// queued are confirmed) when active, else at once with `refused(error)`.
+fn answer_later<T: 'static>(
+    owner: &mut GroupCoordinator,
+    ctx: &mut Context<GroupCoordinator>,
+    reply: oneshot::Sender<T>,
+    refused: impl FnOnce(i16) -> T,
+    op: impl FnOnce(&mut Groups, i64, Box<dyn FnOnce(T)>),
+) {
+    if let Some(error) = owner.unavailable() {
+        let _ = reply.send(refused(error));
+        return;
+    }
+    let answer = Box::new(move |result| {
+        let _ = reply.send(result);
+    });
+    op(&mut owner.state.groups, now_ms(), answer);
+    owner.flush(ctx);
+}
+
+/// Answers a request at once: `op`'s result when active, else `refused(error)`.
+fn answer_now<T>(
+    owner: &mut GroupCoordinator,
+    ctx: &mut Context<GroupCoordinator>,
+    reply: oneshot::Sender<T>,
+    refused: impl FnOnce(i16) -> T,
+    op: impl FnOnce(&mut Groups, i64) -> T,
+) {
+    let answer = match owner.unavailable() {
+        Some(error) => refused(error),
+        None => op(&mut owner.state.groups, now_ms()),
+    };
+    let _ = reply.send(answer);
+    owner.flush(ctx);
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Join {
@@ -272,21 +308,12 @@ impl Handler<Join> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            let _ = msg
-                .reply
-                .send(JoinResult::error(&msg.request.member_id, error));
-            return;
-        }
-        let reply = msg.reply;
-        self.state.groups.join(
-            now_ms(),
-            msg.request,
-            Box::new(move |result| {
-                let _ = reply.send(result);
-            }),
-        );
-        self.flush(ctx);
+        let member_id = msg.request.member_id.clone();
+        let refused = |error| JoinResult::error(&member_id, error);
+        let request = msg.request;
+        answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
+            groups.join(now, request, answer)
+        });
     }
 }
 
@@ -301,25 +328,19 @@ impl Handler<Sync> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Sync, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            // A loading coordinator lost the rebalance: rejoin (Kafka's answer).
-            let error = if self.status == Status::Loading {
+        // A loading coordinator lost the rebalance: rejoin (Kafka's answer).
+        let loading = self.status == Status::Loading;
+        let refused = |error| {
+            SyncResult::error(if loading {
                 E::RebalanceInProgress.code()
             } else {
                 error
-            };
-            let _ = msg.reply.send(SyncResult::error(error));
-            return;
-        }
-        let reply = msg.reply;
-        self.state.groups.sync(
-            now_ms(),
-            msg.request,
-            Box::new(move |result| {
-                let _ = reply.send(result);
-            }),
-        );
-        self.flush(ctx);
+            })
+        };
+        let request = msg.request;
+        answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
+            groups.sync(now, request, answer)
+        });
     }
 }
 
@@ -337,20 +358,18 @@ impl Handler<Heartbeat> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) {
-        let answer = match self.status {
-            // Kafka answers heartbeats blindly while loading.
-            Status::Loading => 0,
-            Status::Stopped => E::NotCoordinator.code(),
-            Status::Active => self.state.groups.heartbeat(
-                now_ms(),
+        // Kafka answers heartbeats blindly while loading.
+        let loading = self.status == Status::Loading;
+        let refused = |error| if loading { 0 } else { error };
+        answer_now(self, ctx, msg.reply, refused, |groups, now| {
+            groups.heartbeat(
+                now,
                 &msg.group_id,
                 &msg.member_id,
                 msg.instance_id.as_deref(),
                 msg.generation,
-            ),
-        };
-        let _ = msg.reply.send(answer);
-        self.flush(ctx);
+            )
+        });
     }
 }
 
@@ -367,16 +386,10 @@ impl Handler<Leave> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            let _ = msg.reply.send((error, Vec::new()));
-            return;
-        }
-        let answer = self
-            .state
-            .groups
-            .leave(now_ms(), &msg.group_id, &msg.members);
-        let _ = msg.reply.send(answer);
-        self.flush(ctx);
+        let refused = |error| (error, Vec::new());
+        answer_now(self, ctx, msg.reply, refused, |groups, now| {
+            groups.leave(now, &msg.group_id, &msg.members)
+        });
     }
 }
 
@@ -391,19 +404,12 @@ impl Handler<Commit> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Commit, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            let _ = msg.reply.send(vec![error; msg.request.offsets.len()]);
-            return;
-        }
-        let reply = msg.reply;
-        self.state.groups.commit(
-            now_ms(),
-            msg.request,
-            Box::new(move |errors| {
-                let _ = reply.send(errors);
-            }),
-        );
-        self.flush(ctx);
+        let partitions = msg.request.offsets.len();
+        let refused = |error| vec![error; partitions];
+        let request = msg.request;
+        answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
+            groups.commit(now, request, answer)
+        });
     }
 }
 
@@ -421,15 +427,10 @@ pub struct FetchOffsets {
 impl Handler<FetchOffsets> for GroupCoordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: FetchOffsets, _ctx: &mut Context<Self>) {
-        let answer = match self.unavailable() {
-            Some(error) => Err(error),
-            None => Ok(self
-                .state
-                .groups
-                .fetch_offsets(&msg.group_id, msg.partitions.as_deref())),
-        };
-        let _ = msg.reply.send(answer);
+    fn handle(&mut self, msg: FetchOffsets, ctx: &mut Context<Self>) {
+        answer_now(self, ctx, msg.reply, Err, |groups, _| {
+            Ok(groups.fetch_offsets(&msg.group_id, msg.partitions.as_deref()))
+        });
     }
 }
 
@@ -443,12 +444,10 @@ pub struct Describe {
 impl Handler<Describe> for GroupCoordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: Describe, _ctx: &mut Context<Self>) {
-        let answer = match self.unavailable() {
-            Some(error) => Err(error),
-            None => Ok(self.state.groups.describe(&msg.group_id)),
-        };
-        let _ = msg.reply.send(answer);
+    fn handle(&mut self, msg: Describe, ctx: &mut Context<Self>) {
+        answer_now(self, ctx, msg.reply, Err, |groups, _| {
+            Ok(groups.describe(&msg.group_id))
+        });
     }
 }
 
@@ -463,12 +462,8 @@ pub struct List {
 impl Handler<List> for GroupCoordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: List, _ctx: &mut Context<Self>) {
-        let answer = match self.unavailable() {
-            Some(error) => Err(error),
-            None => Ok(self.state.groups.list()),
-        };
-        let _ = msg.reply.send(answer);
+    fn handle(&mut self, msg: List, ctx: &mut Context<Self>) {
+        answer_now(self, ctx, msg.reply, Err, |groups, _| Ok(groups.list()));
     }
 }
 
@@ -483,19 +478,11 @@ impl Handler<DeleteGroups> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DeleteGroups, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            let answer = msg.group_ids.into_iter().map(|g| (g, error)).collect();
-            let _ = msg.reply.send(answer);
-            return;
-        }
-        let reply = msg.reply;
-        self.state.groups.delete_groups(
-            &msg.group_ids,
-            Box::new(move |results| {
-                let _ = reply.send(results);
-            }),
-        );
-        self.flush(ctx);
+        let group_ids = msg.group_ids;
+        let refused = |error| group_ids.iter().map(|g| (g.clone(), error)).collect();
+        answer_later(self, ctx, msg.reply, refused, |groups, _, answer| {
+            groups.delete_groups(&group_ids, answer)
+        });
     }
 }
 
@@ -511,18 +498,14 @@ impl Handler<DeleteOffsets> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DeleteOffsets, ctx: &mut Context<Self>) {
-        if let Some(error) = self.unavailable() {
-            let _ = msg.reply.send((error, Vec::new()));
-            return;
-        }
-        let reply = msg.reply;
-        self.state.groups.delete_offsets(
-            &msg.group_id,
-            msg.partitions,
-            Box::new(move |error, errors| {
-                let _ = reply.send((error, errors));
-            }),
-        );
-        self.flush(ctx);
+        let refused = |error| (error, Vec::new());
+        let (group_id, partitions) = (msg.group_id, msg.partitions);
+        answer_later(self, ctx, msg.reply, refused, |groups, _, answer| {
+            groups.delete_offsets(
+                &group_id,
+                partitions,
+                Box::new(move |error, errors| answer((error, errors))),
+            )
+        });
     }
 }
