@@ -1,1 +1,0 @@
-pub use range_server::client::*;
