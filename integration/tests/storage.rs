@@ -9,7 +9,7 @@ use bytes::Bytes;
 use integration::{payload_for, Cluster};
 use protocol::model::{NodeKind, StreamId};
 use protocol::pd::ListNodes;
-use protocol::rs::Fetch;
+use protocol::range_rpc::Fetch;
 use protocol::ErrorCode;
 use range_server::client::{AppendFuture, StreamClient, StreamWriter};
 

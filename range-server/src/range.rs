@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
 use bytes::Bytes;
 use protocol::model::RangeReport;
-use protocol::rs::{
+use protocol::range_rpc::{
     Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
 };
 use protocol::{ErrorCode, RpcError};

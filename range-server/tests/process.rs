@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actors::RpcClient;
 use protocol::model::NodeKind;
 use protocol::pd::ListNodes;
-use protocol::rs::{Append, Commit, Fetch, Seal};
+use protocol::range_rpc::{Append, Commit, Fetch, Seal};
 use protocol::ErrorCode;
 use range_server::client::PdClient;
 
@@ -140,7 +140,7 @@ fn append(i: u64) -> Append {
     }
 }
 
-async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::rs::Batch> {
+async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::range_rpc::Batch> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < end {

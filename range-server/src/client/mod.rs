@@ -18,7 +18,7 @@ use protocol::model::{NodeId, RangeInfo, StreamId, StreamInfo};
 use protocol::pd::{
     CreateRange, CreateStream, DeleteStream, DescribeStream, OpenStream, TrimStream,
 };
-use protocol::rs::{Batch, Fetch, Seal};
+use protocol::range_rpc::{Batch, Fetch, Seal};
 use protocol::{ErrorCode, RpcError};
 
 pub use nodes::Nodes;
@@ -311,7 +311,7 @@ impl StreamClient {
         offset: u64,
         end: u64,
         max_bytes: u32,
-    ) -> Result<protocol::rs::FetchResponse, RpcError> {
+    ) -> Result<protocol::range_rpc::FetchResponse, RpcError> {
         let rpc = self.nodes.client(node).await?;
         let request = Fetch {
             stream_id: range.stream_id,

@@ -19,7 +19,7 @@ use actors::RpcClient;
 use bytes::Bytes;
 use protocol::model::{NodeId, RangeInfo, StreamId};
 use protocol::pd::SealRange;
-use protocol::rs::{Append, Commit, Seal};
+use protocol::range_rpc::{Append, Commit, Seal};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
