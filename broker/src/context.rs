@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use actix::Addr;
 use protocol::model::{NodeInfo, TopicInfo};
-use range_server::client::{PdClient, StreamClient};
+use stream_client::{PdClient, StreamClient};
 
 use crate::config::Config;
 use crate::metrics::Metrics;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use protocol::model::NodeKind;
 use protocol::pd::{Heartbeat, RegisterNode};
 use protocol::{ErrorCode, RpcError};
-use range_server::client::PdClient;
+use stream_client::PdClient;
 
 pub async fn register(
     pd: &PdClient,

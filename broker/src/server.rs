@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use range_server::client::{PdClient, StreamClient};
+use stream_client::{PdClient, StreamClient};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;

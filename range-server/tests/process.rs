@@ -11,7 +11,7 @@ use protocol::model::NodeKind;
 use protocol::pd::ListNodes;
 use protocol::range_rpc::{Append, Commit, Fetch, Seal};
 use protocol::ErrorCode;
-use range_server::client::PdClient;
+use stream_client::PdClient;
 
 /// The real placement driver, from the same target directory (`cargo build --release --bins`
 /// builds it; `scripts/test` does that first).

@@ -20,7 +20,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
 use protocol::RpcError;
-use range_server::client::{AppendFuture, StreamClient, StreamWriter};
+use stream_client::{AppendFuture, StreamClient, StreamWriter};
 use tokio::sync::oneshot;
 
 use super::records::{self, OffsetValue, SnapshotAssembler};

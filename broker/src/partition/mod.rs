@@ -21,7 +21,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 use protocol::partition_meta::MetaRecord;
 use protocol::{ErrorCode, RpcError};
-use range_server::client::{AppendFuture, StreamWriter};
+use stream_client::{AppendFuture, StreamWriter};
 use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader};
@@ -674,7 +674,7 @@ impl Handler<ListOffset> for PartitionActor {
 
 /// Scans batches from `from` for the first record with a timestamp `>= target`.
 async fn find_timestamp(
-    streams: range_server::client::StreamClient,
+    streams: stream_client::StreamClient,
     data_stream: u64,
     cached: Option<Vec<Bytes>>,
     from: u64,

@@ -4,7 +4,7 @@
 
 use protocol::partition_meta::MetaRecord;
 use protocol::RpcError;
-use range_server::client::{StreamClient, StreamWriter};
+use stream_client::{StreamClient, StreamWriter};
 
 use super::state::{EpochHistory, TimeIndex};
 use crate::batch;

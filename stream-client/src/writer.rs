@@ -24,7 +24,7 @@ use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::StreamClient;
+use crate::StreamClient;
 
 /// How long a replica that failed is kept out of new ranges of this writer.
 const EXCLUDE_FOR: Duration = Duration::from_secs(10);
@@ -190,7 +190,7 @@ struct WriterTask {
     unconfirmed_bytes: Arc<AtomicU64>,
 }
 
-pub(super) async fn start(
+pub(crate) async fn start(
     client: StreamClient,
     stream_id: StreamId,
     epoch: u64,
@@ -528,7 +528,7 @@ async fn replica_loop(
 /// Seals `range` on its replicas at `epoch` and returns the quorum end (DESIGN.md §4): at
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
 /// replica counting as the largest.
-pub(super) async fn seal_with_quorum(
+pub(crate) async fn seal_with_quorum(
     client: &StreamClient,
     range: &RangeInfo,
     epoch: u64,

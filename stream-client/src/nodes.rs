@@ -10,7 +10,7 @@ use protocol::model::NodeId;
 use protocol::pd::ListNodes;
 use protocol::{ErrorCode, RpcError};
 
-use super::pd::PdClient;
+use crate::pd::PdClient;
 
 #[derive(Clone)]
 pub struct Nodes {
