@@ -1,7 +1,14 @@
-//! Requests served by range servers. Every request names a range by `(stream_id, index)` and
-//! carries the writer's epoch; a range server refuses any epoch older than the newest it saw.
+//! Requests served by range servers (append, fetch, seal, commit). Every request names a range
+//! by `(stream_id, index)`; the writes carry the writer's epoch, and a range server refuses any
+//! epoch older than the newest it saw.
+//!
+//! Batch payloads are [`Bytes`] so the writer can send one buffer to every replica and the
+//! server can keep it in its WAL record and tail cache without copying. They go through serde
+//! (`#[bincode(with_serde)]`), which writes a length-prefixed byte string: the same bytes on the
+//! wire as a `Vec<u8>` field.
 
 use bincode::{Decode, Encode};
+use bytes::Bytes;
 
 use crate::frame::Opcode;
 use crate::model::StreamId;
@@ -21,7 +28,8 @@ pub struct Append {
     pub confirmed: u64,
     /// CRC32C of `payload`.
     pub crc: u32,
-    pub payload: Vec<u8>,
+    #[bincode(with_serde)]
+    pub payload: Bytes,
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct AppendResponse {
@@ -48,7 +56,8 @@ pub struct Batch {
     pub offset: u64,
     pub count: u32,
     pub crc: u32,
-    pub payload: Vec<u8>,
+    #[bincode(with_serde)]
+    pub payload: Bytes,
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct FetchResponse {
@@ -95,4 +104,81 @@ pub struct Commit {
 impl Rpc for Commit {
     const OPCODE: Opcode = Opcode(103);
     type Response = ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bytes_payload_encodes_like_a_byte_vector() {
+        #[derive(Encode, Decode)]
+        struct AsVec {
+            offset: u64,
+            payload: Vec<u8>,
+        }
+        #[derive(Encode, Decode)]
+        struct AsBytes {
+            offset: u64,
+            #[bincode(with_serde)]
+            payload: Bytes,
+        }
+        let payload = (0..300u32).map(|i| i as u8).collect::<Vec<u8>>();
+        let vec_form = crate::encode(&AsVec {
+            offset: 7,
+            payload: payload.clone(),
+        })
+        .unwrap();
+        let bytes_form = crate::encode(&AsBytes {
+            offset: 7,
+            payload: Bytes::from(payload.clone()),
+        })
+        .unwrap();
+        assert_eq!(vec_form, bytes_form);
+        let back: AsBytes = crate::decode(&bytes_form).unwrap();
+        assert_eq!((back.offset, &back.payload[..]), (7, &payload[..]));
+    }
+
+    #[test]
+    fn fetch_response_round_trips() {
+        let response = FetchResponse {
+            batches: vec![
+                Batch {
+                    offset: 10,
+                    count: 2,
+                    crc: crate::checksum(b"ab"),
+                    payload: Bytes::from_static(b"ab"),
+                },
+                Batch {
+                    offset: 12,
+                    count: 1,
+                    crc: crate::checksum(b""),
+                    payload: Bytes::new(),
+                },
+            ],
+            readable_end: 13,
+            sealed_end: Some(13),
+        };
+        let back: FetchResponse = crate::decode(&crate::encode(&response).unwrap()).unwrap();
+        assert_eq!(back.batches, response.batches);
+        assert_eq!((back.readable_end, back.sealed_end), (13, Some(13)));
+    }
+
+    #[test]
+    fn a_payload_longer_than_the_body_is_refused() {
+        let mut body = crate::encode(&Append {
+            stream_id: 1,
+            index: 0,
+            epoch: 1,
+            range_start: 0,
+            offset: 0,
+            count: 1,
+            confirmed: 0,
+            crc: crate::checksum(b"abc"),
+            payload: Bytes::from_static(b"abc"),
+        })
+        .unwrap();
+        body.pop();
+        assert!(crate::decode::<Append>(&body).is_err());
+    }
 }

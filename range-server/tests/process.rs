@@ -136,7 +136,7 @@ fn append(i: u64) -> Append {
         count: 3,
         confirmed: i * 3,
         crc: protocol::checksum(&p),
-        payload: p,
+        payload: p.into(),
     }
 }
 

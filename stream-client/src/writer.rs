@@ -8,7 +8,9 @@
 //! the stream) ends the writer: every waiting append fails with it.
 //!
 //! The writer runs as one task (its state is never shared); replicas are fed by one task each
-//! so appends reach every replica in offset order. It does not read.
+//! so appends reach every replica in offset order, and that task also awaits the replica's
+//! answers (no task per append). Every replica gets the same payload buffer, not a copy. It
+//! does not read.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use actors::RpcClient;
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use protocol::model::{NodeId, RangeInfo, StreamId};
 use protocol::pd::SealRange;
 use protocol::range_rpc::{Append, Commit, Seal};
@@ -279,7 +284,7 @@ impl WriterTask {
                 count: append.count,
                 confirmed: self.confirmed,
                 crc: append.crc,
-                payload: append.payload.to_vec(),
+                payload: append.payload.clone(),
             };
             // A closed queue means the replica task ended; its failure is reported as an ack.
             let _ = replica
@@ -478,8 +483,14 @@ impl WriterTask {
     }
 }
 
+/// Answers still on the wire from one replica: for an append, its end and the result; for a
+/// commit, nothing (its answer is only awaited so the call is not abandoned).
+type InFlight = FuturesUnordered<BoxFuture<'static, Option<(u64, Result<u64, RpcError>)>>>;
+
 /// Feeds one replica in order: each request is queued on the connection before the next is
-/// taken, and its answer comes back to the writer as an [`Ack`].
+/// taken, and its answer comes back to the writer as an [`Ack`] as soon as it arrives. The
+/// answers are awaited here, beside the queue, not in a task per request; they keep flowing
+/// while a send waits for a connection.
 async fn replica_loop(
     client: RpcClient,
     node: NodeId,
@@ -487,38 +498,71 @@ async fn replica_loop(
     mut ops: mpsc::UnboundedReceiver<ReplicaOp>,
     acks: mpsc::UnboundedSender<Ack>,
 ) {
-    while let Some(op) = ops.recv().await {
+    let ack = |end: u64, result: Result<u64, RpcError>| {
+        let _ = acks.send(Ack {
+            generation,
+            node,
+            end,
+            result,
+        });
+    };
+    let mut in_flight = InFlight::new();
+    loop {
+        let op = tokio::select! {
+            op = ops.recv() => op,
+            Some(answer) = in_flight.next() => {
+                if let Some((end, result)) = answer {
+                    ack(end, result);
+                }
+                continue;
+            }
+        };
+        let Some(op) = op else { break };
         match op {
             ReplicaOp::Append(request, span) => {
                 let end = request.offset + request.count as u64;
-                match client.send(request).instrument(span).await {
-                    Ok(call) => {
-                        let acks = acks.clone();
-                        tokio::spawn(async move {
-                            let result = call.await.map(|r| r.durable);
-                            let _ = acks.send(Ack {
-                                generation,
-                                node,
-                                end,
-                                result,
-                            });
-                        });
-                    }
-                    Err(result) => {
-                        let _ = acks.send(Ack {
-                            generation,
-                            node,
-                            end,
-                            result: Err(result),
-                        });
-                    }
+                let send = client.send(request).instrument(span);
+                match send_beside(send, &mut in_flight, &ack).await {
+                    Ok(call) => in_flight
+                        .push(async move { Some((end, call.await.map(|r| r.durable))) }.boxed()),
+                    Err(e) => ack(end, Err(e)),
                 }
             }
             ReplicaOp::Commit(request) => {
-                if let Ok(call) = client.send(request).await {
-                    tokio::spawn(async move {
-                        let _ = call.await;
-                    });
+                if let Ok(call) = send_beside(client.send(request), &mut in_flight, &ack).await {
+                    in_flight.push(
+                        async move {
+                            let _ = call.await;
+                            None
+                        }
+                        .boxed(),
+                    );
+                }
+            }
+        }
+    }
+    // The writer dropped this replica; answers already on the wire still finish (the writer
+    // ignores them), as they would have in tasks of their own.
+    while let Some(answer) = in_flight.next().await {
+        if let Some((end, result)) = answer {
+            ack(end, result);
+        }
+    }
+}
+
+/// Awaits `send` while forwarding the answers of earlier requests that arrive meanwhile.
+async fn send_beside<T>(
+    send: impl std::future::Future<Output = T>,
+    in_flight: &mut InFlight,
+    ack: &impl Fn(u64, Result<u64, RpcError>),
+) -> T {
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            sent = &mut send => return sent,
+            Some(answer) = in_flight.next() => {
+                if let Some((end, result)) = answer {
+                    ack(end, result);
                 }
             }
         }

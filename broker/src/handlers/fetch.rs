@@ -236,7 +236,7 @@ async fn read_partition(
                 }
                 size += b.payload.len();
                 at = b.offset + b.count as u64;
-                parts.push(Bytes::from(b.payload));
+                parts.push(b.payload);
             }
         }
     }

@@ -697,10 +697,7 @@ async fn find_timestamp(
                 if read.batches.is_empty() {
                     return Ok(None);
                 }
-                read.batches
-                    .into_iter()
-                    .map(|b| Bytes::from(b.payload))
-                    .collect()
+                read.batches.into_iter().map(|b| b.payload).collect()
             }
         };
         for stored in batches {

@@ -15,7 +15,7 @@ fn append(offset: u64, count: u32, epoch: u64, payload: &[u8]) -> Append {
         count,
         confirmed: 0,
         crc: protocol::checksum(payload),
-        payload: payload.to_vec(),
+        payload: Bytes::copy_from_slice(payload),
     }
 }
 
