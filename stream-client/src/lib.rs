@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use protocol::model::{NodeId, RangeInfo, StreamId, StreamInfo};
 use protocol::pd::{
-    CreateRange, CreateStream, DeleteStream, DescribeStream, OpenStream, TrimStream,
+    CreateRange, CreateStream, DeleteStream, DescribeStream, OpenStream, SealRange, TrimStream,
 };
 use protocol::range_rpc::Seal;
-use protocol::{ErrorCode, RpcError};
+use protocol::{ErrorCode, Rpc, RpcError};
 
 pub use nodes::Nodes;
 pub use pd::PdClient;
@@ -78,16 +78,13 @@ impl StreamClient {
     }
 
     pub async fn create_stream(&self, replica: u8, ack_count: u8) -> Result<StreamInfo, RpcError> {
-        let info = self.pd.call(CreateStream { replica, ack_count }).await?;
-        self.remember(&info);
-        Ok(info)
+        self.call_and_remember(CreateStream { replica, ack_count })
+            .await
     }
 
     /// The stream as PD knows it now (also refreshes the cache).
     pub async fn describe(&self, stream_id: StreamId) -> Result<StreamInfo, RpcError> {
-        let info = self.pd.call(DescribeStream { stream_id }).await?;
-        self.remember(&info);
-        Ok(info)
+        self.call_and_remember(DescribeStream { stream_id }).await
     }
 
     /// Opens the stream for writing; fences every earlier writer.
@@ -112,15 +109,7 @@ impl StreamClient {
         let start = match info.last_range() {
             Some(range) if range.end.is_none() => {
                 let end = writer::seal_with_quorum(self, range, epoch, info.ack_count).await?;
-                self.pd
-                    .call(protocol::pd::SealRange {
-                        stream_id,
-                        epoch,
-                        index: range.index,
-                        end,
-                    })
-                    .await?;
-                self.tell_replicas_sealed(range, epoch, end, &[]);
+                self.seal_range(range, epoch, end, &[]).await?;
                 tracing::info!(
                     stream = stream_id,
                     range = range.index,
@@ -145,15 +134,11 @@ impl StreamClient {
         stream_id: StreamId,
         start_offset: u64,
     ) -> Result<StreamInfo, RpcError> {
-        let info = self
-            .pd
-            .call(TrimStream {
-                stream_id,
-                start_offset,
-            })
-            .await?;
-        self.remember(&info);
-        Ok(info)
+        self.call_and_remember(TrimStream {
+            stream_id,
+            start_offset,
+        })
+        .await
     }
 
     pub async fn delete(&self, stream_id: StreamId) -> Result<(), RpcError> {
@@ -194,15 +179,29 @@ impl StreamClient {
         }
     }
 
-    /// Best effort: tells the replicas of `range` its final end so they serve no more than
-    /// that and fence stale appends. PD already holds the end; this only helps direct readers.
-    pub(crate) fn tell_replicas_sealed(
+    /// Seals `range` at `end` at PD, then tells its replicas (except `skip`) the final end.
+    pub(crate) async fn seal_range(
         &self,
         range: &RangeInfo,
         epoch: u64,
         end: u64,
         skip: &[NodeId],
-    ) {
+    ) -> Result<(), RpcError> {
+        self.pd
+            .call(SealRange {
+                stream_id: range.stream_id,
+                epoch,
+                index: range.index,
+                end,
+            })
+            .await?;
+        self.tell_replicas_sealed(range, epoch, end, skip);
+        Ok(())
+    }
+
+    /// Best effort: tells the replicas of `range` its final end so they serve no more than
+    /// that and fence stale appends. PD already holds the end; this only helps direct readers.
+    fn tell_replicas_sealed(&self, range: &RangeInfo, epoch: u64, end: u64, skip: &[NodeId]) {
         for &node in range.servers.iter().filter(|n| !skip.contains(n)) {
             let client = self.clone();
             let request = Seal {
@@ -227,8 +226,14 @@ impl StreamClient {
         self.describe(stream_id).await
     }
 
-    fn remember(&self, info: &StreamInfo) {
+    /// Asks PD for a stream descriptor and keeps it in the cache.
+    async fn call_and_remember<R>(&self, request: R) -> Result<StreamInfo, RpcError>
+    where
+        R: Rpc<Response = StreamInfo> + Clone,
+    {
+        let info = self.pd.call(request).await?;
         self.lock().insert(info.id, info.clone());
+        Ok(info)
     }
 
     pub(crate) fn invalidate(&self, stream_id: StreamId) {

@@ -18,6 +18,16 @@ pub struct ReadResult {
     pub next_offset: u64,
 }
 
+impl ReadResult {
+    /// Nothing readable yet at `offset`.
+    fn nothing_at(offset: u64) -> Self {
+        ReadResult {
+            batches: Vec::new(),
+            next_offset: offset,
+        }
+    }
+}
+
 impl StreamClient {
     /// Reads confirmed batches from `offset`, up to about `max_bytes` (always at least one
     /// batch when any is readable). A batch that contains `offset` is returned whole.
@@ -46,10 +56,7 @@ impl StreamClient {
                     continue;
                 }
                 // Past the end of every range: nothing to read yet.
-                return Ok(ReadResult {
-                    batches: Vec::new(),
-                    next_offset: offset,
-                });
+                return Ok(ReadResult::nothing_at(offset));
             };
             match self.read_range(&range, offset, max_bytes).await? {
                 // Nothing readable in what the cache says is the open range: it may have been
@@ -65,12 +72,7 @@ impl StreamClient {
                     info = self.describe(stream_id).await?;
                     refreshed = true;
                 }
-                RangeRead::SealedBefore => {
-                    return Ok(ReadResult {
-                        batches: Vec::new(),
-                        next_offset: offset,
-                    })
-                }
+                RangeRead::SealedBefore => return Ok(ReadResult::nothing_at(offset)),
             }
         }
     }
@@ -98,10 +100,7 @@ impl StreamClient {
                             continue;
                         }
                         if range.end.is_none() {
-                            return Ok(RangeRead::Batches(ReadResult {
-                                batches: Vec::new(),
-                                next_offset: offset,
-                            }));
+                            return Ok(RangeRead::Batches(ReadResult::nothing_at(offset)));
                         }
                         continue;
                     }
@@ -146,10 +145,7 @@ impl StreamClient {
             return Ok(RangeRead::SealedBefore);
         }
         if range.end.is_none() && last_error.code == ErrorCode::OffsetOutOfRange {
-            return Ok(RangeRead::Batches(ReadResult {
-                batches: Vec::new(),
-                next_offset: offset,
-            }));
+            return Ok(RangeRead::Batches(ReadResult::nothing_at(offset)));
         }
         Err(last_error)
     }

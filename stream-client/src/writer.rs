@@ -23,7 +23,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use protocol::model::{NodeId, RangeInfo, StreamId};
-use protocol::pd::SealRange;
 use protocol::range_rpc::{Append, Commit, Seal};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
@@ -103,17 +102,9 @@ impl StreamWriter {
         }));
         Box::pin(async move {
             if sent.is_err() {
-                return Err(RpcError::new(
-                    ErrorCode::NotReady,
-                    "stream writer has stopped",
-                ));
+                return Err(stopped());
             }
-            wait.await.unwrap_or_else(|_| {
-                Err(RpcError::new(
-                    ErrorCode::NotReady,
-                    "stream writer has stopped",
-                ))
-            })
+            wait.await.unwrap_or_else(|_| Err(stopped()))
         })
     }
 
@@ -122,18 +113,15 @@ impl StreamWriter {
     pub async fn close(self) -> Result<u64, RpcError> {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Close(tx)).is_err() {
-            return Err(RpcError::new(
-                ErrorCode::NotReady,
-                "stream writer has stopped",
-            ));
+            return Err(stopped());
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(RpcError::new(
-                ErrorCode::NotReady,
-                "stream writer has stopped",
-            ))
-        })
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
+}
+
+/// What an append or close gets once the writer task is gone.
+fn stopped() -> RpcError {
+    RpcError::new(ErrorCode::NotReady, "stream writer has stopped")
 }
 
 enum Command {
@@ -389,20 +377,12 @@ impl WriterTask {
         let started = Instant::now();
         let sealed = self
             .client
-            .pd
-            .call(SealRange {
-                stream_id: self.stream_id,
-                epoch: self.epoch,
-                index: self.range.index,
-                end,
-            })
+            .seal_range(&self.range, self.epoch, end, &[failed_node])
             .await;
         if let Err(e) = sealed {
             self.fail(e);
             return;
         }
-        self.client
-            .tell_replicas_sealed(&self.range, self.epoch, end, &[failed_node]);
         let exclude: Vec<NodeId> = self.failed.iter().map(|(n, _)| *n).collect();
         let range = match self
             .client
@@ -468,16 +448,8 @@ impl WriterTask {
         }
         let end = self.confirmed;
         self.client
-            .pd
-            .call(SealRange {
-                stream_id: self.stream_id,
-                epoch: self.epoch,
-                index: self.range.index,
-                end,
-            })
+            .seal_range(&self.range, self.epoch, end, &[])
             .await?;
-        self.client
-            .tell_replicas_sealed(&self.range, self.epoch, end, &[]);
         self.client.invalidate(self.stream_id);
         Ok(end)
     }
