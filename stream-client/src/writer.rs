@@ -607,3 +607,6 @@ pub(crate) async fn seal_with_quorum(
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod tests;
