@@ -2,9 +2,10 @@
 //!
 //! [`StreamClient`] creates, describes, trims and deletes streams at the placement driver and
 //! opens a stream for writing ([`StreamWriter`]: epoch bump, quorum seal of the last range,
-//! a new range, pipelined replicated appends). Reading lives in [`reader`], the writer in
-//! [`writer`], the PD client in [`pd`] and range-server addresses in [`nodes`]. The client
-//! caches stream descriptors and range-server addresses; it keeps no data and runs no server.
+//! a new range, pipelined replicated appends). Reading lives in `reader.rs`, the writer in
+//! `writer.rs`, the PD client ([`PdClient`]) in `pd.rs` and range-server addresses
+//! ([`Nodes`]) in `nodes.rs`. The client caches stream descriptors and range-server
+//! addresses; it keeps no data and runs no server.
 
 mod nodes;
 mod pd;

@@ -48,7 +48,7 @@ pub struct StreamWriter {
 
 /// Resolves to the append's first offset once it is confirmed, or to the error that ended the
 /// writer.
-pub type AppendFuture = futures::future::BoxFuture<'static, Result<u64, RpcError>>;
+pub type AppendFuture = BoxFuture<'static, Result<u64, RpcError>>;
 
 impl StreamWriter {
     pub fn stream_id(&self) -> StreamId {
