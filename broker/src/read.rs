@@ -77,7 +77,7 @@ impl Scan {
                     .map(|b| StoredBatch {
                         offset: b.offset,
                         count: b.count,
-                        payload: Bytes::from(b.payload),
+                        payload: b.payload,
                     }),
             );
         }

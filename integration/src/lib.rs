@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use protocol::model::NodeKind;
 use protocol::pd::ListNodes;
-use range_server::client::PdClient;
+use stream_client::PdClient;
 
 pub mod kafka;
 

@@ -16,10 +16,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::IncrementalAlterConfigsRequest;
 use protocol::pd::ListStreams;
-use range_server::client::PdClient;
 use rdkafka::admin::{AlterConfig, ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use stream_client::PdClient;
 
 fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
     match r {

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use integration::{payload_for, Cluster};
 use protocol::model::{NodeKind, StreamId};
 use protocol::pd::ListNodes;
-use protocol::rs::Fetch;
+use protocol::range_rpc::Fetch;
 use protocol::ErrorCode;
-use range_server::client::{AppendFuture, StreamClient, StreamWriter};
+use stream_client::{AppendFuture, StreamClient, StreamWriter};
 
 /// One append the test made: where it landed and what it held.
 #[derive(Debug, Clone, Copy)]

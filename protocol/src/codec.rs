@@ -21,15 +21,10 @@ pub fn encode<T: Message>(value: &T) -> Result<Vec<u8>, RpcError> {
 
 /// Decodes a whole body; trailing bytes are an error so a confused peer is caught early.
 pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, RpcError> {
-    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, config())
-        .map_err(|e| RpcError::new(ErrorCode::MalformedFrame, format!("decode: {e}")))?;
-    if used != bytes.len() {
-        return Err(RpcError::new(
-            ErrorCode::MalformedFrame,
-            format!("{} trailing bytes after body", bytes.len() - used),
-        ));
-    }
-    Ok(value)
+    whole_body(
+        bincode::decode_from_slice::<T, _>(bytes, config()),
+        bytes.len(),
+    )
 }
 
 /// Encodes a value through its serde form (for foreign types such as openraft's messages).
@@ -40,12 +35,23 @@ pub fn encode_serde<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RpcError>
 
 /// Decodes a value through its serde form; trailing bytes are an error.
 pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
-        .map_err(|e| RpcError::new(ErrorCode::MalformedFrame, format!("decode: {e}")))?;
-    if used != bytes.len() {
+    whole_body(
+        bincode::serde::decode_from_slice::<T, _>(bytes, config()),
+        bytes.len(),
+    )
+}
+
+/// The decoded value of a body of `len` bytes, when decoding used all of them.
+fn whole_body<T>(
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+    len: usize,
+) -> Result<T, RpcError> {
+    let (value, used) =
+        decoded.map_err(|e| RpcError::new(ErrorCode::MalformedFrame, format!("decode: {e}")))?;
+    if used != len {
         return Err(RpcError::new(
             ErrorCode::MalformedFrame,
-            format!("{} trailing bytes after body", bytes.len() - used),
+            format!("{} trailing bytes after body", len - used),
         ));
     }
     Ok(value)

@@ -2,7 +2,7 @@
 //!
 //! This crate owns the wire: the frame codec ([`frame`]), the error codes ([`error`]), the
 //! shared data model ([`model`]) and the request/response pairs of the placement driver
-//! ([`pd`]) and of the range servers ([`rs`]). It is the only crate that knows bincode exists
+//! ([`pd`]) and of the range servers ([`range_rpc`]). It is the only crate that knows bincode exists
 //! ([`codec`]); everything else sees typed messages. It does no I/O of its own and holds no
 //! state.
 
@@ -12,7 +12,7 @@ pub mod frame;
 pub mod model;
 pub mod partition_meta;
 pub mod pd;
-pub mod rs;
+pub mod range_rpc;
 
 pub use codec::{decode, encode, Message};
 pub use error::{ErrorCode, RpcError};

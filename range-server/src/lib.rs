@@ -1,13 +1,12 @@
-//! The Strata range server and the stream client.
+//! The Strata range server.
 //!
-//! Server side: a WAL shared by all ranges ([`wal`]), one actix actor per stream range
+//! A WAL shared by all ranges ([`wal`]), one actix actor per stream range
 //! ([`range`]) found through the [`registry`], a bounded tail cache ([`cache`]), the RPC
 //! handlers ([`service`]), registration and heartbeats to the placement driver
-//! ([`heartbeat`]) and the process wiring ([`server`]). Client side: [`client`], the stream
-//! client brokers and tools use.
+//! ([`heartbeat`]) and the process wiring ([`server`]). The stream client that brokers and
+//! tools use is the `stream-client` crate; this crate holds no client code.
 
 pub mod cache;
-pub mod client;
 pub mod heartbeat;
 pub mod metrics;
 pub mod range;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
 use bytes::Bytes;
 use protocol::model::RangeReport;
-use protocol::rs::{
+use protocol::range_rpc::{
     Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
 };
 use protocol::{ErrorCode, RpcError};
@@ -475,7 +475,7 @@ impl Handler<AppendMsg> for RangeActor {
             let _ = reply.send(Err(e));
             return;
         }
-        let payload = Bytes::from(req.payload);
+        let payload = req.payload;
         let record = WalRecord::Data(DataRecord {
             stream_id: req.stream_id,
             index: req.index,
@@ -578,7 +578,7 @@ impl Handler<FetchMsg> for RangeActor {
                         offset,
                         count: e.count,
                         crc: e.crc,
-                        payload: p.map(|p| p.to_vec()).unwrap_or_default(),
+                        payload: p.unwrap_or_default(),
                     })
                     .collect(),
                 readable_end,
@@ -595,7 +595,7 @@ impl Handler<FetchMsg> for RangeActor {
                 let mut out = Vec::with_capacity(batches.len());
                 for (offset, e, cached) in batches.drain(..) {
                     let payload = match cached {
-                        Some(p) => p.to_vec(),
+                        Some(p) => p,
                         None => {
                             let mut recs = wal.read_data_blocking(&[e.loc])?;
                             let rec = recs
@@ -612,7 +612,7 @@ impl Handler<FetchMsg> for RangeActor {
                                     ),
                                 ));
                             }
-                            rec.payload.to_vec()
+                            rec.payload
                         }
                     };
                     out.push(Batch {

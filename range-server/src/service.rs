@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use actors::Router;
-use protocol::rs::{Append, AppendResponse, Commit, Fetch, FetchResponse, Seal, SealResponse};
+use protocol::range_rpc::{
+    Append, AppendResponse, Commit, Fetch, FetchResponse, Seal, SealResponse,
+};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::oneshot;
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use actors::RpcClient;
 use protocol::model::NodeKind;
 use protocol::pd::ListNodes;
-use protocol::rs::{Append, Commit, Fetch, Seal};
+use protocol::range_rpc::{Append, Commit, Fetch, Seal};
 use protocol::ErrorCode;
-use range_server::client::PdClient;
+use stream_client::PdClient;
 
 /// The real placement driver, from the same target directory (`cargo build --release --bins`
 /// builds it; `scripts/test` does that first).
@@ -31,22 +31,16 @@ fn pd_binary() -> PathBuf {
 }
 
 async fn start_pd(data: &Path) -> (Server, String) {
-    let child = Command::new(pd_binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--lease-ms",
-            "2000",
-        ])
-        .arg("--data")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Server)
-        .unwrap();
+    let mut pd = Command::new(pd_binary());
+    pd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--lease-ms",
+        "2000",
+    ]);
+    let child = start_quiet(pd, data);
     let addr = wait_file(&data.join("rpc.addr")).await;
     (child, addr)
 }
@@ -78,7 +72,8 @@ impl Drop for Server {
 fn spawn(data: &Path, pd: &str) -> Server {
     let _ = std::fs::remove_file(data.join("rpc.addr"));
     let _ = std::fs::remove_file(data.join("http.addr"));
-    Command::new(env!("CARGO_BIN_EXE_strata-range-server"))
+    let mut server = Command::new(env!("CARGO_BIN_EXE_strata-range-server"));
+    server
         .args([
             "--pd",
             pd,
@@ -87,7 +82,13 @@ fn spawn(data: &Path, pd: &str) -> Server {
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .args(["--segment-bytes", "100000", "--cache-bytes", "50000"])
+        .args(["--segment-bytes", "100000", "--cache-bytes", "50000"]);
+    start_quiet(server, data)
+}
+
+/// Starts `command` on the data directory `data`, its output discarded.
+fn start_quiet(mut command: Command, data: &Path) -> Server {
+    command
         .arg("--data")
         .arg(data)
         .stdout(Stdio::null())
@@ -136,11 +137,11 @@ fn append(i: u64) -> Append {
         count: 3,
         confirmed: i * 3,
         crc: protocol::checksum(&p),
-        payload: p,
+        payload: p.into(),
     }
 }
 
-async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::rs::Batch> {
+async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::range_rpc::Batch> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < end {
@@ -159,6 +160,16 @@ async fn fetch_all(client: &RpcClient, end: u64) -> Vec<protocol::rs::Batch> {
         out.extend(resp.batches);
     }
     out
+}
+
+/// Waits (up to 20 s) until PD lists exactly one range server, `node_id`, alive; else fails
+/// with `why`.
+async fn wait_until_only_alive(pd: &PdClient, node_id: u64, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while range_servers(pd).await != vec![(node_id, true)] {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[actix::test]
@@ -207,14 +218,7 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
 
     // Registered, node id kept, ranges reported, metrics and health served.
     let node_id: u64 = wait_file(&data.join("node_id")).await.parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while range_servers(&pd_client).await != vec![(node_id, true)] {
-        assert!(
-            Instant::now() < deadline,
-            "PD never saw the range server alive"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_only_alive(&pd_client, node_id, "PD never saw the range server alive").await;
     let metrics = http_get(&http, "/metrics");
     assert!(metrics.contains("strata_rs_appends_total 300"), "{metrics}");
     assert!(metrics.contains("strata_rs_wal_fsyncs_total"));
@@ -232,14 +236,12 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
     // exactly one range server, the same one, alive.
     assert_eq!(wait_file(&data.join("node_id")).await, node_id.to_string());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while range_servers(&pd_client).await != vec![(node_id, true)] {
-        assert!(
-            Instant::now() < deadline,
-            "PD lost track of the restarted range server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_only_alive(
+        &pd_client,
+        node_id,
+        "PD lost track of the restarted range server",
+    )
+    .await;
 
     // Everything appended is back, byte for byte, once the writer says it is confirmed.
     client

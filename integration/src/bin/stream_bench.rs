@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use range_server::client::{AppendFuture, StreamClient};
+use stream_client::{AppendFuture, StreamClient};
 
 #[derive(Parser, Debug)]
 #[command(about = "Append benchmark for Strata streams")]

@@ -15,7 +15,7 @@ fn append(offset: u64, count: u32, epoch: u64, payload: &[u8]) -> Append {
         count,
         confirmed: 0,
         crc: protocol::checksum(payload),
-        payload: payload.to_vec(),
+        payload: Bytes::copy_from_slice(payload),
     }
 }
 
@@ -36,6 +36,11 @@ fn code<T: std::fmt::Debug>(r: Result<T, RpcError>) -> ErrorCode {
     r.unwrap_err().code
 }
 
+/// The error code `s` refuses `append` with.
+fn refused(s: &mut RangeState, append: Append) -> ErrorCode {
+    code(s.check_append(&append))
+}
+
 #[test]
 fn append_rules_give_each_error_code() {
     let mut s = RangeState::new(1, 0, 5, 100);
@@ -43,56 +48,47 @@ fn append_rules_give_each_error_code() {
     s.check_append(&append(100, 10, 5, b"a")).unwrap();
     assert_eq!(s.next, 110);
     // Stale epoch.
-    assert_eq!(
-        code(s.check_append(&append(110, 1, 4, b"x"))),
-        ErrorCode::Fenced
-    );
+    assert_eq!(refused(&mut s, append(110, 1, 4, b"x")), ErrorCode::Fenced);
     // Bad CRC.
     let mut bad = append(110, 1, 5, b"x");
     bad.crc ^= 1;
     assert_eq!(code(s.check_append(&bad)), ErrorCode::BadChecksum);
     // In flight (accepted, not durable yet).
     assert_eq!(
-        code(s.check_append(&append(100, 10, 5, b"a"))),
+        refused(&mut s, append(100, 10, 5, b"a")),
         ErrorCode::InFlight
     );
     // Overtaking.
     assert_eq!(
-        code(s.check_append(&append(111, 1, 5, b"x"))),
+        refused(&mut s, append(111, 1, 5, b"x")),
         ErrorCode::Overtaking
     );
     // Durable now: a repeat is already committed.
     s.batch_durable(100, entry(10, 1));
     assert_eq!(s.durable, 110);
     assert_eq!(
-        code(s.check_append(&append(100, 10, 5, b"a"))),
+        refused(&mut s, append(100, 10, 5, b"a")),
         ErrorCode::AlreadyCommitted
     );
     // A newer epoch is accepted and raises the range's.
     s.check_append(&append(110, 2, 7, b"b")).unwrap();
     assert_eq!(s.epoch, 7);
-    assert_eq!(
-        code(s.check_append(&append(112, 1, 5, b"x"))),
-        ErrorCode::Fenced
-    );
+    assert_eq!(refused(&mut s, append(112, 1, 5, b"x")), ErrorCode::Fenced);
     // Wrong range start, empty batch.
     let mut other = append(112, 1, 7, b"x");
     other.range_start = 0;
     assert_eq!(code(s.check_append(&other)), ErrorCode::InvalidArgument);
     assert_eq!(
-        code(s.check_append(&append(112, 0, 7, b"x"))),
+        refused(&mut s, append(112, 0, 7, b"x")),
         ErrorCode::InvalidArgument
     );
     // Sealed: refused, after the epoch check.
     s.seal(7, None).unwrap();
     assert_eq!(
-        code(s.check_append(&append(112, 1, 7, b"x"))),
+        refused(&mut s, append(112, 1, 7, b"x")),
         ErrorCode::RangeSealed
     );
-    assert_eq!(
-        code(s.check_append(&append(112, 1, 6, b"x"))),
-        ErrorCode::Fenced
-    );
+    assert_eq!(refused(&mut s, append(112, 1, 6, b"x")), ErrorCode::Fenced);
 }
 
 #[test]

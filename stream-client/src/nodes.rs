@@ -1,5 +1,6 @@
 //! Range-server addresses as the placement driver knows them, and one RPC client per range
-//! server. Refreshed from PD when a node is unknown or its address stops answering.
+//! server. Refreshed from PD when a node is unknown or its address stops answering. It knows
+//! nothing of streams and sends no range-server request itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use protocol::model::NodeId;
 use protocol::pd::ListNodes;
 use protocol::{ErrorCode, RpcError};
 
-use super::pd::PdClient;
+use crate::pd::PdClient;
 
 #[derive(Clone)]
 pub struct Nodes {

@@ -8,7 +8,9 @@
 //! the stream) ends the writer: every waiting append fails with it.
 //!
 //! The writer runs as one task (its state is never shared); replicas are fed by one task each
-//! so appends reach every replica in offset order. It does not read.
+//! so appends reach every replica in offset order, and that task also awaits the replica's
+//! answers (no task per append). Every replica gets the same payload buffer, not a copy. It
+//! does not read.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use actors::RpcClient;
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use protocol::model::{NodeId, RangeInfo, StreamId};
-use protocol::pd::SealRange;
-use protocol::rs::{Append, Commit, Seal};
+use protocol::range_rpc::{Append, Commit, Seal};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::StreamClient;
+use crate::StreamClient;
 
 /// How long a replica that failed is kept out of new ranges of this writer.
 const EXCLUDE_FOR: Duration = Duration::from_secs(10);
@@ -44,7 +48,7 @@ pub struct StreamWriter {
 
 /// Resolves to the append's first offset once it is confirmed, or to the error that ended the
 /// writer.
-pub type AppendFuture = futures::future::BoxFuture<'static, Result<u64, RpcError>>;
+pub type AppendFuture = BoxFuture<'static, Result<u64, RpcError>>;
 
 impl StreamWriter {
     pub fn stream_id(&self) -> StreamId {
@@ -98,17 +102,9 @@ impl StreamWriter {
         }));
         Box::pin(async move {
             if sent.is_err() {
-                return Err(RpcError::new(
-                    ErrorCode::NotReady,
-                    "stream writer has stopped",
-                ));
+                return Err(stopped());
             }
-            wait.await.unwrap_or_else(|_| {
-                Err(RpcError::new(
-                    ErrorCode::NotReady,
-                    "stream writer has stopped",
-                ))
-            })
+            wait.await.unwrap_or_else(|_| Err(stopped()))
         })
     }
 
@@ -117,18 +113,15 @@ impl StreamWriter {
     pub async fn close(self) -> Result<u64, RpcError> {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Close(tx)).is_err() {
-            return Err(RpcError::new(
-                ErrorCode::NotReady,
-                "stream writer has stopped",
-            ));
+            return Err(stopped());
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(RpcError::new(
-                ErrorCode::NotReady,
-                "stream writer has stopped",
-            ))
-        })
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
+}
+
+/// What an append or close gets once the writer task is gone.
+fn stopped() -> RpcError {
+    RpcError::new(ErrorCode::NotReady, "stream writer has stopped")
 }
 
 enum Command {
@@ -190,7 +183,7 @@ struct WriterTask {
     unconfirmed_bytes: Arc<AtomicU64>,
 }
 
-pub(super) async fn start(
+pub(crate) async fn start(
     client: StreamClient,
     stream_id: StreamId,
     epoch: u64,
@@ -279,7 +272,7 @@ impl WriterTask {
                 count: append.count,
                 confirmed: self.confirmed,
                 crc: append.crc,
-                payload: append.payload.to_vec(),
+                payload: append.payload.clone(),
             };
             // A closed queue means the replica task ended; its failure is reported as an ack.
             let _ = replica
@@ -384,20 +377,12 @@ impl WriterTask {
         let started = Instant::now();
         let sealed = self
             .client
-            .pd
-            .call(SealRange {
-                stream_id: self.stream_id,
-                epoch: self.epoch,
-                index: self.range.index,
-                end,
-            })
+            .seal_range(&self.range, self.epoch, end, &[failed_node])
             .await;
         if let Err(e) = sealed {
             self.fail(e);
             return;
         }
-        self.client
-            .tell_replicas_sealed(&self.range, self.epoch, end, &[failed_node]);
         let exclude: Vec<NodeId> = self.failed.iter().map(|(n, _)| *n).collect();
         let range = match self
             .client
@@ -463,23 +448,21 @@ impl WriterTask {
         }
         let end = self.confirmed;
         self.client
-            .pd
-            .call(SealRange {
-                stream_id: self.stream_id,
-                epoch: self.epoch,
-                index: self.range.index,
-                end,
-            })
+            .seal_range(&self.range, self.epoch, end, &[])
             .await?;
-        self.client
-            .tell_replicas_sealed(&self.range, self.epoch, end, &[]);
         self.client.invalidate(self.stream_id);
         Ok(end)
     }
 }
 
+/// Answers still on the wire from one replica: for an append, its end and the result; for a
+/// commit, nothing (its answer is only awaited so the call is not abandoned).
+type InFlight = FuturesUnordered<BoxFuture<'static, Option<(u64, Result<u64, RpcError>)>>>;
+
 /// Feeds one replica in order: each request is queued on the connection before the next is
-/// taken, and its answer comes back to the writer as an [`Ack`].
+/// taken, and its answer comes back to the writer as an [`Ack`] as soon as it arrives. The
+/// answers are awaited here, beside the queue, not in a task per request; they keep flowing
+/// while a send waits for a connection.
 async fn replica_loop(
     client: RpcClient,
     node: NodeId,
@@ -487,38 +470,71 @@ async fn replica_loop(
     mut ops: mpsc::UnboundedReceiver<ReplicaOp>,
     acks: mpsc::UnboundedSender<Ack>,
 ) {
-    while let Some(op) = ops.recv().await {
+    let ack = |end: u64, result: Result<u64, RpcError>| {
+        let _ = acks.send(Ack {
+            generation,
+            node,
+            end,
+            result,
+        });
+    };
+    let mut in_flight = InFlight::new();
+    loop {
+        let op = tokio::select! {
+            op = ops.recv() => op,
+            Some(answer) = in_flight.next() => {
+                if let Some((end, result)) = answer {
+                    ack(end, result);
+                }
+                continue;
+            }
+        };
+        let Some(op) = op else { break };
         match op {
             ReplicaOp::Append(request, span) => {
                 let end = request.offset + request.count as u64;
-                match client.send(request).instrument(span).await {
-                    Ok(call) => {
-                        let acks = acks.clone();
-                        tokio::spawn(async move {
-                            let result = call.await.map(|r| r.durable);
-                            let _ = acks.send(Ack {
-                                generation,
-                                node,
-                                end,
-                                result,
-                            });
-                        });
-                    }
-                    Err(result) => {
-                        let _ = acks.send(Ack {
-                            generation,
-                            node,
-                            end,
-                            result: Err(result),
-                        });
-                    }
+                let send = client.send(request).instrument(span);
+                match send_beside(send, &mut in_flight, &ack).await {
+                    Ok(call) => in_flight
+                        .push(async move { Some((end, call.await.map(|r| r.durable))) }.boxed()),
+                    Err(e) => ack(end, Err(e)),
                 }
             }
             ReplicaOp::Commit(request) => {
-                if let Ok(call) = client.send(request).await {
-                    tokio::spawn(async move {
-                        let _ = call.await;
-                    });
+                if let Ok(call) = send_beside(client.send(request), &mut in_flight, &ack).await {
+                    in_flight.push(
+                        async move {
+                            let _ = call.await;
+                            None
+                        }
+                        .boxed(),
+                    );
+                }
+            }
+        }
+    }
+    // The writer dropped this replica; answers already on the wire still finish (the writer
+    // ignores them), as they would have in tasks of their own.
+    while let Some(answer) = in_flight.next().await {
+        if let Some((end, result)) = answer {
+            ack(end, result);
+        }
+    }
+}
+
+/// Awaits `send` while forwarding the answers of earlier requests that arrive meanwhile.
+async fn send_beside<T>(
+    send: impl std::future::Future<Output = T>,
+    in_flight: &mut InFlight,
+    ack: &impl Fn(u64, Result<u64, RpcError>),
+) -> T {
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            sent = &mut send => return sent,
+            Some(answer) = in_flight.next() => {
+                if let Some((end, result)) = answer {
+                    ack(end, result);
                 }
             }
         }
@@ -528,7 +544,7 @@ async fn replica_loop(
 /// Seals `range` on its replicas at `epoch` and returns the quorum end (DESIGN.md §4): at
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
 /// replica counting as the largest.
-pub(super) async fn seal_with_quorum(
+pub(crate) async fn seal_with_quorum(
     client: &StreamClient,
     range: &RangeInfo,
     epoch: u64,
@@ -591,3 +607,6 @@ pub(super) async fn seal_with_quorum(
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod tests;
