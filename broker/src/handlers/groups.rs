@@ -190,8 +190,13 @@ pub async fn join_group(
     broker: &SharedBroker,
     request: JoinGroupRequest,
     version: i16,
-    client_id: String,
+    header: &RequestHeader,
 ) -> JoinGroupResponse {
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let group_id = s(&request.group_id.0);
     let member_id = s(&request.member_id);
     let result = async {
