@@ -32,40 +32,105 @@ fn partition_exists(broker: &SharedBroker, topic: &str, partition: i32) -> bool 
             .is_some_and(|t| (partition as usize) < t.partitions.len())
 }
 
+/// A partition named in an OffsetCommit or OffsetDelete, in request order, with its error if
+/// it is answered without the coordinator (it does not exist).
+struct PartitionAnswer {
+    topic: TopicName,
+    partition: i32,
+    error: Option<i16>,
+}
+
+/// Splits the partitions of a request: those that exist are passed to `keep` (for the
+/// coordinator), the others are answered UNKNOWN_TOPIC_OR_PARTITION.
+fn check_partitions<'a, P: 'a>(
+    broker: &SharedBroker,
+    topics: impl Iterator<Item = (&'a TopicName, &'a [P])>,
+    index: impl Fn(&P) -> i32,
+    mut keep: impl FnMut(&str, &P),
+) -> Vec<PartitionAnswer> {
+    let mut answers = Vec::new();
+    for (topic, partitions) in topics {
+        let name = s(&topic.0);
+        for p in partitions {
+            let partition = index(p);
+            let exists = partition_exists(broker, &name, partition);
+            if exists {
+                keep(&name, p);
+            }
+            answers.push(PartitionAnswer {
+                topic: topic.clone(),
+                partition,
+                error: (!exists).then(|| E::UnknownTopicOrPartition.code()),
+            });
+        }
+    }
+    answers
+}
+
+/// Completes `answers` with the coordinator's `errors` (in order, for those it was asked
+/// about) and groups consecutive partitions of a topic: `make(topic, [(partition, error)])`.
+fn by_topic_answers<T>(
+    answers: Vec<PartitionAnswer>,
+    errors: Vec<i16>,
+    make: impl Fn(TopicName, Vec<(i32, i16)>) -> T,
+) -> Vec<T> {
+    let mut errors = errors.into_iter();
+    let mut grouped: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
+    for answer in answers {
+        let error = answer.error.unwrap_or_else(|| errors.next().unwrap_or(0));
+        match grouped.last_mut() {
+            Some((t, ps)) if *t == answer.topic => ps.push((answer.partition, error)),
+            _ => grouped.push((answer.topic, vec![(answer.partition, error)])),
+        }
+    }
+    grouped.into_iter().map(|(t, ps)| make(t, ps)).collect()
+}
+
+/// The partitions OffsetFetch asks about (None: all of the group's).
+fn asked_partitions<T>(
+    topics: Option<&Vec<T>>,
+    parts: impl Fn(&T) -> (&TopicName, &[i32]),
+) -> Option<Vec<(String, i32)>> {
+    topics.map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| {
+                let (name, indexes) = parts(t);
+                let name = s(&name.0);
+                indexes.iter().map(move |p| (name.clone(), *p))
+            })
+            .collect()
+    })
+}
+
 pub async fn offset_commit(
     broker: &SharedBroker,
     request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
     let group_id = s(&request.group_id.0);
-    // (topic, partition, error or pending) in request order.
-    let mut answers: Vec<(TopicName, i32, Option<i16>)> = Vec::new();
     let mut offsets = Vec::new();
-    for topic in &request.topics {
-        let name = s(&topic.name.0);
-        for p in &topic.partitions {
-            if partition_exists(broker, &name, p.partition_index) {
-                answers.push((topic.name.clone(), p.partition_index, None));
-                offsets.push((
-                    name.clone(),
-                    p.partition_index,
-                    p.committed_offset,
-                    if version >= 6 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    p.committed_metadata.as_ref().map(s),
-                ));
-            } else {
-                answers.push((
-                    topic.name.clone(),
-                    p.partition_index,
-                    Some(E::UnknownTopicOrPartition.code()),
-                ));
-            }
-        }
-    }
+    let answers = check_partitions(
+        broker,
+        request
+            .topics
+            .iter()
+            .map(|t| (&t.name, t.partitions.as_slice())),
+        |p| p.partition_index,
+        |name, p| {
+            offsets.push((
+                name.to_string(),
+                p.partition_index,
+                p.committed_offset,
+                if version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                p.committed_metadata.as_ref().map(s),
+            ))
+        },
+    );
     let n = offsets.len();
     let errors: Vec<i16> = if n == 0 {
         Vec::new()
@@ -101,22 +166,20 @@ pub async fn offset_commit(
             Err(e) => vec![e; n],
         }
     };
-    let mut errors = errors.into_iter();
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (name, partition, error) in answers {
-        let error = error.unwrap_or_else(|| errors.next().unwrap_or(0));
-        let entry = OffsetCommitResponsePartition::default()
-            .with_partition_index(partition)
-            .with_error_code(error);
-        match topics.last_mut() {
-            Some(t) if t.name == name => t.partitions.push(entry),
-            _ => topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(vec![entry]),
-            ),
-        }
-    }
+    let topics = by_topic_answers(answers, errors, |name, partitions| {
+        OffsetCommitResponseTopic::default()
+            .with_name(name)
+            .with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|(index, error)| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_error_code(error)
+                    })
+                    .collect(),
+            )
+    });
     OffsetCommitResponse::default().with_topics(topics)
 }
 
@@ -174,15 +237,8 @@ pub async fn offset_fetch(
         let mut groups = Vec::new();
         for g in &request.groups {
             let group_id = s(&g.group_id.0);
-            let partitions = g.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .flat_map(|t| {
-                        let name = s(&t.name.0);
-                        t.partition_indexes.iter().map(move |p| (name.clone(), *p))
-                    })
-                    .collect::<Vec<_>>()
-            });
+            let partitions =
+                asked_partitions(g.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
             let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
             let topics = if error != 0 {
                 Vec::new()
@@ -223,15 +279,7 @@ pub async fn offset_fetch(
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let group_id = s(&request.group_id.0);
-    let partitions = request.topics.as_ref().map(|topics| {
-        topics
-            .iter()
-            .flat_map(|t| {
-                let name = s(&t.name.0);
-                t.partition_indexes.iter().map(move |p| (name.clone(), *p))
-            })
-            .collect::<Vec<_>>()
-    });
+    let partitions = asked_partitions(request.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
     let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
     // v1 has no group-level error: each partition carries it.
     let partition_error = if version < 2 { error } else { 0 };
@@ -278,23 +326,16 @@ pub async fn offset_delete(
     _version: i16,
 ) -> OffsetDeleteResponse {
     let group_id = s(&request.group_id.0);
-    let mut answers: Vec<(TopicName, i32, Option<i16>)> = Vec::new();
     let mut partitions = Vec::new();
-    for topic in &request.topics {
-        let name = s(&topic.name.0);
-        for p in &topic.partitions {
-            if partition_exists(broker, &name, p.partition_index) {
-                answers.push((topic.name.clone(), p.partition_index, None));
-                partitions.push((name.clone(), p.partition_index));
-            } else {
-                answers.push((
-                    topic.name.clone(),
-                    p.partition_index,
-                    Some(E::UnknownTopicOrPartition.code()),
-                ));
-            }
-        }
-    }
+    let answers = check_partitions(
+        broker,
+        request
+            .topics
+            .iter()
+            .map(|t| (&t.name, t.partitions.as_slice())),
+        |p| p.partition_index,
+        |name, p| partitions.push((name.to_string(), p.partition_index)),
+    );
     let result = async {
         let addr = coordinator(broker, &group_id)?;
         let (reply, rx) = oneshot::channel();
@@ -310,21 +351,19 @@ pub async fn offset_delete(
     if error != 0 {
         return OffsetDeleteResponse::default().with_error_code(error);
     }
-    let mut errors = errors.into_iter();
-    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    for (name, partition, pre) in answers {
-        let error = pre.unwrap_or_else(|| errors.next().unwrap_or(0));
-        let entry = OffsetDeleteResponsePartition::default()
-            .with_partition_index(partition)
-            .with_error_code(error);
-        match topics.last_mut() {
-            Some(t) if t.name == name => t.partitions.push(entry),
-            _ => topics.push(
-                OffsetDeleteResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(vec![entry]),
-            ),
-        }
-    }
+    let topics = by_topic_answers(answers, errors, |name, partitions| {
+        OffsetDeleteResponseTopic::default()
+            .with_name(name)
+            .with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|(index, error)| {
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_error_code(error)
+                    })
+                    .collect(),
+            )
+    });
     OffsetDeleteResponse::default().with_topics(topics)
 }
