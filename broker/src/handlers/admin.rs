@@ -127,11 +127,11 @@ fn pd_error(e: &RpcError, invalid: ResponseError) -> i16 {
 fn topic_configs_result(topic: &TopicInfo) -> Vec<CreatableTopicConfigs> {
     topic_config::KNOWN
         .iter()
-        .map(|(key, default, _)| {
-            let set = topic.config(key);
+        .map(|c| {
+            let set = topic.config(c.key);
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(set.unwrap_or(default))))
+                .with_name(str_bytes(c.key))
+                .with_value(Some(str_bytes(set.unwrap_or(c.default))))
                 .with_config_source(if set.is_some() { 1 } else { 5 })
         })
         .collect()

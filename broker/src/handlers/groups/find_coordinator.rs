@@ -16,6 +16,7 @@ use crate::group::{offsets_partition, OFFSETS_TOPIC};
 use crate::handlers::admin::wait_for_leaders;
 use crate::handlers::metadata::{host_port, live_leader};
 use crate::handlers::str_bytes;
+use crate::topic_config::CLEANUP_POLICY;
 
 /// Longest FindCoordinator waits for a new `__consumer_offsets` to get leaders.
 const CREATE_WAIT: Duration = Duration::from_secs(5);
@@ -31,7 +32,7 @@ pub(crate) async fn ensure_offsets_topic(broker: &SharedBroker) {
         .call(CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: broker.config.groups.offsets_topic_partitions.max(1),
-            configs: vec![("cleanup.policy".to_string(), "compact".to_string())],
+            configs: vec![(CLEANUP_POLICY.to_string(), "compact".to_string())],
             replica: broker.config.default_replication,
             ack_count: broker.config.default_ack,
             internal: true,
