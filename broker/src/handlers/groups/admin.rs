@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use tokio::sync::oneshot;
 
-use super::{answer, coordinator, s};
+use super::{answer, code, coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator::{self as coord, GroupCoordinator};
 use crate::handlers::str_bytes;
@@ -26,13 +26,13 @@ pub async fn describe_groups(
     for id in &request.groups {
         let group_id = s(&id.0);
         let result = async {
-            let addr = coordinator(broker, &group_id)?;
+            let addr = coordinator(broker, &group_id).map_err(code)?;
             let (reply, rx) = oneshot::channel();
             addr.do_send(coord::Describe {
                 group_id: group_id.clone(),
                 reply,
             });
-            answer(rx).await?
+            answer(rx).await.map_err(code)?
         }
         .await;
         let mut described = DescribedGroup::default().with_group_id(id.clone());
@@ -154,7 +154,7 @@ pub async fn delete_groups(
         .await;
         let error = match result {
             Ok(answers) => answers.first().map(|(_, e)| *e).unwrap_or(0),
-            Err(e) => e,
+            Err(e) => e.code(),
         };
         results.push(
             DeletableGroupResult::default()

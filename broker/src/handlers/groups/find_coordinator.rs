@@ -53,23 +53,55 @@ pub(crate) async fn ensure_offsets_topic(broker: &SharedBroker) {
     wait_for_leaders(broker, OFFSETS_TOPIC, CREATE_WAIT).await;
 }
 
-/// `(error, node id, host, port)` of the coordinator of `key`.
-fn locate(broker: &SharedBroker, key: &str) -> (i16, i32, String, i32) {
+/// Where the coordinator of one key is, or why it is not known.
+struct Located {
+    error: Option<E>,
+    node_id: i32,
+    host: String,
+    port: i32,
+    message: Option<String>,
+}
+
+impl Located {
+    fn failed(error: E, message: Option<String>) -> Located {
+        Located {
+            error: Some(error),
+            node_id: -1,
+            host: String::new(),
+            port: -1,
+            message,
+        }
+    }
+
+    /// The error code to encode.
+    fn code(&self) -> i16 {
+        self.error.map_or(0, |e| e.code())
+    }
+}
+
+/// The coordinator of `key`: the live leader of its `__consumer_offsets` partition.
+fn locate(broker: &SharedBroker, key: &str) -> Located {
     let snapshot = broker.snapshot();
     let leader = snapshot.topics.get(OFFSETS_TOPIC).and_then(|topic| {
         let index = offsets_partition(&snapshot, key)?;
         topic.partitions.iter().find(|p| p.index == index)
     });
     let Some(partition) = leader else {
-        return (E::CoordinatorNotAvailable.code(), -1, String::new(), -1);
+        return Located::failed(E::CoordinatorNotAvailable, None);
     };
     let id = live_leader(&snapshot, partition.leader);
     match snapshot.broker(id.max(0) as u64).filter(|_| id >= 0) {
         Some(node) => {
             let (host, port) = host_port(&node.addr);
-            (0, id, host, port)
+            Located {
+                error: None,
+                node_id: id,
+                host,
+                port,
+                message: None,
+            }
         }
-        None => (E::CoordinatorNotAvailable.code(), -1, String::new(), -1),
+        None => Located::failed(E::CoordinatorNotAvailable, None),
     }
 }
 
@@ -83,51 +115,38 @@ pub async fn find_coordinator(
     } else {
         vec![s(&request.key)]
     };
-    let located: Vec<(i16, i32, String, i32, Option<String>)> = if request.key_type != 0 {
+    let located: Vec<Located> = if request.key_type != 0 {
         let why = "only group coordinators exist here (no transactions)".to_string();
         keys.iter()
-            .map(|_| {
-                (
-                    E::InvalidRequest.code(),
-                    -1,
-                    String::new(),
-                    -1,
-                    Some(why.clone()),
-                )
-            })
+            .map(|_| Located::failed(E::InvalidRequest, Some(why.clone())))
             .collect()
     } else {
         ensure_offsets_topic(broker).await;
-        keys.iter()
-            .map(|k| {
-                let (e, id, host, port) = locate(broker, k);
-                (e, id, host, port, None)
-            })
-            .collect()
+        keys.iter().map(|k| locate(broker, k)).collect()
     };
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = keys
             .iter()
             .zip(located)
-            .map(|(key, (error, id, host, port, message))| {
+            .map(|(key, at)| {
                 Coordinator::default()
                     .with_key(str_bytes(key))
-                    .with_node_id(BrokerId(id))
-                    .with_host(str_bytes(&host))
-                    .with_port(port)
-                    .with_error_code(error)
-                    .with_error_message(message.map(|m| str_bytes(&m)))
+                    .with_node_id(BrokerId(at.node_id))
+                    .with_host(str_bytes(&at.host))
+                    .with_port(at.port)
+                    .with_error_code(at.code())
+                    .with_error_message(at.message.map(|m| str_bytes(&m)))
             })
             .collect();
-    } else if let Some((error, id, host, port, message)) = located.into_iter().next() {
+    } else if let Some(at) = located.into_iter().next() {
         response = response
-            .with_error_code(error)
-            .with_node_id(BrokerId(id))
-            .with_host(str_bytes(&host))
-            .with_port(port);
+            .with_error_code(at.code())
+            .with_node_id(BrokerId(at.node_id))
+            .with_host(str_bytes(&at.host))
+            .with_port(at.port);
         if version >= 1 {
-            response = response.with_error_message(message.map(|m| str_bytes(&m)));
+            response = response.with_error_message(at.message.map(|m| str_bytes(&m)));
         }
     }
     response

@@ -7,7 +7,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
 use tokio::sync::oneshot;
 
-use super::{answer, coordinator, s};
+use super::{answer, code, coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator as coord;
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
@@ -28,7 +28,7 @@ pub async fn join_group(
     let member_id = s(&request.member_id);
     let result = async {
         if group_id.is_empty() {
-            return Err(E::InvalidGroupId.code());
+            return Err(E::InvalidGroupId);
         }
         let addr = coordinator(broker, &group_id)?;
         let instance_id = request.group_instance_id.as_ref().map(s);
@@ -63,7 +63,7 @@ pub async fn join_group(
     .await;
     let result = match result {
         Ok(r) => r,
-        Err(error) => JoinResult::error(&member_id, error),
+        Err(error) => JoinResult::error(&member_id, error.code()),
     };
     let mut response = JoinGroupResponse::default()
         .with_error_code(result.error)
@@ -109,7 +109,7 @@ pub async fn sync_group(
     let group_id = s(&request.group_id.0);
     let result = async {
         if group_id.is_empty() {
-            return Err(E::InvalidGroupId.code());
+            return Err(E::InvalidGroupId);
         }
         let addr = coordinator(broker, &group_id)?;
         let sync = SyncRequest {
@@ -133,7 +133,7 @@ pub async fn sync_group(
         answer(rx).await
     }
     .await;
-    let result = result.unwrap_or_else(SyncResult::error);
+    let result = result.unwrap_or_else(|e| SyncResult::error(e.code()));
     let mut response = SyncGroupResponse::default()
         .with_error_code(result.error)
         .with_assignment(result.assignment);
@@ -153,7 +153,7 @@ pub async fn heartbeat(
     let group_id = s(&request.group_id.0);
     let error = async {
         if group_id.is_empty() {
-            return Err(E::InvalidGroupId.code());
+            return Err(E::InvalidGroupId);
         }
         let addr = coordinator(broker, &group_id)?;
         let (reply, rx) = oneshot::channel();
@@ -167,7 +167,7 @@ pub async fn heartbeat(
         answer(rx).await
     }
     .await;
-    HeartbeatResponse::default().with_error_code(error.unwrap_or_else(|e| e))
+    HeartbeatResponse::default().with_error_code(error.unwrap_or_else(code))
 }
 
 pub async fn leave_group(
@@ -187,7 +187,7 @@ pub async fn leave_group(
     };
     let result = async {
         if group_id.is_empty() {
-            return Err(E::InvalidGroupId.code());
+            return Err(E::InvalidGroupId);
         }
         let addr = coordinator(broker, &group_id)?;
         let (reply, rx) = oneshot::channel();
@@ -199,7 +199,7 @@ pub async fn leave_group(
         answer(rx).await
     }
     .await;
-    let (error, member_errors) = result.unwrap_or_else(|e| (e, Vec::new()));
+    let (error, member_errors) = result.unwrap_or_else(|e| (e.code(), Vec::new()));
     if version >= 3 {
         LeaveGroupResponse::default()
             .with_error_code(error)

@@ -36,19 +36,24 @@ fn s(v: &StrBytes) -> String {
 }
 
 /// The coordinator actor of `group_id` on this broker, or the error to answer.
-fn coordinator(broker: &SharedBroker, group_id: &str) -> Result<Addr<GroupCoordinator>, i16> {
+fn coordinator(broker: &SharedBroker, group_id: &str) -> Result<Addr<GroupCoordinator>, E> {
     let snapshot = broker.snapshot();
-    let partition = offsets_partition(&snapshot, group_id).ok_or(E::NotCoordinator.code())?;
+    let partition = offsets_partition(&snapshot, group_id).ok_or(E::NotCoordinator)?;
     broker
         .coordinators
         .borrow()
         .get(&partition)
         .filter(|h| h.addr.connected())
         .map(|h| h.addr.clone())
-        .ok_or(E::NotCoordinator.code())
+        .ok_or(E::NotCoordinator)
 }
 
 /// Waits for a coordinator's answer; a dropped answer means it stopped serving the group.
-async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, i16> {
-    rx.await.map_err(|_| E::NotCoordinator.code())
+async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, E> {
+    rx.await.map_err(|_| E::NotCoordinator)
+}
+
+/// The wire code of an error, for merging with the coordinator's own error codes.
+fn code(e: E) -> i16 {
+    e.code()
 }

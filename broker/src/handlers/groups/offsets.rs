@@ -15,7 +15,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use tokio::sync::oneshot;
 
-use super::{answer, coordinator, s};
+use super::{answer, code, coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator::{self as coord, FetchedOffsets};
 use crate::group::records::OffsetValue;
@@ -37,7 +37,7 @@ fn partition_exists(broker: &SharedBroker, topic: &str, partition: i32) -> bool 
 struct PartitionAnswer {
     topic: TopicName,
     partition: i32,
-    error: Option<i16>,
+    error: Option<E>,
 }
 
 /// Splits the partitions of a request: those that exist are passed to `keep` (for the
@@ -60,7 +60,7 @@ fn check_partitions<'a, P: 'a>(
             answers.push(PartitionAnswer {
                 topic: topic.clone(),
                 partition,
-                error: (!exists).then(|| E::UnknownTopicOrPartition.code()),
+                error: (!exists).then_some(E::UnknownTopicOrPartition),
             });
         }
     }
@@ -77,7 +77,9 @@ fn by_topic_answers<T>(
     let mut errors = errors.into_iter();
     let mut grouped: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
     for answer in answers {
-        let error = answer.error.unwrap_or_else(|| errors.next().unwrap_or(0));
+        let error = answer
+            .error
+            .map_or_else(|| errors.next().unwrap_or(0), code);
         match grouped.last_mut() {
             Some((t, ps)) if *t == answer.topic => ps.push((answer.partition, error)),
             _ => grouped.push((answer.topic, vec![(answer.partition, error)])),
@@ -163,7 +165,7 @@ pub async fn offset_commit(
         match result {
             Ok(errors) if errors.len() == n => errors,
             Ok(_) => vec![E::UnknownServerError.code(); n],
-            Err(e) => vec![e; n],
+            Err(e) => vec![e.code(); n],
         }
     };
     let topics = by_topic_answers(answers, errors, |name, partitions| {
@@ -183,33 +185,40 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets as OffsetFetch asks: `(group error, offsets)`.
+/// One group's committed offsets as OffsetFetch asks.
+struct GroupOffsets {
+    /// 0 or the group-level error code (then `offsets` holds the asked partitions, unknown).
+    error: i16,
+    offsets: FetchedOffsets,
+}
+
+/// Asks the group's coordinator for its committed offsets.
 async fn fetch_group(
     broker: &SharedBroker,
     group_id: &str,
     partitions: Option<Vec<(String, i32)>>,
-) -> (i16, FetchedOffsets) {
+) -> GroupOffsets {
     let result = async {
-        let addr = coordinator(broker, group_id)?;
+        let addr = coordinator(broker, group_id).map_err(code)?;
         let (reply, rx) = oneshot::channel();
         addr.do_send(coord::FetchOffsets {
             group_id: group_id.to_string(),
             partitions: partitions.clone(),
             reply,
         });
-        answer(rx).await?
+        answer(rx).await.map_err(code)?
     }
     .await;
     match result {
-        Ok(offsets) => (0, offsets),
-        Err(error) => (
+        Ok(offsets) => GroupOffsets { error: 0, offsets },
+        Err(error) => GroupOffsets {
             error,
-            partitions
+            offsets: partitions
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(t, p)| (t, p, None))
                 .collect(),
-        ),
+        },
     }
 }
 
@@ -239,7 +248,7 @@ pub async fn offset_fetch(
             let group_id = s(&g.group_id.0);
             let partitions =
                 asked_partitions(g.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
-            let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
+            let GroupOffsets { error, offsets } = fetch_group(broker, &group_id, partitions).await;
             let topics = if error != 0 {
                 Vec::new()
             } else {
@@ -280,7 +289,7 @@ pub async fn offset_fetch(
     }
     let group_id = s(&request.group_id.0);
     let partitions = asked_partitions(request.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
-    let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
+    let GroupOffsets { error, offsets } = fetch_group(broker, &group_id, partitions).await;
     // v1 has no group-level error: each partition carries it.
     let partition_error = if version < 2 { error } else { 0 };
     let topics = if error != 0 && version >= 2 {
@@ -347,7 +356,7 @@ pub async fn offset_delete(
         answer(rx).await
     }
     .await;
-    let (error, errors) = result.unwrap_or_else(|e| (e, Vec::new()));
+    let (error, errors) = result.unwrap_or_else(|e| (e.code(), Vec::new()));
     if error != 0 {
         return OffsetDeleteResponse::default().with_error_code(error);
     }
