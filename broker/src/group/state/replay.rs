@@ -18,9 +18,7 @@ impl Groups {
                 value,
             } => match value {
                 Some(v) => {
-                    self.groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group, now))
+                    self.replayed_group(&group, now)
                         .offsets
                         .insert((topic, partition), v);
                 }
@@ -32,10 +30,7 @@ impl Groups {
             },
             Record::Group { group, value } => match value {
                 Some(v) => {
-                    self.groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group, now))
-                        .persisted = Some(v);
+                    self.replayed_group(&group, now).persisted = Some(v);
                 }
                 None => {
                     if let Some(g) = self.groups.get_mut(&group) {
@@ -108,6 +103,13 @@ impl Groups {
             };
             group.subscribed_topics = group.compute_subscribed_topics();
         }
+    }
+
+    /// The group a replayed record belongs to, created (Empty) by its first record.
+    fn replayed_group(&mut self, group: &str, now: i64) -> &mut Group {
+        self.groups
+            .entry(group.to_string())
+            .or_insert_with(|| Group::new(group, now))
     }
 
     /// Every record a replay needs to rebuild the current persisted state.

@@ -1,13 +1,12 @@
 //! JoinGroup, SyncGroup, Heartbeat and LeaveGroup: translated to the coordinator actor's
 //! messages and back. The group rules themselves live in [`crate::group::state`].
 
-use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
 use tokio::sync::oneshot;
 
-use super::{answer, code, coordinator, s};
+use super::{answer, code, member_coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator as coord;
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
@@ -27,10 +26,7 @@ pub async fn join_group(
     let group_id = s(&request.group_id.0);
     let member_id = s(&request.member_id);
     let result = async {
-        if group_id.is_empty() {
-            return Err(E::InvalidGroupId);
-        }
-        let addr = coordinator(broker, &group_id)?;
+        let addr = member_coordinator(broker, &group_id)?;
         let instance_id = request.group_instance_id.as_ref().map(s);
         let join = JoinRequest {
             group_id: group_id.clone(),
@@ -108,10 +104,7 @@ pub async fn sync_group(
 ) -> SyncGroupResponse {
     let group_id = s(&request.group_id.0);
     let result = async {
-        if group_id.is_empty() {
-            return Err(E::InvalidGroupId);
-        }
-        let addr = coordinator(broker, &group_id)?;
+        let addr = member_coordinator(broker, &group_id)?;
         let sync = SyncRequest {
             group_id: group_id.clone(),
             generation: request.generation_id,
@@ -152,10 +145,7 @@ pub async fn heartbeat(
 ) -> HeartbeatResponse {
     let group_id = s(&request.group_id.0);
     let error = async {
-        if group_id.is_empty() {
-            return Err(E::InvalidGroupId);
-        }
-        let addr = coordinator(broker, &group_id)?;
+        let addr = member_coordinator(broker, &group_id)?;
         let (reply, rx) = oneshot::channel();
         addr.do_send(coord::Heartbeat {
             group_id: group_id.clone(),
@@ -186,10 +176,7 @@ pub async fn leave_group(
         vec![(s(&request.member_id), None)]
     };
     let result = async {
-        if group_id.is_empty() {
-            return Err(E::InvalidGroupId);
-        }
-        let addr = coordinator(broker, &group_id)?;
+        let addr = member_coordinator(broker, &group_id)?;
         let (reply, rx) = oneshot::channel();
         addr.do_send(coord::Leave {
             group_id: group_id.clone(),

@@ -48,6 +48,15 @@ fn coordinator(broker: &SharedBroker, group_id: &str) -> Result<Addr<GroupCoordi
         .ok_or(E::NotCoordinator)
 }
 
+/// The coordinator of `group_id` for a membership request (Join, Sync, Heartbeat, Leave),
+/// which Kafka refuses up front when the group id is empty.
+fn member_coordinator(broker: &SharedBroker, group_id: &str) -> Result<Addr<GroupCoordinator>, E> {
+    if group_id.is_empty() {
+        return Err(E::InvalidGroupId);
+    }
+    coordinator(broker, group_id)
+}
+
 /// Waits for a coordinator's answer; a dropped answer means it stopped serving the group.
 async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, E> {
     rx.await.map_err(|_| E::NotCoordinator)
