@@ -1,4 +1,5 @@
-//! DescribeGroups, ListGroups and DeleteGroups: whole-group views and removal.
+//! DescribeGroups, ListGroups and DeleteGroups: whole-group views and removal. Only Empty
+//! groups may be deleted; nothing here changes membership.
 
 use kafka_protocol::error::ResponseError as E;
 

@@ -1,4 +1,5 @@
-//! SyncGroup, Heartbeat and LeaveGroup of members of the current generation.
+//! SyncGroup, Heartbeat and LeaveGroup of members of the current generation. Starting and
+//! completing rebalances is [`super::rebalance`]'s; this module only asks for one.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;

@@ -12,6 +12,11 @@
 //! state (the next owner replays the stream), so there is no failure path here.
 //!
 //! No I/O, no actors, no panics on client input.
+//!
+//! Layout: [`Groups`] and its write queue here; per-group bookkeeping in `group`; the data
+//! the API takes and gives in `requests`; the rules in `join`, `rebalance` (and timers),
+//! `membership`, `offsets` (and expiry), `admin`, `replay` (and snapshots). Everything the
+//! coordinator and the handlers use is re-exported here under its old path.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! DescribeGroups, ListGroups and DeleteGroups: whole-group views and removal, asked of the
-//! coordinator actors on this broker.
+//! coordinator actors on this broker. No group state is kept here.
 
 use actix::Addr;
 use kafka_protocol::error::ResponseError as E;
