@@ -1,56 +1,164 @@
-//! Kafka topic configs Strata knows: their defaults, validation, and the effective values a
-//! partition enforces. Keys not listed here are refused, so a user is never told a config is
-//! set when nothing would honour it.
+//! Kafka topic configs Strata knows, in one table ([`KNOWN`]: key, default, type, validation,
+//! documentation), and the effective values a partition enforces. Handlers spell keys through
+//! this module and never keep lists of their own. Keys not listed here are refused, so a user
+//! is never told a config is set when nothing would honour it. No I/O.
 
 use protocol::model::TopicInfo;
 
-/// `(key, default, enforced)`: the configs a topic may set. `enforced == false` means the
-/// value is stored and reported but has no effect yet (said plainly in DescribeConfigs docs).
-pub const KNOWN: &[(&str, &str, bool)] = &[
-    ("cleanup.policy", "delete", true),
-    ("max.message.bytes", "1048588", true),
-    ("message.timestamp.type", "CreateTime", true),
-    ("retention.bytes", "-1", true),
-    ("retention.ms", "604800000", true),
-    ("min.insync.replicas", "1", false),
+/// `cleanup.policy`: `delete`, `compact` or both.
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// `max.message.bytes`: the largest record batch a partition accepts.
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+/// `message.timestamp.type`: `CreateTime` or `LogAppendTime`.
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+/// `retention.bytes`: size-based retention per partition.
+pub const RETENTION_BYTES: &str = "retention.bytes";
+/// `retention.ms`: time-based retention.
+pub const RETENTION_MS: &str = "retention.ms";
+/// `min.insync.replicas`: stored and reported only.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// The type Kafka reports for a config (DescribeConfigs v3+ `config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    String,
+    Int,
+    Long,
+    List,
+}
+
+impl ConfigType {
+    /// Kafka's wire code for this type.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// What a value must look like.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    /// An integer no smaller than this.
+    AtLeast(i64),
+    /// One of `values`; `said` is how the error message lists them.
+    OneOf {
+        values: &'static [&'static str],
+        said: &'static str,
+    },
+    /// A non-empty comma-separated list of `values`.
+    ListOf {
+        values: &'static [&'static str],
+        said: &'static str,
+    },
+}
+
+/// One topic config Strata knows.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigKey {
+    pub key: &'static str,
+    pub default: &'static str,
+    /// False: the value is stored and reported but has no effect yet.
+    pub enforced: bool,
+    pub kind: ConfigType,
+    pub check: Check,
+    pub doc: &'static str,
+}
+
+/// The configs a topic may set, in the order DescribeConfigs and CreateTopics report them.
+pub const KNOWN: &[ConfigKey] = &[
+    ConfigKey {
+        key: CLEANUP_POLICY,
+        default: "delete",
+        enforced: true,
+        kind: ConfigType::List,
+        check: Check::ListOf {
+            values: &["delete", "compact"],
+            said: "delete, compact or both",
+        },
+        doc: "delete: old records are removed by retention; compact: kept as given (no compaction yet)",
+    },
+    ConfigKey {
+        key: MAX_MESSAGE_BYTES,
+        default: "1048588",
+        enforced: true,
+        kind: ConfigType::Int,
+        check: Check::AtLeast(0),
+        doc: "largest record batch a partition accepts",
+    },
+    ConfigKey {
+        key: MESSAGE_TIMESTAMP_TYPE,
+        default: "CreateTime",
+        enforced: true,
+        kind: ConfigType::String,
+        check: Check::OneOf {
+            values: &["CreateTime", "LogAppendTime"],
+            said: "CreateTime or LogAppendTime",
+        },
+        doc: "LogAppendTime: the broker stamps each batch with its append time",
+    },
+    ConfigKey {
+        key: RETENTION_BYTES,
+        default: "-1",
+        enforced: true,
+        kind: ConfigType::Long,
+        check: Check::AtLeast(-1),
+        doc: "bytes a partition keeps before trimming its oldest records; -1: no limit",
+    },
+    ConfigKey {
+        key: RETENTION_MS,
+        default: "604800000",
+        enforced: true,
+        kind: ConfigType::Long,
+        check: Check::AtLeast(-1),
+        doc: "how long records are kept; -1: forever",
+    },
+    ConfigKey {
+        key: MIN_INSYNC_REPLICAS,
+        default: "1",
+        enforced: false,
+        kind: ConfigType::Int,
+        check: Check::AtLeast(1),
+        doc: "stored and reported, not enforced: every write waits for the stream's ack count",
+    },
 ];
 
+/// The table entry of `key`, if Strata knows it.
+pub fn spec(key: &str) -> Option<&'static ConfigKey> {
+    KNOWN.iter().find(|c| c.key == key)
+}
+
+/// The table entry of `key`, or the error that refuses it.
+pub fn known(key: &str) -> Result<&'static ConfigKey, String> {
+    spec(key).ok_or_else(|| format!("topic config {key} is not supported by Strata"))
+}
+
 pub fn default_of(key: &str) -> Option<&'static str> {
-    KNOWN.iter().find(|(k, _, _)| *k == key).map(|(_, d, _)| *d)
+    spec(key).map(|c| c.default)
 }
 
 /// Checks one `key=value` pair; the error says what is wrong.
 pub fn validate(key: &str, value: &str) -> Result<(), String> {
-    let long = |min: i64| -> Result<(), String> {
-        match value.trim().parse::<i64>() {
+    let spec = known(key)?;
+    let bad = |said: &str| Err(format!("{key} must be {said}, not {value:?}"));
+    match spec.check {
+        Check::AtLeast(min) => match value.trim().parse::<i64>() {
             Ok(v) if v >= min => Ok(()),
-            _ => Err(format!("{key} must be an integer >= {min}, not {value:?}")),
-        }
-    };
-    match key {
-        "cleanup.policy" => {
-            let ok = !value.is_empty()
-                && value
-                    .split(',')
-                    .all(|p| matches!(p.trim(), "delete" | "compact"));
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "cleanup.policy must be delete, compact or both, not {value:?}"
-                ))
+            _ => bad(&format!("an integer >= {min}")),
+        },
+        Check::OneOf { values, said } => match values.contains(&value) {
+            true => Ok(()),
+            false => bad(said),
+        },
+        Check::ListOf { values, said } => {
+            match !value.is_empty() && value.split(',').all(|p| values.contains(&p.trim())) {
+                true => Ok(()),
+                false => bad(said),
             }
         }
-        "max.message.bytes" => long(0),
-        "message.timestamp.type" => match value {
-            "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(format!(
-                "message.timestamp.type must be CreateTime or LogAppendTime, not {value:?}"
-            )),
-        },
-        "retention.bytes" | "retention.ms" => long(-1),
-        "min.insync.replicas" => long(1),
-        _ => Err(format!("topic config {key} is not supported by Strata")),
     }
 }
 
@@ -67,15 +175,19 @@ pub struct TopicConfig {
 impl TopicConfig {
     pub fn of(topic: &TopicInfo) -> TopicConfig {
         let get = |key: &str| topic.config(key).or_else(|| default_of(key)).unwrap_or("");
-        let long = |key: &str, fallback: i64| get(key).trim().parse::<i64>().unwrap_or(fallback);
+        // A stored value that does not parse counts as the default.
+        let long = |key: &str| {
+            let parse = |v: &str| v.trim().parse::<i64>().ok();
+            parse(get(key))
+                .or_else(|| default_of(key).and_then(parse))
+                .unwrap_or(0)
+        };
         TopicConfig {
-            retention_ms: long("retention.ms", 604_800_000),
-            retention_bytes: long("retention.bytes", -1),
-            max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
-            log_append_time: get("message.timestamp.type") == "LogAppendTime",
-            delete_policy: get("cleanup.policy")
-                .split(',')
-                .any(|p| p.trim() == "delete"),
+            retention_ms: long(RETENTION_MS),
+            retention_bytes: long(RETENTION_BYTES),
+            max_message_bytes: long(MAX_MESSAGE_BYTES).max(0) as usize,
+            log_append_time: get(MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime",
+            delete_policy: get(CLEANUP_POLICY).split(',').any(|p| p.trim() == "delete"),
         }
     }
 }
@@ -92,5 +204,26 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,nope").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("segment.bytes", "1").is_err());
+        assert_eq!(
+            validate("cleanup.policy", "nope"),
+            Err("cleanup.policy must be delete, compact or both, not \"nope\"".to_string())
+        );
+        assert_eq!(
+            validate("message.timestamp.type", "x"),
+            Err(
+                "message.timestamp.type must be CreateTime or LogAppendTime, not \"x\"".to_string()
+            )
+        );
+        assert_eq!(
+            validate("min.insync.replicas", "0"),
+            Err("min.insync.replicas must be an integer >= 1, not \"0\"".to_string())
+        );
+    }
+
+    #[test]
+    fn defaults_parse() {
+        for c in KNOWN {
+            assert!(validate(c.key, c.default).is_ok(), "{}", c.key);
+        }
     }
 }

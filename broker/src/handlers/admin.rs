@@ -55,13 +55,25 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How a topic's streams are replicated.
+struct Replication {
+    replica: u8,
+    ack_count: u8,
+}
+
 /// Stream replication for a Kafka replication factor: -1 takes the broker defaults.
-fn replication(broker: &SharedBroker, replication_factor: i16) -> (u8, u8) {
+fn replication(broker: &SharedBroker, replication_factor: i16) -> Replication {
     if replication_factor <= 0 {
-        (broker.config.default_replication, broker.config.default_ack)
+        Replication {
+            replica: broker.config.default_replication,
+            ack_count: broker.config.default_ack,
+        }
     } else {
         let replica = replication_factor.clamp(1, 5) as u8;
-        (replica, replica / 2 + 1)
+        Replication {
+            replica,
+            ack_count: replica / 2 + 1,
+        }
     }
 }
 
@@ -92,7 +104,7 @@ pub async fn wait_for_leaders(broker: &SharedBroker, topic: &str, timeout: Durat
 /// Creates `topic` with the broker's defaults (Kafka's auto.create.topics.enable).
 pub async fn auto_create(broker: &SharedBroker, topic: &str) -> Result<(), RpcError> {
     validate_topic_name(topic).map_err(|e| RpcError::new(ErrorCode::InvalidArgument, e))?;
-    let (replica, ack_count) = replication(broker, -1);
+    let Replication { replica, ack_count } = replication(broker, -1);
     let created = broker
         .pd
         .call(CreateTopic {
@@ -114,24 +126,25 @@ pub async fn auto_create(broker: &SharedBroker, topic: &str) -> Result<(), RpcEr
     Ok(())
 }
 
-fn pd_error(e: &RpcError, invalid: ResponseError) -> i16 {
+/// The Kafka error for a PD refusal; `invalid` is the one for a bad argument.
+fn pd_error(e: &RpcError, invalid: ResponseError) -> ResponseError {
     match e.code {
-        ErrorCode::AlreadyExists => ResponseError::TopicAlreadyExists.code(),
-        ErrorCode::NotFound => ResponseError::UnknownTopicOrPartition.code(),
-        ErrorCode::InvalidArgument => invalid.code(),
-        ErrorCode::NoCapacity => ResponseError::InvalidReplicationFactor.code(),
-        _ => ResponseError::RequestTimedOut.code(),
+        ErrorCode::AlreadyExists => ResponseError::TopicAlreadyExists,
+        ErrorCode::NotFound => ResponseError::UnknownTopicOrPartition,
+        ErrorCode::InvalidArgument => invalid,
+        ErrorCode::NoCapacity => ResponseError::InvalidReplicationFactor,
+        _ => ResponseError::RequestTimedOut,
     }
 }
 
 fn topic_configs_result(topic: &TopicInfo) -> Vec<CreatableTopicConfigs> {
     topic_config::KNOWN
         .iter()
-        .map(|(key, default, _)| {
-            let set = topic.config(key);
+        .map(|c| {
+            let set = topic.config(c.key);
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(set.unwrap_or(default))))
+                .with_name(str_bytes(c.key))
+                .with_value(Some(str_bytes(set.unwrap_or(c.default))))
                 .with_config_source(if set.is_some() { 1 } else { 5 })
         })
         .collect()
@@ -147,27 +160,27 @@ pub async fn create_topics(
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let mut error: Option<(i16, String)> = None;
+        let mut error: Option<(ResponseError, String)> = None;
         if let Err(why) = validate_topic_name(&name) {
-            error = Some((ResponseError::InvalidTopicException.code(), why));
+            error = Some((ResponseError::InvalidTopicException, why));
         } else if name == OFFSETS_TOPIC {
             error = Some((
-                ResponseError::InvalidRequest.code(),
+                ResponseError::InvalidRequest,
                 format!("{OFFSETS_TOPIC} is internal: brokers create it for consumer groups"),
             ));
         } else if !topic.assignments.is_empty() {
             error = Some((
-                ResponseError::InvalidReplicaAssignment.code(),
+                ResponseError::InvalidReplicaAssignment,
                 "manual replica assignment is not supported: PD places partitions".into(),
             ));
         } else if topic.num_partitions == 0 || topic.num_partitions < -1 {
             error = Some((
-                ResponseError::InvalidPartitions.code(),
+                ResponseError::InvalidPartitions,
                 format!("invalid partition count {}", topic.num_partitions),
             ));
         } else if topic.replication_factor == 0 || topic.replication_factor < -1 {
             error = Some((
-                ResponseError::InvalidReplicationFactor.code(),
+                ResponseError::InvalidReplicationFactor,
                 format!("invalid replication factor {}", topic.replication_factor),
             ));
         }
@@ -178,14 +191,14 @@ pub async fn create_topics(
                 continue;
             };
             if let Err(why) = topic_config::validate(&key, &value) {
-                error.get_or_insert((ResponseError::InvalidConfig.code(), why));
+                error.get_or_insert((ResponseError::InvalidConfig, why));
             }
             configs.push((key, value));
         }
-        if let Some((code, message)) = error {
+        if let Some((error, message)) = error {
             results.push(
                 result
-                    .with_error_code(code)
+                    .with_error_code(error.code())
                     .with_error_message(Some(str_bytes(&message))),
             );
             continue;
@@ -195,7 +208,7 @@ pub async fn create_topics(
         } else {
             topic.num_partitions as u32
         };
-        let (replica, ack_count) = replication(broker, topic.replication_factor);
+        let Replication { replica, ack_count } = replication(broker, topic.replication_factor);
         let created = broker
             .pd
             .call(CreateTopic {
@@ -226,7 +239,7 @@ pub async fn create_topics(
                 results.push(result);
             }
             Err(e) => {
-                let code = pd_error(&e, ResponseError::InvalidRequest);
+                let code = pd_error(&e, ResponseError::InvalidRequest).code();
                 results.push(
                     result
                         .with_error_code(code)
@@ -290,7 +303,8 @@ pub async fn delete_topics(
                 responses.push(result);
             }
             Err(e) => {
-                let mut r = result.with_error_code(pd_error(&e, ResponseError::InvalidRequest));
+                let mut r =
+                    result.with_error_code(pd_error(&e, ResponseError::InvalidRequest).code());
                 if version >= 5 {
                     r = r.with_error_message(Some(str_bytes(&e.message)));
                 }
@@ -357,7 +371,7 @@ pub async fn create_partitions(
             }
             Err(e) => results.push(
                 result
-                    .with_error_code(pd_error(&e, ResponseError::InvalidPartitions))
+                    .with_error_code(pd_error(&e, ResponseError::InvalidPartitions).code())
                     .with_error_message(Some(str_bytes(&e.message))),
             ),
         }

@@ -1,12 +1,14 @@
 //! ApiVersions: advertises exactly the table in [`super::SUPPORTED`]. A request at a version
 //! this broker does not speak gets Kafka's fallback: a v0 body with UNSUPPORTED_VERSION and the
-//! supported ranges, so the client can pick a version and retry.
+//! supported ranges, so the client can pick a version and retry. It keeps no table of its own.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::Encodable;
+
+use crate::context::SharedBroker;
 
 fn api_ranges() -> Vec<ApiVersion> {
     super::SUPPORTED
@@ -22,7 +24,11 @@ fn api_ranges() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_request: &ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
+pub async fn handle(
+    _broker: &SharedBroker,
+    _request: ApiVersionsRequest,
+    _version: i16,
+) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_ranges())
 }
 

@@ -15,25 +15,17 @@ use protocol::ErrorCode;
 use super::str_bytes;
 use crate::context::SharedBroker;
 use crate::metadata::refresh;
-use crate::topic_config;
+use crate::topic_config::{self, ConfigType};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
 
-fn config_type(key: &str) -> i8 {
-    match key {
-        "retention.ms" | "retention.bytes" => TYPE_LONG,
-        "max.message.bytes" | "min.insync.replicas" => TYPE_INT,
-        "cleanup.policy" => TYPE_LIST,
-        _ => TYPE_STRING,
-    }
+/// The type of a config: the topic config table's, else (broker settings) a string.
+fn config_type(key: &str) -> ConfigType {
+    topic_config::spec(key).map_or(ConfigType::String, |c| c.kind)
 }
 
 fn entry(
@@ -49,7 +41,7 @@ fn entry(
         .with_read_only(read_only)
         .with_config_source(source);
     if version >= 3 {
-        e = e.with_config_type(config_type(key));
+        e = e.with_config_type(config_type(key).code());
     }
     e
 }
@@ -76,10 +68,10 @@ pub async fn describe_configs(
                 Some(topic) => {
                     let configs = topic_config::KNOWN
                         .iter()
-                        .filter(|(key, _, _)| wanted(key))
-                        .map(|(key, default, _)| match topic.config(key) {
-                            Some(value) => entry(key, value, SOURCE_TOPIC, false, version),
-                            None => entry(key, default, SOURCE_DEFAULT, false, version),
+                        .filter(|c| wanted(c.key))
+                        .map(|c| match topic.config(c.key) {
+                            Some(value) => entry(c.key, value, SOURCE_TOPIC, false, version),
+                            None => entry(c.key, c.default, SOURCE_DEFAULT, false, version),
                         })
                         .collect();
                     result = result.with_configs(configs);
@@ -128,7 +120,32 @@ pub async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Applies one topic resource change at PD; `(error code, message)`.
+/// How altering one resource went.
+struct Altered {
+    error: Option<ResponseError>,
+    message: Option<String>,
+}
+
+impl Altered {
+    const OK: Altered = Altered {
+        error: None,
+        message: None,
+    };
+
+    fn failed(error: ResponseError, message: String) -> Altered {
+        Altered {
+            error: Some(error),
+            message: Some(message),
+        }
+    }
+
+    /// The error code to encode.
+    fn code(&self) -> i16 {
+        self.error.map_or(0, |e| e.code())
+    }
+}
+
+/// Applies one topic resource change at PD.
 async fn alter_topic(
     broker: &SharedBroker,
     resource_type: i8,
@@ -137,24 +154,21 @@ async fn alter_topic(
     remove: Vec<String>,
     replace_all: bool,
     validate_only: bool,
-) -> (i16, Option<String>) {
+) -> Altered {
     if resource_type != RESOURCE_TOPIC {
-        return (
-            ResponseError::InvalidRequest.code(),
-            Some("only topic configs can be altered".into()),
+        return Altered::failed(
+            ResponseError::InvalidRequest,
+            "only topic configs can be altered".into(),
         );
     }
     for (key, value) in &set {
         if let Err(why) = topic_config::validate(key, value) {
-            return (ResponseError::InvalidConfig.code(), Some(why));
+            return Altered::failed(ResponseError::InvalidConfig, why);
         }
     }
     for key in &remove {
-        if topic_config::default_of(key).is_none() {
-            return (
-                ResponseError::InvalidConfig.code(),
-                Some(format!("topic config {key} is not supported by Strata")),
-            );
+        if let Err(why) = topic_config::known(key) {
+            return Altered::failed(ResponseError::InvalidConfig, why);
         }
     }
     let altered = broker
@@ -172,13 +186,12 @@ async fn alter_topic(
             if let Err(e) = refresh(broker).await {
                 tracing::debug!("metadata refresh after config change: {e}");
             }
-            (0, None)
+            Altered::OK
         }
-        Err(e) if e.code == ErrorCode::NotFound => (
-            ResponseError::UnknownTopicOrPartition.code(),
-            Some(e.message),
-        ),
-        Err(e) => (ResponseError::InvalidConfig.code(), Some(e.message)),
+        Err(e) if e.code == ErrorCode::NotFound => {
+            Altered::failed(ResponseError::UnknownTopicOrPartition, e.message)
+        }
+        Err(e) => Altered::failed(ResponseError::InvalidConfig, e.message),
     }
 }
 
@@ -199,7 +212,7 @@ pub async fn alter_configs(
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let (code, message) = alter_topic(
+        let altered = alter_topic(
             broker,
             resource.resource_type,
             &name,
@@ -211,8 +224,8 @@ pub async fn alter_configs(
         .await;
         responses.push(
             AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(message.map(|m| str_bytes(&m)))
+                .with_error_code(altered.code())
+                .with_error_message(altered.message.map(|m| str_bytes(&m)))
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name),
         );
@@ -238,7 +251,7 @@ pub async fn incremental_alter_configs(
             match c.config_operation {
                 0 => set.push((key, value)),
                 1 => remove.push(key),
-                2 | 3 if config_type(&key) == TYPE_LIST => {
+                2 | 3 if config_type(&key) == ConfigType::List => {
                     let existing = current
                         .as_ref()
                         .and_then(|t| t.config(&key).map(str::to_string))
@@ -261,15 +274,15 @@ pub async fn incremental_alter_configs(
                     set.push((key, items.join(",")));
                 }
                 op => {
-                    error = Some((
-                        ResponseError::InvalidConfig.code(),
+                    error = Some(Altered::failed(
+                        ResponseError::InvalidConfig,
                         format!("operation {op} does not apply to {key}"),
                     ));
                 }
             }
         }
-        let (code, message) = match error {
-            Some((code, message)) => (code, Some(message)),
+        let altered = match error {
+            Some(altered) => altered,
             None => {
                 alter_topic(
                     broker,
@@ -285,8 +298,8 @@ pub async fn incremental_alter_configs(
         };
         responses.push(
             IncrementalResult::default()
-                .with_error_code(code)
-                .with_error_message(message.map(|m| str_bytes(&m)))
+                .with_error_code(altered.code())
+                .with_error_message(altered.message.map(|m| str_bytes(&m)))
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name),
         );

@@ -1,9 +1,12 @@
 //! Kafka request parsing, dispatch and response encoding.
 //!
-//! [`SUPPORTED`] is the single table of APIs and versions this broker implements; ApiVersions
-//! advertises exactly it (intersected with what `kafka-protocol` decodes), and [`parse`]
-//! refuses anything outside it. Each API has its own module holding its handler; handlers
-//! build responses for the request's version and never panic on client input.
+//! [`kafka_apis!`] below is the single table of the APIs this broker implements: for each,
+//! the versions it serves and the handler that serves it. From that one table come
+//! [`SUPPORTED`] (what ApiVersions advertises, intersected with what `kafka-protocol`
+//! decodes), the typed [`Body`], its decoding in [`parse`] and the call and response encoding
+//! in [`handle`]. Adding an API is one line there plus its handler. Each API has its handler
+//! in a module of its own; handlers build responses for the request's version and never
+//! panic on client input. This module holds no API-specific logic beyond that table.
 
 mod admin;
 mod api_versions;
@@ -23,37 +26,92 @@ use tracing::Instrument;
 
 use crate::context::SharedBroker;
 
-/// `(api, lowest version, highest version)` this broker implements.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-];
+/// Generates, from one line per API, the [`SUPPORTED`] table, the [`Body`] enum, the body
+/// decoder and the handler dispatch.
+///
+/// A line is `Api(Request) [lowest, highest] => kind handler,` where `kind` says how the
+/// handler is called (each gets `&SharedBroker`, the decoded request and the version):
+/// - `call`: `async fn handler(broker, request, version) -> Response`;
+/// - `header`: the same with the request header as a fourth argument;
+/// - `start`: `fn handler(broker, request, version) -> impl Future<Output = Response>`, called
+///   before anything awaits (Produce: batches reach partitions in request order).
+macro_rules! kafka_apis {
+    ($($api:ident($request:ty) [$min:literal, $max:literal] => $kind:ident $handler:path,)*) => {
+        /// `(api, lowest version, highest version)` this broker implements.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[$((ApiKey::$api, $min, $max),)*];
 
-/// The versions of `api` this broker serves, if any.
+        pub enum Body {
+            $($api($request),)*
+        }
+
+        /// Decodes the body of a request to `api_key` (one of [`SUPPORTED`]).
+        fn decode_body(api_key: ApiKey, frame: &mut Bytes, version: i16) -> Result<Body, ParseError> {
+            match api_key {
+                $(ApiKey::$api => Ok(Body::$api(decode(frame, version, stringify!($api))?)),)*
+                other => Err(ParseError::Close(format!("API {other:?} is not supported"))),
+            }
+        }
+
+        /// Calls the handler of `body`. Handlers of kind `start` run up to their first await
+        /// here; the others run when the returned future is polled.
+        fn dispatch(
+            broker: SharedBroker,
+            reply: Reply,
+            header: RequestHeader,
+            body: Body,
+        ) -> LocalBoxFuture<'static, Result<Option<Bytes>, String>> {
+            match body {
+                $(Body::$api(request) => kafka_apis!(@$kind $handler, broker, reply, header, request),)*
+            }
+        }
+    };
+    (@call $handler:path, $broker:ident, $reply:ident, $header:ident, $request:ident) => {
+        async move { $reply.send(&$handler(&$broker, $request, $reply.version).await) }
+            .boxed_local()
+    };
+    (@header $handler:path, $broker:ident, $reply:ident, $header:ident, $request:ident) => {
+        async move {
+            $reply.send(&$handler(&$broker, $request, $reply.version, &$header).await)
+        }
+        .boxed_local()
+    };
+    (@start $handler:path, $broker:ident, $reply:ident, $header:ident, $request:ident) => {{
+        let pending = $handler(&$broker, $request, $reply.version);
+        async move { $reply.send(&pending.await) }.boxed_local()
+    }};
+}
+
+kafka_apis! {
+    Produce(ProduceRequest) [3, 11] => start produce::start,
+    Fetch(FetchRequest) [4, 16] => call fetch::handle,
+    ListOffsets(ListOffsetsRequest) [1, 8] => call list_offsets::handle,
+    Metadata(MetadataRequest) [0, 12] => call metadata::handle,
+    ApiVersions(ApiVersionsRequest) [0, 4] => call api_versions::handle,
+    CreateTopics(CreateTopicsRequest) [2, 7] => call admin::create_topics,
+    DeleteTopics(DeleteTopicsRequest) [1, 6] => call admin::delete_topics,
+    InitProducerId(InitProducerIdRequest) [0, 4] => call admin::init_producer_id,
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) [2, 4] => call list_offsets::offset_for_leader_epoch,
+    DescribeConfigs(DescribeConfigsRequest) [1, 4] => call configs::describe_configs,
+    AlterConfigs(AlterConfigsRequest) [0, 2] => call configs::alter_configs,
+    DeleteRecords(DeleteRecordsRequest) [0, 2] => call admin::delete_records,
+    CreatePartitions(CreatePartitionsRequest) [0, 3] => call admin::create_partitions,
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) [0, 1] => call configs::incremental_alter_configs,
+    DescribeCluster(DescribeClusterRequest) [0, 1] => call admin::describe_cluster,
+    FindCoordinator(FindCoordinatorRequest) [0, 4] => call groups::find_coordinator,
+    JoinGroup(JoinGroupRequest) [0, 9] => header groups::join_group,
+    SyncGroup(SyncGroupRequest) [0, 5] => call groups::sync_group,
+    Heartbeat(HeartbeatRequest) [0, 4] => call groups::heartbeat,
+    LeaveGroup(LeaveGroupRequest) [0, 5] => call groups::leave_group,
+    OffsetCommit(OffsetCommitRequest) [2, 9] => call groups::offset_commit,
+    OffsetFetch(OffsetFetchRequest) [1, 9] => call groups::offset_fetch,
+    DescribeGroups(DescribeGroupsRequest) [0, 5] => call groups::describe_groups,
+    ListGroups(ListGroupsRequest) [0, 5] => call groups::list_groups,
+    DeleteGroups(DeleteGroupsRequest) [0, 2] => call groups::delete_groups,
+    OffsetDelete(OffsetDeleteRequest) [0, 0] => call groups::offset_delete,
+}
+
+/// The versions of `api` this broker serves, if any: [`SUPPORTED`] intersected with what
+/// `kafka-protocol` decodes (None if that leaves nothing).
 pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
         .iter()
@@ -62,6 +120,7 @@ pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
             let crate_range = api.valid_versions();
             ((*min).max(crate_range.min), (*max).min(crate_range.max))
         })
+        .filter(|(min, max)| min <= max)
 }
 
 pub struct ParsedRequest {
@@ -69,35 +128,6 @@ pub struct ParsedRequest {
     pub version: i16,
     pub header: RequestHeader,
     pub body: Body,
-}
-
-pub enum Body {
-    ApiVersions(ApiVersionsRequest),
-    Metadata(MetadataRequest),
-    Produce(ProduceRequest),
-    Fetch(FetchRequest),
-    ListOffsets(ListOffsetsRequest),
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
-    CreateTopics(CreateTopicsRequest),
-    DeleteTopics(DeleteTopicsRequest),
-    CreatePartitions(CreatePartitionsRequest),
-    DescribeConfigs(DescribeConfigsRequest),
-    AlterConfigs(AlterConfigsRequest),
-    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
-    DeleteRecords(DeleteRecordsRequest),
-    DescribeCluster(DescribeClusterRequest),
-    InitProducerId(InitProducerIdRequest),
-    FindCoordinator(FindCoordinatorRequest),
-    JoinGroup(JoinGroupRequest),
-    SyncGroup(SyncGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    OffsetCommit(OffsetCommitRequest),
-    OffsetFetch(OffsetFetchRequest),
-    DescribeGroups(DescribeGroupsRequest),
-    ListGroups(ListGroupsRequest),
-    DeleteGroups(DeleteGroupsRequest),
-    OffsetDelete(OffsetDeleteRequest),
 }
 
 pub enum ParseError {
@@ -146,51 +176,7 @@ pub fn parse(mut frame: Bytes) -> Result<ParsedRequest, ParseError> {
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ParseError::Close(format!("cannot decode request header: {e}")))?;
-    let body = match api_key {
-        ApiKey::ApiVersions => Body::ApiVersions(decode(&mut frame, version, "ApiVersions")?),
-        ApiKey::Metadata => Body::Metadata(decode(&mut frame, version, "Metadata")?),
-        ApiKey::Produce => Body::Produce(decode(&mut frame, version, "Produce")?),
-        ApiKey::Fetch => Body::Fetch(decode(&mut frame, version, "Fetch")?),
-        ApiKey::ListOffsets => Body::ListOffsets(decode(&mut frame, version, "ListOffsets")?),
-        ApiKey::OffsetForLeaderEpoch => {
-            Body::OffsetForLeaderEpoch(decode(&mut frame, version, "OffsetForLeaderEpoch")?)
-        }
-        ApiKey::CreateTopics => Body::CreateTopics(decode(&mut frame, version, "CreateTopics")?),
-        ApiKey::DeleteTopics => Body::DeleteTopics(decode(&mut frame, version, "DeleteTopics")?),
-        ApiKey::CreatePartitions => {
-            Body::CreatePartitions(decode(&mut frame, version, "CreatePartitions")?)
-        }
-        ApiKey::DescribeConfigs => {
-            Body::DescribeConfigs(decode(&mut frame, version, "DescribeConfigs")?)
-        }
-        ApiKey::AlterConfigs => Body::AlterConfigs(decode(&mut frame, version, "AlterConfigs")?),
-        ApiKey::IncrementalAlterConfigs => {
-            Body::IncrementalAlterConfigs(decode(&mut frame, version, "IncrementalAlterConfigs")?)
-        }
-        ApiKey::DeleteRecords => Body::DeleteRecords(decode(&mut frame, version, "DeleteRecords")?),
-        ApiKey::DescribeCluster => {
-            Body::DescribeCluster(decode(&mut frame, version, "DescribeCluster")?)
-        }
-        ApiKey::InitProducerId => {
-            Body::InitProducerId(decode(&mut frame, version, "InitProducerId")?)
-        }
-        ApiKey::FindCoordinator => {
-            Body::FindCoordinator(decode(&mut frame, version, "FindCoordinator")?)
-        }
-        ApiKey::JoinGroup => Body::JoinGroup(decode(&mut frame, version, "JoinGroup")?),
-        ApiKey::SyncGroup => Body::SyncGroup(decode(&mut frame, version, "SyncGroup")?),
-        ApiKey::Heartbeat => Body::Heartbeat(decode(&mut frame, version, "Heartbeat")?),
-        ApiKey::LeaveGroup => Body::LeaveGroup(decode(&mut frame, version, "LeaveGroup")?),
-        ApiKey::OffsetCommit => Body::OffsetCommit(decode(&mut frame, version, "OffsetCommit")?),
-        ApiKey::OffsetFetch => Body::OffsetFetch(decode(&mut frame, version, "OffsetFetch")?),
-        ApiKey::DescribeGroups => {
-            Body::DescribeGroups(decode(&mut frame, version, "DescribeGroups")?)
-        }
-        ApiKey::ListGroups => Body::ListGroups(decode(&mut frame, version, "ListGroups")?),
-        ApiKey::DeleteGroups => Body::DeleteGroups(decode(&mut frame, version, "DeleteGroups")?),
-        ApiKey::OffsetDelete => Body::OffsetDelete(decode(&mut frame, version, "OffsetDelete")?),
-        other => return Err(ParseError::Close(format!("API {other:?} is not supported"))),
-    };
+    let body = decode_body(api_key, &mut frame, version)?;
     if frame.has_remaining() {
         tracing::debug!(
             ?api_key,
@@ -224,6 +210,39 @@ pub fn encode<T: Encodable + HeaderVersion + Message>(
     Ok(buf.freeze())
 }
 
+/// Where and whether the response to one request goes.
+#[derive(Clone, Copy)]
+struct Reply {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    /// False for a Produce with acks=0: Kafka sends no response to it.
+    due: bool,
+}
+
+impl Reply {
+    fn new(api_key: ApiKey, version: i16, correlation_id: i32, body: &Body) -> Reply {
+        let due = !matches!(body, Body::Produce(r) if r.acks == 0);
+        Reply {
+            api_key,
+            version,
+            correlation_id,
+            due,
+        }
+    }
+
+    /// The encoded response, or None if none is due.
+    fn send<T: Encodable + HeaderVersion + Message>(
+        &self,
+        body: &T,
+    ) -> Result<Option<Bytes>, String> {
+        if !self.due {
+            return Ok(None);
+        }
+        encode(self.api_key, self.version, self.correlation_id, body).map(Some)
+    }
+}
+
 /// Serves one request. `Ok(None)`: no response is due (acks=0). `Err`: close the connection
 /// (a response could not be encoded: a bug, logged).
 pub fn handle(
@@ -251,188 +270,10 @@ pub fn handle(
         client = header.client_id.as_deref().unwrap_or(""),
     );
     let entered = span.enter();
-    // Produce hands its batches to partition actors now, before anything awaits, so batches
-    // reach each partition in the order their requests arrived.
-    let (body, produce) = match body {
-        Body::Produce(r) => {
-            let acks = r.acks;
-            (None, Some((acks, produce::start(&broker, r, version))))
-        }
-        other => (Some(other), None),
-    };
+    let reply = Reply::new(api_key, version, cid, &body);
+    let pending = dispatch(broker, reply, header, body);
     drop(entered);
-    async move {
-        if let Some((acks, pending)) = produce {
-            let response = pending.await;
-            if acks == 0 {
-                return Ok(None);
-            }
-            return Ok(Some(encode(api_key, version, cid, &response)?));
-        }
-        let Some(body) = body else {
-            return Ok(None);
-        };
-        let bytes = match body {
-            Body::ApiVersions(r) => {
-                encode(api_key, version, cid, &api_versions::handle(&r, version))?
-            }
-            Body::Metadata(r) => encode(
-                api_key,
-                version,
-                cid,
-                &metadata::handle(&broker, r, version).await,
-            )?,
-            Body::Produce(_) => return Ok(None),
-            Body::Fetch(r) => encode(
-                api_key,
-                version,
-                cid,
-                &fetch::handle(&broker, r, version).await,
-            )?,
-            Body::ListOffsets(r) => encode(
-                api_key,
-                version,
-                cid,
-                &list_offsets::handle(&broker, r, version).await,
-            )?,
-            Body::OffsetForLeaderEpoch(r) => encode(
-                api_key,
-                version,
-                cid,
-                &list_offsets::offset_for_leader_epoch(&broker, r, version).await,
-            )?,
-            Body::CreateTopics(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::create_topics(&broker, r, version).await,
-            )?,
-            Body::DeleteTopics(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::delete_topics(&broker, r, version).await,
-            )?,
-            Body::CreatePartitions(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::create_partitions(&broker, r, version).await,
-            )?,
-            Body::DescribeConfigs(r) => encode(
-                api_key,
-                version,
-                cid,
-                &configs::describe_configs(&broker, r, version).await,
-            )?,
-            Body::AlterConfigs(r) => encode(
-                api_key,
-                version,
-                cid,
-                &configs::alter_configs(&broker, r, version).await,
-            )?,
-            Body::IncrementalAlterConfigs(r) => encode(
-                api_key,
-                version,
-                cid,
-                &configs::incremental_alter_configs(&broker, r, version).await,
-            )?,
-            Body::DeleteRecords(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::delete_records(&broker, r, version).await,
-            )?,
-            Body::DescribeCluster(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::describe_cluster(&broker, r, version).await,
-            )?,
-            Body::InitProducerId(r) => encode(
-                api_key,
-                version,
-                cid,
-                &admin::init_producer_id(&broker, r, version).await,
-            )?,
-            Body::FindCoordinator(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::find_coordinator(&broker, r, version).await,
-            )?,
-            Body::JoinGroup(r) => {
-                let client_id = header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                encode(
-                    api_key,
-                    version,
-                    cid,
-                    &groups::join_group(&broker, r, version, client_id).await,
-                )?
-            }
-            Body::SyncGroup(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::sync_group(&broker, r, version).await,
-            )?,
-            Body::Heartbeat(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::heartbeat(&broker, r, version).await,
-            )?,
-            Body::LeaveGroup(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::leave_group(&broker, r, version).await,
-            )?,
-            Body::OffsetCommit(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::offset_commit(&broker, r, version).await,
-            )?,
-            Body::OffsetFetch(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::offset_fetch(&broker, r, version).await,
-            )?,
-            Body::DescribeGroups(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::describe_groups(&broker, r, version).await,
-            )?,
-            Body::ListGroups(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::list_groups(&broker, r, version).await,
-            )?,
-            Body::DeleteGroups(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::delete_groups(&broker, r, version).await,
-            )?,
-            Body::OffsetDelete(r) => encode(
-                api_key,
-                version,
-                cid,
-                &groups::offset_delete(&broker, r, version).await,
-            )?,
-        };
-        Ok(Some(bytes))
-    }
-    .instrument(span)
-    .boxed_local()
+    pending.instrument(span).boxed_local()
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {

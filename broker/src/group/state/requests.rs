@@ -1,0 +1,118 @@
+//! The inputs and answers of the group operations: requests as the handlers build them,
+//! results and callbacks, and the [`Write`]s the owner must append. Plain data; no rules.
+
+use bytes::Bytes;
+
+use super::Groups;
+use crate::group::records::Record;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+/// The answer to a JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    pub error: i16,
+    pub member_id: String,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub skip_assignment: bool,
+    /// Only for the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResult {
+    pub fn error(member_id: &str, error: i16) -> JoinResult {
+        JoinResult {
+            error,
+            member_id: member_id.to_string(),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            skip_assignment: false,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// The answer to a SyncGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResult {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    pub fn error(error: i16) -> SyncResult {
+        SyncResult {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+pub type JoinCallback = Box<dyn FnOnce(JoinResult)>;
+pub type SyncCallback = Box<dyn FnOnce(SyncResult)>;
+/// Per-partition error codes of an offset commit, in request order.
+pub type CommitCallback = Box<dyn FnOnce(Vec<i16>)>;
+/// `(group, error)` per group, in request order.
+pub type DeleteCallback = Box<dyn FnOnce(Vec<(String, i16)>)>;
+/// `(group error, per-partition errors in request order)`.
+pub type OffsetDeleteCallback = Box<dyn FnOnce(i16, Vec<i16>)>;
+
+/// What runs once a write is confirmed: the state and the time.
+pub type WriteDone = Box<dyn FnOnce(&mut Groups, i64)>;
+
+/// Something to append to the data stream; `done` runs once it is confirmed.
+pub struct Write {
+    pub records: Vec<Record>,
+    pub done: Option<WriteDone>,
+}
+
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+ without an instance id: a new member must come back with its id.
+    pub require_known_member_id: bool,
+    /// JoinGroup v9+.
+    pub supports_skip_assignment: bool,
+}
+
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    /// OffsetCommit v2-4 retention time; -1: the broker's retention.
+    pub retention_ms: i64,
+    /// `(topic, partition, offset, leader epoch, metadata)`.
+    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+}

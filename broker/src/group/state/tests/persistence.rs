@@ -1,0 +1,244 @@
+//! Tests of committed offsets, whole-group admin, expiry and replay; the helpers live in
+//! [`super`]. No membership rules are tested here.
+
+use super::*;
+
+#[test]
+fn simple_consumer_commits_and_fetches() {
+    let mut g = Groups::new(config());
+    let c = commit(&mut g, 5, "simple", "", -1, &[("t", 0, 10), ("t", 1, 20)]);
+    assert!(c.borrow().is_none(), "answered only once persisted");
+    let written = confirm(&mut g, 5);
+    assert_eq!(written.len(), 2);
+    assert_eq!(take(&c), vec![0, 0]);
+    let fetched = g.fetch_offsets("simple", Some(&[("t".into(), 1), ("t".into(), 2)]));
+    assert_eq!(fetched[0].2.as_ref().unwrap().offset, 20);
+    assert_eq!(fetched[0].2.as_ref().unwrap().metadata, "m20");
+    assert!(fetched[1].2.is_none());
+    assert_eq!(g.fetch_offsets("simple", None).len(), 2);
+    assert_eq!(g.fetch_offsets("nothing", None).len(), 0);
+    // A generation without a group: refused.
+    assert_eq!(
+        take(&commit(&mut g, 5, "other", "m", 3, &[("t", 0, 1)])),
+        vec![E::IllegalGeneration.code()]
+    );
+    // Simple commits to a group with members: UNKNOWN_MEMBER_ID.
+    stable_single(&mut g, 0, "managed");
+    assert_eq!(
+        take(&commit(&mut g, 5, "managed", "", -1, &[("t", 0, 1)])),
+        vec![E::UnknownMemberId.code()]
+    );
+    // Metadata over the limit is refused per partition.
+    let req = CommitRequest {
+        group_id: "simple".into(),
+        generation: -1,
+        member_id: String::new(),
+        instance_id: None,
+        retention_ms: -1,
+        offsets: vec![
+            ("t".into(), 0, 1, -1, Some("x".repeat(5000))),
+            ("t".into(), 1, 2, 7, None),
+        ],
+    };
+    let out = slot();
+    let o = out.clone();
+    g.commit(6, req, Box::new(move |r| *o.borrow_mut() = Some(r)));
+    confirm(&mut g, 6);
+    assert_eq!(take(&out), vec![E::OffsetMetadataTooLarge.code(), 0]);
+    let v = g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
+        .2
+        .clone()
+        .unwrap();
+    assert_eq!((v.offset, v.leader_epoch, v.metadata.as_str()), (2, 7, ""));
+}
+
+#[test]
+fn describe_list_delete_and_offset_delete() {
+    let mut g = Groups::new(config());
+    let a = stable_single(&mut g, 0, "g");
+    commit(&mut g, 1, "g", &a, 1, &[("t", 0, 1), ("other", 0, 2)]);
+    commit(&mut g, 1, "simple", "", -1, &[("t", 0, 3)]);
+    confirm(&mut g, 1);
+    let d = g.describe("g");
+    assert_eq!(d.state, GroupState::Stable);
+    assert_eq!(d.protocol, "range");
+    assert_eq!(d.members[0].assignment, Bytes::from_static(b"A"));
+    assert_eq!(g.describe("missing").state, GroupState::Dead);
+    let listed = g.list();
+    assert_eq!(
+        listed,
+        vec![
+            ("g".into(), "consumer".into(), GroupState::Stable),
+            ("simple".into(), "".into(), GroupState::Empty)
+        ]
+    );
+    // OffsetDelete on a group subscribed to the topic.
+    let out: Slot<(i16, Vec<i16>)> = slot();
+    let o = out.clone();
+    g.delete_offsets(
+        "g",
+        vec![("t".into(), 0), ("other".into(), 0)],
+        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+    );
+    let written = confirm(&mut g, 2);
+    assert_eq!(take(&out), (0, vec![E::GroupSubscribedToTopic.code(), 0]));
+    assert_eq!(written.len(), 1);
+    assert!(g.fetch_offsets("g", Some(&[("other".into(), 0)]))[0]
+        .2
+        .is_none());
+    // DeleteGroups: non-empty refused, empty deleted with tombstones, missing not found.
+    let out: Slot<Vec<(String, i16)>> = slot();
+    let o = out.clone();
+    g.delete_groups(
+        &["g".into(), "simple".into(), "missing".into()],
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
+    );
+    let written = confirm(&mut g, 3);
+    assert_eq!(
+        take(&out),
+        vec![
+            ("g".into(), E::NonEmptyGroup.code()),
+            ("simple".into(), 0),
+            ("missing".into(), E::GroupIdNotFound.code())
+        ]
+    );
+    assert_eq!(written.len(), 2, "offset and group tombstones");
+    assert!(g.group("simple").is_none());
+    let out: Slot<(i16, Vec<i16>)> = slot();
+    let o = out.clone();
+    g.delete_offsets(
+        "simple",
+        vec![("t".into(), 0)],
+        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+    );
+    assert_eq!(take(&out).0, E::GroupIdNotFound.code());
+}
+
+#[test]
+fn expiry_removes_old_offsets_and_empty_groups() {
+    let mut g = Groups::new(config());
+    let hour = 3_600_000;
+    commit(&mut g, 0, "simple", "", -1, &[("t", 0, 1)]);
+    commit(&mut g, hour / 2, "simple", "", -1, &[("t", 1, 1)]);
+    let a = stable_single(&mut g, 0, "busy");
+    commit(
+        &mut g,
+        0,
+        "busy",
+        &a,
+        1,
+        &[("t", 0, 1), ("unsubscribed", 0, 1)],
+    );
+    confirm(&mut g, 0);
+    g.heartbeat(hour, "busy", &a, None, 1);
+    g.expire(hour);
+    let written = confirm(&mut g, hour);
+    // simple/t-0 and busy/unsubscribed-0 expired; busy/t-0 is consumed, simple/t-1 is young.
+    assert_eq!(written.len(), 2);
+    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 0)]))[0]
+        .2
+        .is_none());
+    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
+        .2
+        .is_some());
+    assert!(g.fetch_offsets("busy", Some(&[("t".into(), 0)]))[0]
+        .2
+        .is_some());
+    g.expire(hour + hour / 2);
+    let written = confirm(&mut g, hour + hour / 2);
+    assert!(
+        g.group("simple").is_none(),
+        "empty and offset-less: removed"
+    );
+    assert_eq!(
+        written.len(),
+        1,
+        "only the offset: a simple group has no metadata"
+    );
+    // An empty consumer group expires from when it became empty.
+    g.leave(2 * hour, "busy", &[(a.clone(), None)]);
+    confirm(&mut g, 2 * hour);
+    g.expire(3 * hour - 1);
+    assert!(g.group("busy").is_some());
+    g.expire(3 * hour);
+    let written = confirm(&mut g, 3 * hour);
+    assert!(g.group("busy").is_none());
+    assert!(written
+        .iter()
+        .any(|r| matches!(r, Record::Group { value: None, .. })));
+}
+
+#[test]
+fn replay_of_written_records_rebuilds_the_state() {
+    let mut g = Groups::new(config());
+    let mut log = Vec::new();
+    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
+    let a = ra.member_id;
+    sync(
+        &mut g,
+        0,
+        "g",
+        &a,
+        1,
+        vec![(a.clone(), Bytes::from_static(b"A"))],
+    );
+    log.extend(confirm(&mut g, 0));
+    commit(&mut g, 1, "g", &a, 1, &[("t", 0, 42)]);
+    commit(&mut g, 1, "s", "", -1, &[("t", 0, 7)]);
+    commit(&mut g, 1, "gone", "", -1, &[("t", 0, 7)]);
+    log.extend(confirm(&mut g, 1));
+    g.delete_groups(&["gone".into()], Box::new(|_| {}));
+    log.extend(confirm(&mut g, 2));
+
+    let check = |h: &Groups| {
+        let group = h.group("g").unwrap();
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(group.generation, 1);
+        assert_eq!(group.leader.as_deref(), Some(a.as_str()));
+        assert!(group.has_member(&a));
+        assert_eq!(
+            h.describe("g").members[0].assignment,
+            Bytes::from_static(b"A")
+        );
+        assert_eq!(
+            h.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+                .2
+                .as_ref()
+                .unwrap()
+                .offset,
+            42
+        );
+        assert_eq!(h.group("s").unwrap().state, GroupState::Empty);
+        assert!(h.group("gone").is_none());
+    };
+    let mut h = Groups::new(config());
+    for r in log.clone() {
+        h.replay(r, 10);
+    }
+    h.finish_load(10);
+    check(&h);
+    // The static member can come back under its instance id after the move.
+    assert_eq!(h.heartbeat(11, "g", &a, Some("i"), 1), 0);
+    // A snapshot of it replays to the same state.
+    let mut s = Groups::new(config());
+    for r in h.snapshot_records() {
+        s.replay(r, 20);
+    }
+    s.finish_load(20);
+    check(&s);
+    // Loaded members expire like any other after their session: the group empties.
+    s.tick(20 + SESSION as i64 + 1);
+    let group = s.group("g").unwrap();
+    assert_eq!((group.state, group.generation), (GroupState::Empty, 2));
+}
+
+#[test]
+fn subscription_parsing_is_total() {
+    assert_eq!(
+        subscription_topics(&subscription(&["a", "bb"])),
+        Some(vec!["a".to_string(), "bb".to_string()])
+    );
+    assert_eq!(subscription_topics(&[]), None);
+    assert_eq!(subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
+    assert_eq!(subscription_topics(&[0, 0, 0, 0, 0, 1, 0, 9, b'x']), None);
+}
