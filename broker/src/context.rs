@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use protocol::model::{NodeInfo, TopicInfo};
+use protocol::model::{NodeId, NodeInfo, TopicInfo};
 use stream_client::{PdClient, StreamClient};
 
 use crate::config::Config;
@@ -24,13 +24,13 @@ pub struct ClusterSnapshot {
 }
 
 impl ClusterSnapshot {
-    pub fn broker(&self, id: u64) -> Option<&NodeInfo> {
+    pub fn broker(&self, id: NodeId) -> Option<&NodeInfo> {
         self.brokers.iter().find(|b| b.id == id)
     }
 }
 
 pub struct Broker {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub config: Config,
     pub advertised: String,
     pub pd: PdClient,

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use protocol::model::NodeKind;
+use protocol::model::{NodeId, NodeKind};
 use protocol::pd::{Heartbeat, RegisterNode};
 use protocol::{ErrorCode, RpcError};
 use stream_client::PdClient;
 
 pub async fn register(
     pd: &PdClient,
-    node_id: Option<u64>,
+    node_id: Option<NodeId>,
     addr: &str,
     http_addr: &str,
 ) -> Result<(u64, u64), RpcError> {
@@ -29,7 +29,7 @@ pub async fn register(
 /// Heartbeats every quarter lease, re-registering if PD forgot the node.
 pub async fn heartbeat_loop(
     pd: PdClient,
-    node_id: u64,
+    node_id: NodeId,
     lease_ms: u64,
     addr: String,
     http_addr: String,

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use protocol::model::StreamId;
 use protocol::RpcError;
 use stream_client::StreamClient;
 
@@ -35,7 +36,7 @@ impl StoredBatch {
 /// returned whole.
 pub struct Scan {
     client: StreamClient,
-    stream: u64,
+    stream: StreamId,
     next: u64,
     end: u64,
     /// Bytes asked of the stream per read.
@@ -45,7 +46,7 @@ pub struct Scan {
 
 impl Scan {
     /// `chunk_bytes`: asked of the stream per read (at most [`MAX_READ_BYTES`]).
-    pub fn new(client: StreamClient, stream: u64, from: u64, end: u64, chunk_bytes: usize) -> Self {
+    pub fn new(client: StreamClient, stream: StreamId, from: u64, end: u64, chunk_bytes: usize) -> Self {
         Scan {
             client,
             stream,

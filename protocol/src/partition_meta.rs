@@ -1,4 +1,4 @@
-//! Records of a Kafka partition's meta stream (DESIGN.md §3): a small log that a broker
+//! Records of a Kafka partition's meta stream: a small key-value log that a broker
 //! replays when it opens the partition. Written by one broker, read by the next owner, so it
 //! is part of the wire contract between processes over time.
 

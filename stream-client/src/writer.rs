@@ -2,7 +2,7 @@
 //!
 //! It sends every append to all replicas of the open range in parallel, many appends in
 //! flight, and confirms an append once `ack_count` replicas hold it and everything before it
-//! (DESIGN.md §4). When a replica fails or errs, the writer seals the range at its confirmed
+//! (the "Writing" rules in docs/architecture.md). When a replica fails or errs, the writer seals the range at its confirmed
 //! offset, opens a new range elsewhere and re-sends the unconfirmed appends there, so no
 //! confirmed record is lost and no offset is reused. A `Fenced` answer (a newer writer opened
 //! the stream) ends the writer: every waiting append fails with it.
@@ -541,7 +541,7 @@ async fn send_beside<T>(
     }
 }
 
-/// Seals `range` on its replicas at `epoch` and returns the quorum end (DESIGN.md §4): at
+/// Seals `range` on its replicas at `epoch` and returns the quorum end: at
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
 /// replica counting as the largest.
 pub(crate) async fn seal_with_quorum(

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use actix::{Actor, Addr};
+use protocol::model::StreamId;
 
 use super::{OwnedState, Stop, StreamOwner};
 use crate::context::SharedBroker;
@@ -14,8 +15,8 @@ use crate::context::SharedBroker;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Assignment {
     pub leader_epoch: u32,
-    pub data_stream: u64,
-    pub meta_stream: u64,
+    pub data_stream: StreamId,
+    pub meta_stream: StreamId,
 }
 
 /// A running owner, as the broker's table knows it.
