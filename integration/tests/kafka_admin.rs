@@ -3,13 +3,12 @@
 //! defaults and overrides (AlterConfigs, IncrementalAlterConfigs), retention trimming,
 //! DeleteRecords, max.message.bytes and LogAppendTime.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use integration::kafka;
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::Cluster;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -20,21 +19,6 @@ use range_server::client::PdClient;
 use rdkafka::admin::{AlterConfig, ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => fail(cluster, e),
-    }
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(20),
-        cluster.logs_tail(30)
-    )
-}
 
 /// Produces `values` to `topic`/`partition` (each flushed on its own when `one_batch_each`)
 /// with timestamp `ts` (None: now); answers the offsets.

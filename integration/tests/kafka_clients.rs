@@ -5,39 +5,18 @@
 //! Run: `cargo build --release --workspace --bins && cargo test --release -p integration
 //! --test kafka_clients`. `STRATA_KEEP_TEST_DIRS=1` keeps each cluster's data and logs.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use common::*;
 use integration::kafka::{self, Delivery};
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::Cluster;
 use kafka_protocol::messages::{DescribeClusterRequest, ProduceRequest};
 use kafka_protocol::records::Compression;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-/// Unwraps, or fails with the error and the tail of every broker log.
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!(
-            "{e}\n{}{}",
-            cluster.broker_log_problems(20),
-            cluster.logs_tail(30)
-        ),
-    }
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(20),
-        cluster.logs_tail(30)
-    )
-}
 
 fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
     let errors: Vec<&Delivery> = deliveries.iter().filter(|d| d.error.is_some()).collect();

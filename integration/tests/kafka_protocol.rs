@@ -4,13 +4,12 @@
 //! timestamp, OffsetForLeaderEpoch and InitProducerId. After every bad request the broker
 //! must keep serving others.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use integration::kafka;
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::Cluster;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -21,21 +20,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::Compression;
-
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => fail(cluster, e),
-    }
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(20),
-        cluster.logs_tail(30)
-    )
-}
 
 /// The broker still serves: a new connection gets ApiVersions and Metadata, and librdkafka
 /// still reads `topic`.
