@@ -2,8 +2,6 @@
 //! [`StateError`]). These types are the stored log format: variants and fields must not be
 //! reordered or renamed. The rules that apply them live elsewhere.
 
-use std::collections::BTreeMap;
-
 use protocol::{ErrorCode, RpcError};
 use serde::{Deserialize, Serialize};
 

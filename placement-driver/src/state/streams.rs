@@ -3,9 +3,11 @@
 //! servers for the next range. Pure like the rest of the state: no I/O, clocks or liveness
 //! except the `alive` function the leader passes to [`PdState::choose_servers`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::{ApplyResult, Kind, PdState, RangeRecord, Response, StateError, StreamRecord, MAX_REPLICA};
+use super::{
+    ApplyResult, Kind, PdState, RangeRecord, Response, StateError, StreamRecord, MAX_REPLICA,
+};
 
 /// The replication rule of a stream: `1 <= ack_count <= replica <= MAX_REPLICA`.
 pub fn check_replication(replica: u8, ack_count: u8) -> Result<(), StateError> {
@@ -91,7 +93,6 @@ impl PdState {
             .map(|(_, _, id)| id)
             .collect())
     }
-
 
     pub(super) fn create_stream(&mut self, replica: u8, ack_count: u8) -> ApplyResult {
         check_replication(replica, ack_count)?;
@@ -196,7 +197,13 @@ impl PdState {
         Ok(Response::Range(range))
     }
 
-    pub(super) fn seal_range(&mut self, stream_id: u64, epoch: u64, index: u32, end: u64) -> ApplyResult {
+    pub(super) fn seal_range(
+        &mut self,
+        stream_id: u64,
+        epoch: u64,
+        index: u32,
+        end: u64,
+    ) -> ApplyResult {
         let s = self.stream_mut(stream_id)?;
         if epoch != s.epoch {
             return Err(StateError::Fenced(format!(
@@ -258,5 +265,4 @@ impl PdState {
             None => Err(not_found(stream_id)),
         }
     }
-
 }

@@ -46,13 +46,7 @@ fn open(st: &mut PdState, id: u64, min_epoch: u64) -> u64 {
     }
 }
 
-fn create_range(
-    st: &mut PdState,
-    id: u64,
-    epoch: u64,
-    start: u64,
-    servers: &[u64],
-) -> ApplyResult {
+fn create_range(st: &mut PdState, id: u64, epoch: u64, start: u64, servers: &[u64]) -> ApplyResult {
     st.apply(&Command::CreateRange {
         stream_id: id,
         epoch,
