@@ -1,4 +1,4 @@
-//! Issue test 5: topic administration through real clients: auto-create on produce and on
+//! Topic administration through real clients: auto-create on produce and on
 //! Metadata, DeleteTopics (topic and streams gone), CreatePartitions, DescribeConfigs with
 //! defaults and overrides (AlterConfigs, IncrementalAlterConfigs), retention trimming,
 //! DeleteRecords, max.message.bytes and LogAppendTime.

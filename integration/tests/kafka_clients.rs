@@ -39,7 +39,7 @@ fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
     }
 }
 
-/// Issue test 1: 8 partitions, 100,000 keyed messages with acks=all, every partition read
+/// 8 partitions, 100,000 keyed messages with acks=all, every partition read
 /// from the beginning: every message exactly once, in order per partition, bytes equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
@@ -165,7 +165,7 @@ async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
     }
 }
 
-/// Issue test 2: gzip, snappy, lz4 and zstd batches round-trip through produce and fetch,
+/// gzip, snappy, lz4 and zstd batches round-trip through produce and fetch,
 /// and the broker stores them as sent (the fetched batch carries the producer's codec).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_compression_codec_round_trips() {
@@ -306,7 +306,7 @@ async fn every_compression_codec_round_trips() {
     }
 }
 
-/// Issue test 3: ListOffsets by timestamp answers the first offset whose timestamp is at or
+/// ListOffsets by timestamp answers the first offset whose timestamp is at or
 /// after the one asked (explicit CreateTime timestamps, several records per batch), and
 /// still does after every broker was restarted with an empty data dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,7 +449,7 @@ async fn offsets_for_times_survive_brokers_losing_their_disks() {
     );
 }
 
-/// Issue test 4: three brokers share the partitions (balanced by count), clients find every
+/// Three brokers share the partitions (balanced by count), clients find every
 /// leader through Metadata, every broker tells the same leaders, and a produce or fetch sent
 /// to a broker that does not lead the partition gets NOT_LEADER_OR_FOLLOWER.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,7 +581,7 @@ async fn partitions_spread_over_three_brokers_and_wrong_broker_is_refused() {
     );
 }
 
-/// Issue test 7: Debian's kcat (librdkafka 2.0.2) lists metadata, produces and consumes.
+/// Debian's kcat (librdkafka 2.0.2) lists metadata, produces and consumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_kcat_lists_produces_and_consumes() {
     require_command("kcat", "apt-get install kcat");

@@ -1,4 +1,4 @@
-//! Consumer groups and committed offsets (issue 4), seen by real clients: librdkafka through
+//! Consumer groups and committed offsets, seen by real clients: librdkafka through
 //! `rdkafka`, kafka-python (`integration/python/groups_test.py`), and raw requests through
 //! `kafka-protocol` for the error paths no client library takes on purpose. Every test starts
 //! PD, three range servers and brokers as real processes.
@@ -247,7 +247,7 @@ fn wait_for_consumed(
     }
 }
 
-/// Issue test 1: three consumers share 12 partitions, each partition assigned to exactly
+/// Three consumers share 12 partitions, each partition assigned to exactly
 /// one; a fourth joins and one leaves while records keep coming: every record consumed
 /// (and committed) exactly once, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +321,7 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
     }
 }
 
-/// Issue test 6: stale generations, unknown members, commits during a rebalance, fenced
+/// Stale generations, unknown members, commits during a rebalance, fenced
 /// static members and requests to a broker that is not the coordinator get Kafka's errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_the_ones_clients_expect() {
@@ -528,7 +528,7 @@ async fn protocol_errors_are_the_ones_clients_expect() {
     }
 }
 
-/// Issue test 5: DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
+/// DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
 /// Kafka's do, for a live group and after its last member left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_list_delete_groups_and_offsets() {
@@ -699,7 +699,7 @@ fn consume_and_commit(
     next
 }
 
-/// Issue test 2: committed offsets survive kill -9 of the coordinator's broker; the group
+/// Committed offsets survive kill -9 of the coordinator's broker; the group
 /// finds its new coordinator (which rebuilt the state from a snapshot and the data after
 /// it) and resumes at the committed offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -806,7 +806,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
     .expect("phase 2");
 }
 
-/// Issue test 4: a static member (group.instance.id) restarted within its session timeout
+/// A static member (group.instance.id) restarted within its session timeout
 /// gets its partitions back, and the other members see no rebalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_restart_keeps_partitions_without_rebalance() {
@@ -889,7 +889,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
     }
 }
 
-/// Issue test 3 (librdkafka): cooperative-sticky members share the partitions, move only
+/// librdkafka: cooperative-sticky members share the partitions, move only
 /// what must move when a member joins or leaves, and consume every record exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_rebalances_incrementally() {
@@ -957,7 +957,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
     }
 }
 
-/// Issue test 3 (kafka-python): range and round-robin groups, assigned by the client's own
+/// kafka-python: range and round-robin groups, assigned by the client's own
 /// assignors: `integration/python/groups_test.py` against a two-broker cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_range_and_roundrobin_groups() {

@@ -1,8 +1,8 @@
-//! Issue test 6 and the wire-level details no client library exercises on purpose: raw Kafka
-//! frames (the `kafka-protocol` crate) for malformed frames, corrupt and oversized batches,
-//! unknown APIs and versions, pipelining, acks=0, fetch edge cases, ListOffsets max
-//! timestamp, OffsetForLeaderEpoch and InitProducerId. After every bad request the broker
-//! must keep serving others.
+//! Kafka's error answers to bad requests and the wire-level details no client library
+//! exercises on purpose: raw Kafka frames (the `kafka-protocol` crate) for malformed frames,
+//! corrupt and oversized batches, unknown APIs and versions, pipelining, acks=0, fetch edge
+//! cases, ListOffsets max timestamp, OffsetForLeaderEpoch and InitProducerId. After every bad
+//! request the broker must keep serving others.
 
 use std::time::Duration;
 
@@ -91,7 +91,10 @@ async fn unsupported_versions_and_unknown_apis() {
         av.min_version == 0 && av.max_version >= 3,
         "ApiVersions range {av:?}"
     );
-    // Every API the issue names is advertised.
+    // Every API the broker serves is advertised: Produce, Fetch, ListOffsets, Metadata,
+    // CreateTopics, DeleteTopics, OffsetForLeaderEpoch, DescribeConfigs, AlterConfigs,
+    // CreatePartitions, ApiVersions, DeleteRecords, IncrementalAlterConfigs,
+    // DescribeCluster and InitProducerId.
     let c2 = RawClient::negotiated(&addr);
     for key in [0i16, 1, 2, 3, 19, 20, 23, 32, 33, 37, 18, 21, 44, 60, 22] {
         assert!(
