@@ -2,6 +2,7 @@
 //! tests one at a time (each starts a whole cluster; the machine has two cores), failing
 //! with the cluster's logs attached, and deterministic test values. It starts nothing itself.
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Cluster;
@@ -58,4 +59,62 @@ pub fn require_command(cmd: &str, install: &str) {
         found,
         "`{cmd}` is not installed here ({install}; .ci/run installs it)"
     );
+}
+
+/// Runs blocking client code (librdkafka, the raw client) on a blocking thread and answers
+/// what it returns; a panic in it fails the test with the panic's own message.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A script in `integration/python/`.
+pub fn python_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Makes sure `python3 -c "import <modules>"` works, else fails the test naming `what` is
+/// missing and how to install it.
+pub fn require_python_modules(modules: &str, what: &str) {
+    let reqs = python_script("requirements.txt");
+    let import = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .expect("run python3");
+    assert!(
+        import.status.success(),
+        "{what} not installed (pip install -r {}; .ci/run does): {}",
+        reqs.display(),
+        String::from_utf8_lossy(&import.stderr)
+    );
+}
+
+/// Runs `integration/python/<name> --bootstrap <cluster>` (five minutes at most) and fails the
+/// test with its output and the cluster's logs unless it succeeds.
+pub fn run_python_test(cluster: &Cluster, name: &str) {
+    let script = python_script(name);
+    let out = std::process::Command::new("timeout")
+        .arg("300")
+        .arg("python3")
+        .arg(&script)
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    if !out.status.success() {
+        fail(
+            cluster,
+            format!(
+                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
 }

@@ -696,41 +696,10 @@ async fn debian_kcat_lists_produces_and_consumes() {
 /// and consume: `integration/python/clients_test.py` against a three-broker cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_clients_produce_and_consume() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/clients_test.py");
-    let reqs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/requirements.txt");
-    let import = std::process::Command::new("python3")
-        .args(["-c", "import kafka, confluent_kafka"])
-        .output()
-        .expect("run python3");
-    assert!(
-        import.status.success(),
-        "the Python clients are not installed (pip install -r {}; .ci/run does): {}",
-        reqs.display(),
-        String::from_utf8_lossy(&import.stderr)
-    );
+    require_python_modules("kafka, confluent_kafka", "the Python clients are");
     let _serial = serial().await;
     let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
-    let out = std::process::Command::new("timeout")
-        .arg("300")
-        .arg("python3")
-        .arg(&script)
-        .arg("--bootstrap")
-        .arg(&bs)
-        .output()
-        .expect("run clients_test.py");
-    if !out.status.success() {
-        fail(
-            &cluster,
-            format!(
-                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
+    run_python_test(&cluster, "clients_test.py");
 }
 
 /// Brokers are stateless: after 8 MiB were produced and read back, no file in a broker's

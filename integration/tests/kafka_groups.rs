@@ -172,15 +172,13 @@ impl Drop for Member {
     }
 }
 
+/// How long the group waits below give a rebalance or the consumers to catch up.
+const WAIT: Duration = Duration::from_secs(60);
+
 /// Waits until the live members' assignments partition `0..partitions` exactly, each member
 /// holding at least one (when there are fewer members than partitions).
-fn wait_for_assignment(
-    cluster: &Cluster,
-    members: &[&Member],
-    partitions: i32,
-    timeout: Duration,
-) -> Vec<Vec<i32>> {
-    let deadline = Instant::now() + timeout;
+fn wait_for_assignment(cluster: &Cluster, members: &[Member], partitions: i32) -> Vec<Vec<i32>> {
+    let deadline = Instant::now() + WAIT;
     loop {
         let assignments: Vec<Vec<i32>> = members.iter().map(|m| m.assignment()).collect();
         let mut all: Vec<i32> = assignments.iter().flatten().copied().collect();
@@ -200,14 +198,9 @@ fn wait_for_assignment(
 
 /// Waits until every produced record was consumed with a successful commit; then checks
 /// that none was consumed-and-committed twice.
-fn wait_for_consumed(
-    cluster: &Cluster,
-    log: &Arc<Mutex<Vec<Consumed>>>,
-    produced: &[(i32, i64)],
-    timeout: Duration,
-) {
+fn wait_for_consumed(cluster: &Cluster, log: &Arc<Mutex<Vec<Consumed>>>, produced: &[(i32, i64)]) {
     let want: BTreeSet<(i32, i64)> = produced.iter().copied().collect();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + WAIT;
     loop {
         let got: BTreeSet<(i32, i64)> = log
             .lock()
@@ -259,53 +252,38 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
     ok(&cluster, kafka::create_topic(&bs, topic, 12, &[]).await);
     let log = Arc::new(Mutex::new(Vec::new()));
     let group = "g-shared";
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut produced = produce(&cluster, topic, 600, "a");
         let mut members: Vec<Member> = (0..3)
             .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
             .collect();
-        let first = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let first = wait_for_assignment(&cluster, &members, 12);
         assert!(
             first.iter().all(|a| a.len() == 4),
             "3 × 4 partitions: {first:?}"
         );
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         // A fourth member joins while records keep coming.
         members.push(Member::start(&bs, group, topic, 3, &[], log.clone()));
         produced.extend(produce(&cluster, topic, 600, "b"));
-        let second = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let second = wait_for_assignment(&cluster, &members, 12);
         assert!(
             second.iter().all(|a| a.len() == 3),
             "4 × 3 partitions: {second:?}"
         );
         produced.extend(produce(&cluster, topic, 600, "c"));
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         // One member leaves (LeaveGroup on close) while records keep coming.
         members[0].close();
         produced.extend(produce(&cluster, topic, 600, "d"));
-        let third = wait_for_assignment(
-            &cluster,
-            &members[1..].iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let third = wait_for_assignment(&cluster, &members[1..], 12);
         assert!(
             third.iter().all(|a| a.len() == 4),
             "3 × 4 partitions: {third:?}"
         );
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
         let failed_commits = log.lock().unwrap().iter().filter(|c| !c.committed).count();
         eprintln!(
             "consumed {} records ({} commits refused during rebalances)",
@@ -316,9 +294,6 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// Stale generations, unknown members, commits during a rebalance, fenced
@@ -330,7 +305,7 @@ async fn protocol_errors_are_the_ones_clients_expect() {
     let bs = cluster.bootstrap();
     let topic = "raw-t";
     ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "raw-group";
         let (coordinator_id, coordinator_addr) = find_coordinator(&cluster.kafka_addr(0), group);
         assert_eq!(
@@ -523,9 +498,6 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
@@ -537,7 +509,7 @@ async fn describe_list_delete_groups_and_offsets() {
     let bs = cluster.bootstrap();
     ok(&cluster, kafka::create_topic(&bs, "desc-t", 3, &[]).await);
     ok(&cluster, kafka::create_topic(&bs, "other-t", 1, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "desc-group";
         let produced = produce(&cluster, "desc-t", 30, "d");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -549,8 +521,8 @@ async fn describe_list_delete_groups_and_offsets() {
             &[("client.id", "describer")],
             log.clone(),
         );
-        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
+        wait_for_consumed(&cluster, &log, &produced);
         let mut c = coordinator_client(&bs, group);
 
         let d = describe(&mut c, group);
@@ -606,7 +578,7 @@ async fn describe_list_delete_groups_and_offsets() {
         // OffsetDelete: refused for the subscribed topic while a member is active; done here
         // (empty group) for both.
         let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
-        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
+        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
         assert_eq!(
             delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
             (0, vec![code::GROUP_SUBSCRIBED_TO_TOPIC, 0])
@@ -655,9 +627,6 @@ async fn describe_list_delete_groups_and_offsets() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// The index of the cluster broker listening on `addr`.
@@ -713,7 +682,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
     let topic = "durable";
     ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
     let group = "durable-group";
-    let (mut cluster, committed, old_coordinator) = tokio::task::spawn_blocking(move || {
+    let (mut cluster, committed, old_coordinator) = blocking(move || {
         produce(&cluster, topic, 400, "x");
         let mut committed = consume_and_commit(&cluster, &bs, group, topic, 200);
         // Give the coordinator time to write a snapshot and trim (checked every 2 s), then
@@ -723,8 +692,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         let (node, addr) = find_coordinator(&cluster.kafka_addr(0), group);
         (cluster, committed, (node, addr))
     })
-    .await
-    .expect("phase 1");
+    .await;
     let victim = broker_index(&cluster, &old_coordinator.1);
     assert!(
         cluster.brokers[victim]
@@ -738,7 +706,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         .map(|i| cluster.kafka_addr(i))
         .collect();
     let bs = survivors.join(",");
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         // PD gives the dead broker's partitions to the others once its lease runs out.
         let deadline = Instant::now() + Duration::from_secs(60);
         while find_coordinator(&survivors[0], group).0 == old_coordinator.0 {
@@ -802,8 +770,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         }
         cluster
     })
-    .await
-    .expect("phase 2");
+    .await;
 }
 
 /// A static member (group.instance.id) restarted within its session timeout
@@ -815,7 +782,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
     let bs = cluster.bootstrap();
     let topic = "static-t";
     ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "static-group";
         let log = Arc::new(Mutex::new(Vec::new()));
         let props = |i: usize| {
@@ -831,12 +798,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
             Member::start(&bs, group, topic, i, &extra, log.clone())
         };
         let mut members: Vec<Member> = (0..3).map(start).collect();
-        let before = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let before = wait_for_assignment(&cluster, &members, 6);
         std::thread::sleep(Duration::from_secs(2));
         let rebalances: Vec<usize> = members
             .iter()
@@ -884,9 +846,6 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// librdkafka: cooperative-sticky members share the partitions, move only
@@ -898,7 +857,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
     let bs = cluster.bootstrap();
     let topic = "coop-t";
     ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "coop-group";
         let log = Arc::new(Mutex::new(Vec::new()));
         let extra = [("partition.assignment.strategy", "cooperative-sticky")];
@@ -906,39 +865,24 @@ async fn cooperative_sticky_rebalances_incrementally() {
         let mut members: Vec<Member> = (0..2)
             .map(|i| Member::start(&bs, group, topic, i, &extra, log.clone()))
             .collect();
-        let two = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let two = wait_for_assignment(&cluster, &members, 6);
         assert!(two.iter().all(|a| a.len() == 3), "{two:?}");
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         members.push(Member::start(&bs, group, topic, 2, &extra, log.clone()));
         produced.extend(produce(&cluster, topic, 300, "q"));
-        let three = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let three = wait_for_assignment(&cluster, &members, 6);
         assert!(three.iter().all(|a| a.len() == 2), "{three:?}");
         // Sticky: the first two kept two of their three partitions each.
         for i in 0..2 {
             let kept = three[i].iter().filter(|p| two[i].contains(p)).count();
             assert_eq!(kept, 2, "member {i} had {:?}, now {:?}", two[i], three[i]);
         }
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         members[2].close();
         produced.extend(produce(&cluster, topic, 300, "r"));
-        let back = wait_for_assignment(
-            &cluster,
-            &members[..2].iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let back = wait_for_assignment(&cluster, &members[..2], 6);
         for i in 0..2 {
             assert!(
                 three[i].iter().all(|p| back[i].contains(p)),
@@ -947,52 +891,21 @@ async fn cooperative_sticky_rebalances_incrementally() {
                 back[i]
             );
         }
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
         drop(members);
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// kafka-python: range and round-robin groups, assigned by the client's own
 /// assignors: `integration/python/groups_test.py` against a two-broker cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_range_and_roundrobin_groups() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/groups_test.py");
-    let import = std::process::Command::new("python3")
-        .args(["-c", "import kafka"])
-        .output()
-        .expect("run python3");
-    assert!(
-        import.status.success(),
-        "kafka-python is not installed (pip install -r integration/python/requirements.txt): {}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    require_python_modules("kafka", "kafka-python is");
     let _serial = serial().await;
     let cluster = cluster(2).start().await;
-    let out = std::process::Command::new("timeout")
-        .arg("300")
-        .arg("python3")
-        .arg(&script)
-        .arg("--bootstrap")
-        .arg(cluster.bootstrap())
-        .output()
-        .expect("run groups_test.py");
-    if !out.status.success() {
-        fail(
-            &cluster,
-            format!(
-                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
+    run_python_test(&cluster, "groups_test.py");
 }
 
 /// The internal offsets topic is the coordinators' storage: clients cannot delete it, grow it
@@ -1003,7 +916,7 @@ async fn internal_offsets_topic_is_protected() {
     let cluster = cluster(1).start().await;
     let bs = cluster.bootstrap();
     let first = bs.split(',').next().expect("bootstrap").to_string();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         // FindCoordinator makes the broker create __consumer_offsets.
         find_coordinator(&first, "protect-group");
         let mut c = RawClient::negotiated(&first);
@@ -1039,8 +952,7 @@ async fn internal_offsets_topic_is_protected() {
         // It is still there and still serves groups.
         find_coordinator(&first, "protect-group-2");
     })
-    .await
-    .expect("test thread");
+    .await;
 }
 
 /// Offsets of a group without members are removed after `offsets.retention.minutes` (one
@@ -1055,7 +967,7 @@ async fn idle_group_offsets_expire_after_the_retention() {
         .await;
     let bs = cluster.bootstrap();
     ok(&cluster, kafka::create_topic(&bs, "expire-t", 1, &[]).await);
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "expiring-group";
         let mut c = coordinator_client(&bs, group);
         // A simple consumer's commit: no membership, generation -1.
@@ -1090,6 +1002,5 @@ async fn idle_group_offsets_expire_after_the_retention() {
             std::thread::sleep(Duration::from_millis(500));
         }
     })
-    .await
-    .expect("test thread");
+    .await;
 }
