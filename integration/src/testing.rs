@@ -3,9 +3,9 @@
 //! with the cluster's logs attached, and deterministic test values. It starts nothing itself.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::Cluster;
+use crate::{kafka, Cluster};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -59,6 +59,27 @@ pub fn require_command(cmd: &str, install: &str) {
         found,
         "`{cmd}` is not installed here ({install}; .ci/run installs it)"
     );
+}
+
+/// Reads `partition` of `topic` from its first record up to offset `end` (30 s at most) with
+/// librdkafka; fails the test with the cluster's logs when it cannot.
+pub fn read_from_start(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    end: i64,
+) -> Vec<kafka::Record> {
+    ok(
+        cluster,
+        kafka::read_partition(
+            &cluster.bootstrap(),
+            topic,
+            partition,
+            rdkafka::Offset::Beginning,
+            end,
+            Duration::from_secs(30),
+        ),
+    )
 }
 
 /// Runs blocking client code (librdkafka, the raw client) on a blocking thread and answers

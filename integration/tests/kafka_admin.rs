@@ -58,6 +58,15 @@ fn produce(
     deliveries.iter().map(|d| (d.partition, d.offset)).collect()
 }
 
+/// Two brokers that auto-create topics with three partitions.
+async fn auto_creating_cluster() -> Cluster {
+    Cluster::builder()
+        .brokers(2)
+        .num_partitions(3)
+        .start()
+        .await
+}
+
 fn topic_listed(bs: &str, topic: &str) -> Result<bool, String> {
     let md = kafka::metadata(bs, None)?;
     Ok(md.topics().iter().any(|t| t.name() == topic))
@@ -75,11 +84,7 @@ async fn live_streams(cluster: &Cluster) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_auto_created_on_produce_and_metadata() {
     let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .brokers(2)
-        .num_partitions(3)
-        .start()
-        .await;
+    let cluster = auto_creating_cluster().await;
     let bs = cluster.bootstrap();
 
     // librdkafka producers ask Metadata with allow_auto_topic_creation=true.
@@ -175,11 +180,7 @@ fn producer_deliveries(p: &kafka::TestProducer) -> std::sync::MutexGuard<'_, Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_topics_removes_topic_and_streams() {
     let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .brokers(2)
-        .num_partitions(3)
-        .start()
-        .await;
+    let cluster = auto_creating_cluster().await;
     let bs = cluster.bootstrap();
     let baseline = live_streams(&cluster).await;
     ok(&cluster, kafka::create_topic(&bs, "doomed", 2, &[]).await);
@@ -243,17 +244,7 @@ async fn delete_topics_removes_topic_and_streams() {
         &cluster,
         kafka::wait_for_leaders(&bs, "doomed", 3, Duration::from_secs(60)),
     );
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "doomed",
-            0,
-            Offset::Beginning,
-            1,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "doomed", 0, 1);
     assert_eq!(
         records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
         vec![Some(b"new".to_vec())],
@@ -302,34 +293,14 @@ async fn create_partitions_adds_partitions_that_accept_data() {
             false,
         );
         assert_eq!(offsets, vec![(p, 0)], "first message of new partition {p}");
-        let records = ok(
-            &cluster,
-            kafka::read_partition(
-                &bs,
-                "grow",
-                p,
-                Offset::Beginning,
-                1,
-                Duration::from_secs(30),
-            ),
-        );
+        let records = read_from_start(&cluster, "grow", p, 1);
         assert_eq!(
             records[0].value.as_deref(),
             Some(format!("new partition {p}").as_bytes())
         );
     }
     // The old partition kept its data.
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "grow",
-            1,
-            Offset::Beginning,
-            1,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "grow", 1, 1);
     assert_eq!(records[0].value.as_deref(), Some(&b"before"[..]));
     // Shrinking is refused.
     let results = admin
@@ -752,17 +723,7 @@ async fn delete_records_moves_log_start_offset() {
     );
     let (low, high) = ok(&cluster, kafka::watermarks(&bs, "dr", 0));
     assert_eq!((low, high), (40, 100), "watermarks after DeleteRecords");
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "dr",
-            0,
-            Offset::Beginning,
-            100,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "dr", 0, 100);
     assert_eq!(
         records.first().map(|r| r.offset),
         Some(40),
@@ -846,17 +807,7 @@ async fn max_message_bytes_and_log_append_time() {
         false,
     );
     let after = now_ms();
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "appended",
-            0,
-            Offset::Beginning,
-            2,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "appended", 0, 2);
     for r in records {
         assert_eq!(
             r.timestamp.0, "log-append",

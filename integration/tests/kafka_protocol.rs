@@ -286,17 +286,7 @@ async fn corrupt_and_oversized_batches_are_refused() {
         (0, 0),
         "good batch after bad ones"
     );
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "crc",
-            0,
-            rdkafka::Offset::Beginning,
-            2,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "crc", 0, 2);
     assert_eq!(
         records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
         vec![Some(b"one".to_vec()), Some(b"two".to_vec())]
@@ -398,17 +388,7 @@ async fn pipelined_requests_and_acks_zero() {
             format!("after an acks=0 produce, the next response is {other:?}, want the ApiVersions answer (id {id1})"),
         ),
     }
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "pipe",
-            0,
-            rdkafka::Offset::Beginning,
-            2,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "pipe", 0, 2);
     assert_eq!(
         records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
         vec![
