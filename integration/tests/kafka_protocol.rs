@@ -228,53 +228,50 @@ async fn corrupt_and_oversized_batches_are_refused() {
         Compression::None,
         now_ms(),
     );
-    // A flipped byte in the last record: the CRC no longer matches.
-    let mut bad = good.to_vec();
-    let last = bad.len() - 1;
-    bad[last] ^= 0x55;
-    let resp = ok(
-        &cluster,
-        raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad)),
-    );
-    assert_eq!(
-        resp.error_code,
-        code::CORRUPT_MESSAGE,
-        "batch with a wrong CRC: {resp:?}"
-    );
-    // A wrong CRC field.
-    let mut bad = good.to_vec();
-    bad[17] ^= 0xff;
-    let resp = ok(
-        &cluster,
-        raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad)),
-    );
-    assert_eq!(
-        resp.error_code,
-        code::CORRUPT_MESSAGE,
-        "batch with a wrong CRC field"
-    );
-    // Magic 1 in a v2 layout: not accepted (any error) and nothing stored.
-    let mut bad = good.to_vec();
-    bad[16] = 1;
-    let resp = raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad));
-    if let Ok(r) = &resp {
-        assert_ne!(
-            r.error_code, 0,
-            "batch with magic 1 in v2 layout was accepted"
-        );
+    // Corruptions of the good batch: what it is, how to make it, and the error it must get
+    // (`None`: any error or a closed connection, after which the test reconnects).
+    type Corrupt = fn(&mut Vec<u8>);
+    let cases: [(&str, Corrupt, Option<i16>); 4] = [
+        (
+            // A flipped byte in the last record: the CRC no longer matches.
+            "batch with a wrong CRC",
+            |b| {
+                let last = b.len() - 1;
+                b[last] ^= 0x55;
+            },
+            Some(code::CORRUPT_MESSAGE),
+        ),
+        (
+            "batch with a wrong CRC field",
+            |b| b[17] ^= 0xff,
+            Some(code::CORRUPT_MESSAGE),
+        ),
+        // Magic 1 in a v2 layout: not accepted (any error) and nothing stored.
+        ("batch with magic 1 in v2 layout", |b| b[16] = 1, None),
+        // A batch whose length field says more than there is.
+        (
+            "batch with a wrong length field",
+            |b| b[8..12].copy_from_slice(&100_000i32.to_be_bytes()),
+            None,
+        ),
+    ];
+    for (what, corrupt, want) in cases {
+        let mut bad = good.to_vec();
+        corrupt(&mut bad);
+        let resp = raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad));
+        match want {
+            Some(want) => {
+                let resp = ok(&cluster, resp);
+                assert_eq!(resp.error_code, want, "{what}: {resp:?}");
+            }
+            None => {
+                if let Ok(r) = &resp {
+                    assert_ne!(r.error_code, 0, "{what} was accepted");
+                }
+                c = RawClient::negotiated(&cluster.kafka_addr(0));
+            }
+        }
     }
-    let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
-    // A batch whose length field says more than there is.
-    let mut bad = good.to_vec();
-    bad[8..12].copy_from_slice(&100_000i32.to_be_bytes());
-    let resp = raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad));
-    if let Ok(r) = &resp {
-        assert_ne!(
-            r.error_code, 0,
-            "batch with a wrong length field was accepted"
-        );
-    }
-    let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
 
     // Nothing of it was stored: the good batch lands at offset 0.
     let resp = ok(
