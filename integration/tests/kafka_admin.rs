@@ -575,6 +575,34 @@ async fn describe_and_alter_topic_configs() {
     expect_config(&c, "retention.ms", "1000000", true, "after refused changes");
 }
 
+/// Polls the watermarks of partition 0 of `topic` every 250 ms: `check` asserts on each
+/// reading with the distinct readings so far, until the log start offset is `trimmed`;
+/// fails with `late` and the readings after 60 s.
+fn trimmed_until(
+    cluster: &Cluster,
+    topic: &str,
+    check: impl Fn(i64, i64, &[(i64, i64)]),
+    trimmed: impl Fn(i64) -> bool,
+    late: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let (low, high) = ok(cluster, kafka::watermarks(&cluster.bootstrap(), topic, 0));
+        if seen.last() != Some(&(low, high)) {
+            seen.push((low, high));
+        }
+        check(low, high, &seen);
+        if trimmed(low) {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(cluster, format!("{late}: watermarks over time {seen:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// retention.ms trims records older than the retention (by their timestamps), and
 /// retention.bytes trims the oldest data beyond the size; the log start offset moves,
 /// ListOffsets earliest follows, a fetch below it is OFFSET_OUT_OF_RANGE, newer data stays.
@@ -604,28 +632,18 @@ async fn retention_trims_old_data() {
         true,
     );
     produce(&cluster, "ret-ms", Some(0), &new, None, true);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let (low, high) = ok(&cluster, kafka::watermarks(&bs, "ret-ms", 0));
-        if seen.last() != Some(&(low, high)) {
-            seen.push((low, high));
-        }
-        assert!(
-            low <= 10 && high == 20,
-            "retention.ms trimmed data newer than the retention: watermarks over time {seen:?}"
-        );
-        if low == 10 {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail(
-                &cluster,
-                format!("retention.ms=600000 did not trim the 10 hour-old batches within 60 s (check every 500 ms): watermarks over time {seen:?}"),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    trimmed_until(
+        &cluster,
+        "ret-ms",
+        |low, high, seen| {
+            assert!(
+                low <= 10 && high == 20,
+                "retention.ms trimmed data newer than the retention: watermarks over time {seen:?}"
+            )
+        },
+        |low| low == 10,
+        "retention.ms=600000 did not trim the 10 hour-old batches within 60 s (check every 500 ms)",
+    );
     let mut raw = RawClient::negotiated(&cluster.kafka_addr(0));
     let (topic_id, _) = raw_wait_topic(&mut raw, "ret-ms", 1);
     let data = ok(&cluster, raw_fetch(&mut raw, "ret-ms", topic_id, 0, 0, 100));
@@ -670,29 +688,19 @@ async fn retention_trims_old_data() {
     );
     let values: Vec<Vec<u8>> = (0..100).map(|i| value_for(5, i, 1000, false)).collect();
     produce(&cluster, "ret-bytes", Some(0), &values, None, true);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let (low, high) = ok(&cluster, kafka::watermarks(&bs, "ret-bytes", 0));
-        if seen.last() != Some(&(low, high)) {
-            seen.push((low, high));
-        }
-        assert_eq!(high, 100, "high watermark of ret-bytes: {seen:?}");
-        assert!(
-            low <= 90,
-            "retention.bytes=20000 kept less than 10 KB (10 batches of 1 KB): watermarks {seen:?}"
-        );
-        if low >= 70 {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail(
-                &cluster,
-                format!("retention.bytes=20000 kept more than 30 KB of 100 KB after 60 s: watermarks over time {seen:?}"),
+    trimmed_until(
+        &cluster,
+        "ret-bytes",
+        |low, high, seen| {
+            assert_eq!(high, 100, "high watermark of ret-bytes: {seen:?}");
+            assert!(
+                low <= 90,
+                "retention.bytes=20000 kept less than 10 KB (10 batches of 1 KB): watermarks {seen:?}"
             );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        },
+        |low| low >= 70,
+        "retention.bytes=20000 kept more than 30 KB of 100 KB after 60 s",
+    );
 }
 
 /// DeleteRecords moves the log start offset: ListOffsets earliest and consumers follow it,
