@@ -28,6 +28,17 @@ fn not_found(stream_id: u64) -> StateError {
     StateError::NotFound(format!("stream {stream_id}"))
 }
 
+/// A range request carries the writer's epoch; any other than the stream's is fenced.
+fn check_epoch(stream_id: u64, s: &StreamRecord, epoch: u64) -> Result<(), StateError> {
+    if epoch != s.epoch {
+        return Err(StateError::Fenced(format!(
+            "stream {stream_id} epoch is {}, request has {epoch}",
+            s.epoch
+        )));
+    }
+    Ok(())
+}
+
 impl PdState {
     /// A live (not deleted) stream.
     pub fn stream(&self, stream_id: u64) -> Result<&StreamRecord, StateError> {
@@ -129,12 +140,7 @@ impl PdState {
         servers: &[u64],
     ) -> ApplyResult {
         let s = self.stream(stream_id)?;
-        if epoch != s.epoch {
-            return Err(StateError::Fenced(format!(
-                "stream {stream_id} epoch is {}, request has {epoch}",
-                s.epoch
-            )));
-        }
+        check_epoch(stream_id, s, epoch)?;
         let (index, expected_start) = match s.ranges.last() {
             None => (0, s.start_offset),
             Some(last) => match last.end {
@@ -205,12 +211,7 @@ impl PdState {
         end: u64,
     ) -> ApplyResult {
         let s = self.stream_mut(stream_id)?;
-        if epoch != s.epoch {
-            return Err(StateError::Fenced(format!(
-                "stream {stream_id} epoch is {}, request has {epoch}",
-                s.epoch
-            )));
-        }
+        check_epoch(stream_id, s, epoch)?;
         let last_index = s.ranges.last().map(|r| r.index);
         let Some(range) = s.ranges.iter_mut().find(|r| r.index == index) else {
             return Err(StateError::NotFound(format!(

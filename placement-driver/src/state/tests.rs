@@ -74,6 +74,16 @@ fn setup(servers: usize) -> (PdState, Vec<u64>) {
     (st, ids)
 }
 
+/// Three range servers and a replica-3/ack-2 stream opened at epoch `e` with its first
+/// range (from offset 0) open: `(state, servers, stream id, e)`.
+fn writing_first_range() -> (PdState, Vec<u64>, u64, u64) {
+    let (mut st, servers) = setup(3);
+    let id = stream(&mut st, 3, 2);
+    let e = open(&mut st, id, 0);
+    create_range(&mut st, id, e, 0, &servers).ok();
+    (st, servers, id, e)
+}
+
 #[test]
 fn register_allocates_and_keeps_ids() {
     let mut st = PdState::default();
@@ -247,10 +257,7 @@ fn range_continuity_rules() {
 
 #[test]
 fn seal_is_idempotent_with_same_end_only() {
-    let (mut st, servers) = setup(3);
-    let id = stream(&mut st, 3, 2);
-    let e = open(&mut st, id, 0);
-    create_range(&mut st, id, e, 0, &servers).ok();
+    let (mut st, servers, id, e) = writing_first_range();
     let first = seal(&mut st, id, e, 0, 42);
     assert!(first.is_ok());
     assert_eq!(seal(&mut st, id, e, 0, 42), first);
@@ -332,10 +339,7 @@ fn placement_prefers_new_and_less_loaded_servers() {
 
 #[test]
 fn trim_moves_forward_and_delete_hides() {
-    let (mut st, servers) = setup(3);
-    let id = stream(&mut st, 3, 2);
-    let e = open(&mut st, id, 0);
-    create_range(&mut st, id, e, 0, &servers).ok();
+    let (mut st, servers, id, e) = writing_first_range();
     seal(&mut st, id, e, 0, 100).ok();
     let t = |st: &mut PdState, o| {
         st.apply(&Command::TrimStream {
