@@ -112,11 +112,14 @@ pub fn raw_produce(
     let v = c.version::<ProduceRequest>();
     let req = produce_request(topic, topic_id, partition, batch, -1, v);
     let resp = c.call(&req, v)?;
-    resp.responses
-        .into_iter()
-        .flat_map(|t| t.partition_responses)
-        .find(|p| p.index == partition)
-        .ok_or_else(|| format!("Produce v{v} response has no partition {partition}"))
+    the_partition(
+        resp.responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses),
+        |p| p.index,
+        partition,
+        &format!("Produce v{v}"),
+    )
 }
 
 /// Fetches one partition from `offset` and answers that partition's data.
@@ -154,11 +157,12 @@ pub fn raw_fetch(
     if resp.error_code != 0 {
         return Err(format!("Fetch v{v} top-level error {}", resp.error_code));
     }
-    resp.responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .find(|p| p.partition_index == partition)
-        .ok_or_else(|| format!("Fetch v{v} response has no partition {partition}"))
+    the_partition(
+        resp.responses.into_iter().flat_map(|t| t.partitions),
+        |p| p.partition_index,
+        partition,
+        &format!("Fetch v{v}"),
+    )
 }
 
 /// ListOffsets for one partition at `timestamp` (-1 latest, -2 earliest, -3 max timestamp).
@@ -180,11 +184,25 @@ pub fn raw_list_offsets(
         req = req.with_timeout_ms(30_000);
     }
     let resp = c.call(&req, v)?;
-    resp.topics
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .find(|p| p.partition_index == partition)
-        .ok_or_else(|| format!("ListOffsets v{v} response has no partition {partition}"))
+    the_partition(
+        resp.topics.into_iter().flat_map(|t| t.partitions),
+        |p| p.partition_index,
+        partition,
+        &format!("ListOffsets v{v}"),
+    )
+}
+
+/// The answer for `partition` among a response's partitions (`index` names each one), or an
+/// error naming `request` when the broker left it out.
+fn the_partition<P>(
+    mut partitions: impl Iterator<Item = P>,
+    index: impl Fn(&P) -> i32,
+    partition: i32,
+    request: &str,
+) -> Result<P, String> {
+    partitions
+        .find(|p| index(p) == partition)
+        .ok_or_else(|| format!("{request} response has no partition {partition}"))
 }
 
 /// Waits until raw Metadata from `c` shows `topic` with every partition led.
