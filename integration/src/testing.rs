@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{kafka, Cluster};
+use crate::{kafka, Cluster, ClusterBuilder};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -19,6 +19,24 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64
+}
+
+/// Takes the serial lock, starts `builder`'s cluster and creates `topics` (name, partition
+/// count, default configs) in order, failing the test with the logs if one cannot be created.
+/// Keep the guard for the whole test.
+pub async fn start_with_topics(
+    builder: ClusterBuilder,
+    topics: &[(&str, i32)],
+) -> (tokio::sync::MutexGuard<'static, ()>, Cluster) {
+    let guard = serial().await;
+    let cluster = builder.start().await;
+    for (topic, partitions) in topics {
+        ok(
+            &cluster,
+            kafka::create_topic(&cluster.bootstrap(), topic, *partitions, &[]).await,
+        );
+    }
+    (guard, cluster)
 }
 
 /// Fails the test with `msg`, the problems in the broker logs and the tail of every log.

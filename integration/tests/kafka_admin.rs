@@ -257,10 +257,8 @@ async fn delete_topics_removes_topic_and_streams() {
 /// CreatePartitions grows a topic; the new partitions get leaders and accept data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_partitions_adds_partitions_that_accept_data() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[("grow", 2)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "grow", 2, &[]).await);
     produce(
         &cluster,
         "grow",
@@ -444,10 +442,8 @@ async fn alter(cluster: &Cluster, topic: &str, set: &[(&str, &str)]) -> Result<(
 /// invalid value is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_and_alter_topic_configs() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[("cfg", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "cfg", 1, &[]).await);
     ok(
         &cluster,
         kafka::create_topic(&bs, "cfg-created", 1, &[("retention.ms", "3600000")]).await,
@@ -707,10 +703,8 @@ async fn retention_trims_old_data() {
 /// and deleting beyond the high watermark is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_log_start_offset() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("dr", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "dr", 1, &[]).await);
     let values: Vec<Vec<u8>> = (0..100).map(|i| format!("v{i}").into_bytes()).collect();
     // Several records per batch, so 40 falls inside a batch.
     produce(&cluster, "dr", Some(0), &values, None, false);

@@ -43,11 +43,9 @@ fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
 /// from the beginning: every message exactly once, in order per partition, bytes equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "keyed";
-    ok(&cluster, kafka::create_topic(&bs, topic, 8, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(3), &[(topic, 8)]).await;
+    let bs = cluster.bootstrap();
 
     const N: usize = 100_000;
     let key = |i: usize| format!("key-{:05}", i % 5000).into_bytes();
@@ -585,11 +583,9 @@ async fn partitions_spread_over_three_brokers_and_wrong_broker_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_kcat_lists_produces_and_consumes() {
     require_command("kcat", "apt-get install kcat");
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "kcat-topic";
-    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(3), &[(topic, 2)]).await;
+    let bs = cluster.bootstrap();
 
     let kcat = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
         use std::io::Write;
@@ -706,11 +702,9 @@ async fn python_clients_produce_and_consume() {
 /// data dir grew with the data (only the address files and the process log are there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_data_dirs_hold_no_partition_data() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "stateless";
-    ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[(topic, 4)]).await;
+    let bs = cluster.bootstrap();
     let before: Vec<HashMap<std::path::PathBuf, u64>> = cluster
         .brokers
         .iter()

@@ -245,11 +245,9 @@ fn wait_for_consumed(cluster: &Cluster, log: &Arc<Mutex<Vec<Consumed>>>, produce
 /// (and committed) exactly once, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
-    let _serial = serial().await;
-    let cluster = cluster(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "shared";
-    ok(&cluster, kafka::create_topic(&bs, topic, 12, &[]).await);
+    let (_serial, cluster) = start_with_topics(cluster(3), &[(topic, 12)]).await;
+    let bs = cluster.bootstrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let group = "g-shared";
     blocking(move || {
@@ -300,11 +298,9 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
 /// static members and requests to a broker that is not the coordinator get Kafka's errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_the_ones_clients_expect() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "raw-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 2)]).await;
+    let bs = cluster.bootstrap();
     blocking(move || {
         let group = "raw-group";
         let (coordinator_id, coordinator_addr) = find_coordinator(&cluster.kafka_addr(0), group);
@@ -504,11 +500,8 @@ async fn protocol_errors_are_the_ones_clients_expect() {
 /// Kafka's do, for a live group and after its last member left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_list_delete_groups_and_offsets() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
+    let (_serial, cluster) = start_with_topics(cluster(2), &[("desc-t", 3), ("other-t", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "desc-t", 3, &[]).await);
-    ok(&cluster, kafka::create_topic(&bs, "other-t", 1, &[]).await);
     blocking(move || {
         let group = "desc-group";
         let produced = produce(&cluster, "desc-t", 30, "d");
@@ -777,11 +770,9 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
 /// gets its partitions back, and the other members see no rebalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_restart_keeps_partitions_without_rebalance() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "static-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
+    let bs = cluster.bootstrap();
     blocking(move || {
         let group = "static-group";
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -852,11 +843,9 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
 /// what must move when a member joins or leaves, and consume every record exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_rebalances_incrementally() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "coop-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
+    let bs = cluster.bootstrap();
     blocking(move || {
         let group = "coop-group";
         let log = Arc::new(Mutex::new(Vec::new()));

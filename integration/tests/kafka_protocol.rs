@@ -211,10 +211,8 @@ async fn malformed_frames_close_the_connection_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_oversized_batches_are_refused() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("crc", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "crc", 1, &[]).await);
     ok(
         &cluster,
         kafka::create_topic(&bs, "limit", 1, &[("max.message.bytes", "1024")]).await,
@@ -311,10 +309,7 @@ async fn corrupt_and_oversized_batches_are_refused() {
 /// (the next response is the next request's) but its data is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_and_acks_zero() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
-    let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "pipe", 1, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("pipe", 1)]).await;
     let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
     let (topic_id, _) = raw_wait_topic(&mut c, "pipe", 1);
     let mv = c.version::<MetadataRequest>();
@@ -401,10 +396,8 @@ async fn pipelined_requests_and_acks_zero() {
 /// timestamp), OffsetForLeaderEpoch and InitProducerId answer what Kafka does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_list_offsets_epochs_and_producer_ids() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
-    let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "edges", 1, &[]).await);
+    let (_serial, cluster) =
+        start_with_topics(Cluster::builder().brokers(1), &[("edges", 1)]).await;
     let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
     let (topic_id, parts) = raw_wait_topic(&mut c, "edges", 1);
     assert!(
