@@ -26,6 +26,14 @@ fn router() -> Router {
     router
 }
 
+/// The request every test here sends: `count` ids under key "k".
+fn allocate(count: u64) -> AllocateIds {
+    AllocateIds {
+        key: "k".into(),
+        count,
+    }
+}
+
 #[actix_rt::test]
 async fn typed_calls_pipeline_and_errors() {
     let addr = serve("127.0.0.1:0", router(), ServerOptions::default())
@@ -34,42 +42,17 @@ async fn typed_calls_pipeline_and_errors() {
     let client = RpcClient::new(addr.to_string());
     let calls = (1..=200u64).map(|n| {
         let client = client.clone();
-        async move {
-            (
-                n,
-                client
-                    .call(AllocateIds {
-                        key: "k".into(),
-                        count: n,
-                    })
-                    .await,
-            )
-        }
+        async move { (n, client.call(allocate(n)).await) }
     });
     for (n, result) in futures::future::join_all(calls).await {
         assert_eq!(result.unwrap(), n * 10);
     }
-    let err = client
-        .call(AllocateIds {
-            key: "k".into(),
-            count: 0,
-        })
-        .await
-        .unwrap_err();
+    let err = client.call(allocate(0)).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     let err = client.call(ListNodes {}).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownOpcode);
     // The connection still serves after errors.
-    assert_eq!(
-        client
-            .call(AllocateIds {
-                key: "k".into(),
-                count: 2
-            })
-            .await
-            .unwrap(),
-        20
-    );
+    assert_eq!(client.call(allocate(2)).await.unwrap(), 20);
 }
 
 #[actix_rt::test]
@@ -77,15 +60,7 @@ async fn garbage_closes_only_that_connection() {
     let opts = ServerOptions { max_frame: 1024 };
     let addr = serve("127.0.0.1:0", router(), opts).await.unwrap();
     let good = RpcClient::new(addr.to_string());
-    assert_eq!(
-        good.call(AllocateIds {
-            key: "k".into(),
-            count: 2
-        })
-        .await
-        .unwrap(),
-        20
-    );
+    assert_eq!(good.call(allocate(2)).await.unwrap(), 20);
 
     for garbage in [
         &[0xffu8, 0xff, 0xff, 0xff, 1, 2, 3][..],
@@ -101,15 +76,7 @@ async fn garbage_closes_only_that_connection() {
             .unwrap();
         assert!(answer.len() > 4, "expected an error frame before the close");
     }
-    assert_eq!(
-        good.call(AllocateIds {
-            key: "k".into(),
-            count: 4
-        })
-        .await
-        .unwrap(),
-        40
-    );
+    assert_eq!(good.call(allocate(4)).await.unwrap(), 40);
 }
 
 #[actix_rt::test]
@@ -124,13 +91,7 @@ async fn unreachable_peer_fails_fast_then_times_out_cleanly() {
             ..Default::default()
         },
     );
-    let err = client
-        .call(AllocateIds {
-            key: "k".into(),
-            count: 2,
-        })
-        .await
-        .unwrap_err();
+    let err = client.call(allocate(2)).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     // The server appears at that address: the client reconnects on its own.
     let router = router();
@@ -139,13 +100,7 @@ async fn unreachable_peer_fails_fast_then_times_out_cleanly() {
         .unwrap();
     let mut answer = None;
     for _ in 0..50 {
-        if let Ok(v) = client
-            .call(AllocateIds {
-                key: "k".into(),
-                count: 2,
-            })
-            .await
-        {
+        if let Ok(v) = client.call(allocate(2)).await {
             answer = Some(v);
             break;
         }

@@ -64,7 +64,7 @@ def create_topics(bootstrap, ck_topic, kp_topic):
     from kafka.admin import KafkaAdminClient, NewTopic as KpNewTopic
 
     step(f"confluent-kafka AdminClient creates {ck_topic} (3 partitions)")
-    admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
+    admin = AdminClient(ck_config(bootstrap, {}))
     futures = admin.create_topics([CkNewTopic(ck_topic, num_partitions=3, replication_factor=-1)], request_timeout=30)
     try:
         futures[ck_topic].result(timeout=60)
@@ -94,17 +94,21 @@ def create_topics(bootstrap, ck_topic, kp_topic):
     return admin
 
 
+def ck_config(bootstrap, settings):
+    """confluent-kafka settings: the cluster's bootstrap over IPv4 (as its brokers listen),
+    then `settings`."""
+    return {"bootstrap.servers": bootstrap, "broker.address.family": "v4", **settings}
+
+
 def produce_ck(bootstrap, topic, messages, codec):
     from confluent_kafka import Producer
 
     step(f"confluent-kafka produces {len(messages)} messages to {topic} ({codec}, acks=all)")
-    p = Producer({
-        "bootstrap.servers": bootstrap,
-        "broker.address.family": "v4",
+    p = Producer(ck_config(bootstrap, {
         "acks": "all",
         "compression.type": codec,
         "linger.ms": 10,
-    })
+    }))
     placed = {}
     errors = []
 
@@ -168,14 +172,12 @@ def consume_ck(bootstrap, topic, partitions, count):
     from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
 
     step(f"confluent-kafka reads {topic} from the beginning (assign)")
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
-        "broker.address.family": "v4",
+    c = Consumer(ck_config(bootstrap, {
         "group.id": "strata-py-unused",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-    })
+    }))
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     got = {}
     end = time.time() + DEADLINE_S

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Consumer groups with kafka-python's own assignors (issue 4, test 3).
+"""Consumer groups with kafka-python's own assignors (range and round-robin).
 
 For each of RangePartitionAssignor and RoundRobinPartitionAssignor: two kafka-python
 consumers in one group share a 6-partition topic. The test checks that the assignment has the

@@ -4,7 +4,9 @@
 //! from the `rpc.addr`/`http.addr` files they write), and kills or restarts them for fault
 //! drills. It never stands in for a process: everything it starts is the real binary.
 //!
-//! [`kafka`] holds the librdkafka helpers the Kafka tests and `kafka-bench` share.
+//! [`kafka`] holds the librdkafka helpers the Kafka tests and `kafka-bench` share,
+//! [`raw_kafka`] a raw `kafka-protocol` client for the requests no client library sends, and
+//! [`testing`] what every Kafka test file shares (the serial lock, failing with the logs).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,6 +19,8 @@ use protocol::pd::ListNodes;
 use stream_client::PdClient;
 
 pub mod kafka;
+pub mod raw_kafka;
+pub mod testing;
 
 /// Where the binaries are: `$STRATA_BIN_DIR`, else the directory of the running test or
 /// benchmark executable (or its parent, for `target/<profile>/deps`).

@@ -1,15 +1,14 @@
-//! Issue test 5: topic administration through real clients: auto-create on produce and on
+//! Topic administration through real clients: auto-create on produce and on
 //! Metadata, DeleteTopics (topic and streams gone), CreatePartitions, DescribeConfigs with
 //! defaults and overrides (AlterConfigs, IncrementalAlterConfigs), retention trimming,
 //! DeleteRecords, max.message.bytes and LogAppendTime.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use integration::kafka;
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::Cluster;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -20,21 +19,6 @@ use rdkafka::admin::{AlterConfig, ConfigSource, NewPartitions, ResourceSpecifier
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use stream_client::PdClient;
-
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => fail(cluster, e),
-    }
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(20),
-        cluster.logs_tail(30)
-    )
-}
 
 /// Produces `values` to `topic`/`partition` (each flushed on its own when `one_batch_each`)
 /// with timestamp `ts` (None: now); answers the offsets.
@@ -74,6 +58,15 @@ fn produce(
     deliveries.iter().map(|d| (d.partition, d.offset)).collect()
 }
 
+/// Two brokers that auto-create topics with three partitions.
+async fn auto_creating_cluster() -> Cluster {
+    Cluster::builder()
+        .brokers(2)
+        .num_partitions(3)
+        .start()
+        .await
+}
+
 fn topic_listed(bs: &str, topic: &str) -> Result<bool, String> {
     let md = kafka::metadata(bs, None)?;
     Ok(md.topics().iter().any(|t| t.name() == topic))
@@ -91,11 +84,7 @@ async fn live_streams(cluster: &Cluster) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_auto_created_on_produce_and_metadata() {
     let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .brokers(2)
-        .num_partitions(3)
-        .start()
-        .await;
+    let cluster = auto_creating_cluster().await;
     let bs = cluster.bootstrap();
 
     // librdkafka producers ask Metadata with allow_auto_topic_creation=true.
@@ -191,11 +180,7 @@ fn producer_deliveries(p: &kafka::TestProducer) -> std::sync::MutexGuard<'_, Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_topics_removes_topic_and_streams() {
     let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .brokers(2)
-        .num_partitions(3)
-        .start()
-        .await;
+    let cluster = auto_creating_cluster().await;
     let bs = cluster.bootstrap();
     let baseline = live_streams(&cluster).await;
     ok(&cluster, kafka::create_topic(&bs, "doomed", 2, &[]).await);
@@ -259,17 +244,7 @@ async fn delete_topics_removes_topic_and_streams() {
         &cluster,
         kafka::wait_for_leaders(&bs, "doomed", 3, Duration::from_secs(60)),
     );
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "doomed",
-            0,
-            Offset::Beginning,
-            1,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "doomed", 0, 1);
     assert_eq!(
         records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
         vec![Some(b"new".to_vec())],
@@ -282,10 +257,8 @@ async fn delete_topics_removes_topic_and_streams() {
 /// CreatePartitions grows a topic; the new partitions get leaders and accept data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_partitions_adds_partitions_that_accept_data() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[("grow", 2)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "grow", 2, &[]).await);
     produce(
         &cluster,
         "grow",
@@ -318,34 +291,14 @@ async fn create_partitions_adds_partitions_that_accept_data() {
             false,
         );
         assert_eq!(offsets, vec![(p, 0)], "first message of new partition {p}");
-        let records = ok(
-            &cluster,
-            kafka::read_partition(
-                &bs,
-                "grow",
-                p,
-                Offset::Beginning,
-                1,
-                Duration::from_secs(30),
-            ),
-        );
+        let records = read_from_start(&cluster, "grow", p, 1);
         assert_eq!(
             records[0].value.as_deref(),
             Some(format!("new partition {p}").as_bytes())
         );
     }
     // The old partition kept its data.
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "grow",
-            1,
-            Offset::Beginning,
-            1,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "grow", 1, 1);
     assert_eq!(records[0].value.as_deref(), Some(&b"before"[..]));
     // Shrinking is refused.
     let results = admin
@@ -489,10 +442,8 @@ async fn alter(cluster: &Cluster, topic: &str, set: &[(&str, &str)]) -> Result<(
 /// invalid value is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_and_alter_topic_configs() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[("cfg", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "cfg", 1, &[]).await);
     ok(
         &cluster,
         kafka::create_topic(&bs, "cfg-created", 1, &[("retention.ms", "3600000")]).await,
@@ -620,6 +571,34 @@ async fn describe_and_alter_topic_configs() {
     expect_config(&c, "retention.ms", "1000000", true, "after refused changes");
 }
 
+/// Polls the watermarks of partition 0 of `topic` every 250 ms: `check` asserts on each
+/// reading with the distinct readings so far, until the log start offset is `trimmed`;
+/// fails with `late` and the readings after 60 s.
+fn trimmed_until(
+    cluster: &Cluster,
+    topic: &str,
+    check: impl Fn(i64, i64, &[(i64, i64)]),
+    trimmed: impl Fn(i64) -> bool,
+    late: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let (low, high) = ok(cluster, kafka::watermarks(&cluster.bootstrap(), topic, 0));
+        if seen.last() != Some(&(low, high)) {
+            seen.push((low, high));
+        }
+        check(low, high, &seen);
+        if trimmed(low) {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(cluster, format!("{late}: watermarks over time {seen:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// retention.ms trims records older than the retention (by their timestamps), and
 /// retention.bytes trims the oldest data beyond the size; the log start offset moves,
 /// ListOffsets earliest follows, a fetch below it is OFFSET_OUT_OF_RANGE, newer data stays.
@@ -649,28 +628,18 @@ async fn retention_trims_old_data() {
         true,
     );
     produce(&cluster, "ret-ms", Some(0), &new, None, true);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let (low, high) = ok(&cluster, kafka::watermarks(&bs, "ret-ms", 0));
-        if seen.last() != Some(&(low, high)) {
-            seen.push((low, high));
-        }
-        assert!(
-            low <= 10 && high == 20,
-            "retention.ms trimmed data newer than the retention: watermarks over time {seen:?}"
-        );
-        if low == 10 {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail(
-                &cluster,
-                format!("retention.ms=600000 did not trim the 10 hour-old batches within 60 s (check every 500 ms): watermarks over time {seen:?}"),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    trimmed_until(
+        &cluster,
+        "ret-ms",
+        |low, high, seen| {
+            assert!(
+                low <= 10 && high == 20,
+                "retention.ms trimmed data newer than the retention: watermarks over time {seen:?}"
+            )
+        },
+        |low| low == 10,
+        "retention.ms=600000 did not trim the 10 hour-old batches within 60 s (check every 500 ms)",
+    );
     let mut raw = RawClient::negotiated(&cluster.kafka_addr(0));
     let (topic_id, _) = raw_wait_topic(&mut raw, "ret-ms", 1);
     let data = ok(&cluster, raw_fetch(&mut raw, "ret-ms", topic_id, 0, 0, 100));
@@ -715,39 +684,27 @@ async fn retention_trims_old_data() {
     );
     let values: Vec<Vec<u8>> = (0..100).map(|i| value_for(5, i, 1000, false)).collect();
     produce(&cluster, "ret-bytes", Some(0), &values, None, true);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let (low, high) = ok(&cluster, kafka::watermarks(&bs, "ret-bytes", 0));
-        if seen.last() != Some(&(low, high)) {
-            seen.push((low, high));
-        }
-        assert_eq!(high, 100, "high watermark of ret-bytes: {seen:?}");
-        assert!(
-            low <= 90,
-            "retention.bytes=20000 kept less than 10 KB (10 batches of 1 KB): watermarks {seen:?}"
-        );
-        if low >= 70 {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail(
-                &cluster,
-                format!("retention.bytes=20000 kept more than 30 KB of 100 KB after 60 s: watermarks over time {seen:?}"),
+    trimmed_until(
+        &cluster,
+        "ret-bytes",
+        |low, high, seen| {
+            assert_eq!(high, 100, "high watermark of ret-bytes: {seen:?}");
+            assert!(
+                low <= 90,
+                "retention.bytes=20000 kept less than 10 KB (10 batches of 1 KB): watermarks {seen:?}"
             );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        },
+        |low| low >= 70,
+        "retention.bytes=20000 kept more than 30 KB of 100 KB after 60 s",
+    );
 }
 
 /// DeleteRecords moves the log start offset: ListOffsets earliest and consumers follow it,
 /// and deleting beyond the high watermark is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_log_start_offset() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("dr", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "dr", 1, &[]).await);
     let values: Vec<Vec<u8>> = (0..100).map(|i| format!("v{i}").into_bytes()).collect();
     // Several records per batch, so 40 falls inside a batch.
     produce(&cluster, "dr", Some(0), &values, None, false);
@@ -768,17 +725,7 @@ async fn delete_records_moves_log_start_offset() {
     );
     let (low, high) = ok(&cluster, kafka::watermarks(&bs, "dr", 0));
     assert_eq!((low, high), (40, 100), "watermarks after DeleteRecords");
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "dr",
-            0,
-            Offset::Beginning,
-            100,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "dr", 0, 100);
     assert_eq!(
         records.first().map(|r| r.offset),
         Some(40),
@@ -862,17 +809,7 @@ async fn max_message_bytes_and_log_append_time() {
         false,
     );
     let after = now_ms();
-    let records = ok(
-        &cluster,
-        kafka::read_partition(
-            &bs,
-            "appended",
-            0,
-            Offset::Beginning,
-            2,
-            Duration::from_secs(30),
-        ),
-    );
+    let records = read_from_start(&cluster, "appended", 0, 2);
     for r in records {
         assert_eq!(
             r.timestamp.0, "log-append",

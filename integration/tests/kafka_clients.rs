@@ -5,39 +5,18 @@
 //! Run: `cargo build --release --workspace --bins && cargo test --release -p integration
 //! --test kafka_clients`. `STRATA_KEEP_TEST_DIRS=1` keeps each cluster's data and logs.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use common::*;
 use integration::kafka::{self, Delivery};
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::Cluster;
 use kafka_protocol::messages::{DescribeClusterRequest, ProduceRequest};
 use kafka_protocol::records::Compression;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-/// Unwraps, or fails with the error and the tail of every broker log.
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!(
-            "{e}\n{}{}",
-            cluster.broker_log_problems(20),
-            cluster.logs_tail(30)
-        ),
-    }
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(20),
-        cluster.logs_tail(30)
-    )
-}
 
 fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
     let errors: Vec<&Delivery> = deliveries.iter().filter(|d| d.error.is_some()).collect();
@@ -60,15 +39,13 @@ fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
     }
 }
 
-/// Issue test 1: 8 partitions, 100,000 keyed messages with acks=all, every partition read
+/// 8 partitions, 100,000 keyed messages with acks=all, every partition read
 /// from the beginning: every message exactly once, in order per partition, bytes equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "keyed";
-    ok(&cluster, kafka::create_topic(&bs, topic, 8, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(3), &[(topic, 8)]).await;
+    let bs = cluster.bootstrap();
 
     const N: usize = 100_000;
     let key = |i: usize| format!("key-{:05}", i % 5000).into_bytes();
@@ -186,7 +163,7 @@ async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
     }
 }
 
-/// Issue test 2: gzip, snappy, lz4 and zstd batches round-trip through produce and fetch,
+/// gzip, snappy, lz4 and zstd batches round-trip through produce and fetch,
 /// and the broker stores them as sent (the fetched batch carries the producer's codec).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_compression_codec_round_trips() {
@@ -327,7 +304,7 @@ async fn every_compression_codec_round_trips() {
     }
 }
 
-/// Issue test 3: ListOffsets by timestamp answers the first offset whose timestamp is at or
+/// ListOffsets by timestamp answers the first offset whose timestamp is at or
 /// after the one asked (explicit CreateTime timestamps, several records per batch), and
 /// still does after every broker was restarted with an empty data dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +447,7 @@ async fn offsets_for_times_survive_brokers_losing_their_disks() {
     );
 }
 
-/// Issue test 4: three brokers share the partitions (balanced by count), clients find every
+/// Three brokers share the partitions (balanced by count), clients find every
 /// leader through Metadata, every broker tells the same leaders, and a produce or fetch sent
 /// to a broker that does not lead the partition gets NOT_LEADER_OR_FOLLOWER.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,15 +579,13 @@ async fn partitions_spread_over_three_brokers_and_wrong_broker_is_refused() {
     );
 }
 
-/// Issue test 7: Debian's kcat (librdkafka 2.0.2) lists metadata, produces and consumes.
+/// Debian's kcat (librdkafka 2.0.2) lists metadata, produces and consumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_kcat_lists_produces_and_consumes() {
     require_command("kcat", "apt-get install kcat");
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "kcat-topic";
-    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(3), &[(topic, 2)]).await;
+    let bs = cluster.bootstrap();
 
     let kcat = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
         use std::io::Write;
@@ -717,52 +692,19 @@ async fn debian_kcat_lists_produces_and_consumes() {
 /// and consume: `integration/python/clients_test.py` against a three-broker cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_clients_produce_and_consume() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/clients_test.py");
-    let reqs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/requirements.txt");
-    let import = std::process::Command::new("python3")
-        .args(["-c", "import kafka, confluent_kafka"])
-        .output()
-        .expect("run python3");
-    assert!(
-        import.status.success(),
-        "the Python clients are not installed (pip install -r {}; .ci/run does): {}",
-        reqs.display(),
-        String::from_utf8_lossy(&import.stderr)
-    );
+    require_python_modules("kafka, confluent_kafka", "the Python clients are");
     let _serial = serial().await;
     let cluster = Cluster::builder().brokers(3).start().await;
-    let bs = cluster.bootstrap();
-    let out = std::process::Command::new("timeout")
-        .arg("300")
-        .arg("python3")
-        .arg(&script)
-        .arg("--bootstrap")
-        .arg(&bs)
-        .output()
-        .expect("run clients_test.py");
-    if !out.status.success() {
-        fail(
-            &cluster,
-            format!(
-                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
+    run_python_test(&cluster, "clients_test.py");
 }
 
 /// Brokers are stateless: after 8 MiB were produced and read back, no file in a broker's
 /// data dir grew with the data (only the address files and the process log are there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_data_dirs_hold_no_partition_data() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "stateless";
-    ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[(topic, 4)]).await;
+    let bs = cluster.bootstrap();
     let before: Vec<HashMap<std::path::PathBuf, u64>> = cluster
         .brokers
         .iter()

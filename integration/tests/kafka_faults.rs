@@ -4,24 +4,14 @@
 //! every acknowledged record is read back at the offset it was acknowledged at, and no
 //! record is stored twice (without client retries, a duplicate can only be the broker's).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::*;
 use integration::kafka;
+use integration::testing::*;
 use integration::Cluster;
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::Offset;
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(30),
-        cluster.logs_tail(30)
-    )
-}
 
 fn producer_poll(p: &kafka::TestProducer, t: Duration) {
     let deadline = std::time::Instant::now() + t;

@@ -1,4 +1,4 @@
-//! Consumer groups and committed offsets (issue 4), seen by real clients: librdkafka through
+//! Consumer groups and committed offsets, seen by real clients: librdkafka through
 //! `rdkafka`, kafka-python (`integration/python/groups_test.py`), and raw requests through
 //! `kafka-protocol` for the error paths no client library takes on purpose. Every test starts
 //! PD, three range servers and brokers as real processes.
@@ -6,51 +6,23 @@
 //! Run: `cargo build --release --workspace --bins && cargo test --release -p integration
 //! --test kafka_groups`. `STRATA_KEEP_TEST_DIRS=1` keeps each cluster's data and logs.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
 use integration::kafka;
+use integration::raw_kafka::*;
+use integration::testing::*;
 use integration::{Cluster, ClusterBuilder};
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    CreatePartitionsRequest, DeleteTopicsRequest, LeaveGroupRequest, SyncGroupRequest,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-
-/// Kafka error codes these tests expect.
-mod err {
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-}
 
 /// A cluster for group tests: a small `__consumer_offsets` and a short initial rebalance
 /// delay, so tests do not wait for Kafka's production defaults.
@@ -59,18 +31,6 @@ fn cluster(brokers: usize) -> ClusterBuilder {
         .brokers(brokers)
         .broker_arg("--offsets-topic-partitions", "6")
         .broker_arg("--group-initial-rebalance-delay-ms", "300")
-}
-
-fn fail(cluster: &Cluster, msg: String) -> ! {
-    panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(30),
-        cluster.logs_tail(40)
-    )
-}
-
-fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
-    r.unwrap_or_else(|e| fail(cluster, e))
 }
 
 /// Produces `n` keyed messages to `topic`; answers `(partition, offset)` of each.
@@ -212,15 +172,13 @@ impl Drop for Member {
     }
 }
 
+/// How long the group waits below give a rebalance or the consumers to catch up.
+const WAIT: Duration = Duration::from_secs(60);
+
 /// Waits until the live members' assignments partition `0..partitions` exactly, each member
 /// holding at least one (when there are fewer members than partitions).
-fn wait_for_assignment(
-    cluster: &Cluster,
-    members: &[&Member],
-    partitions: i32,
-    timeout: Duration,
-) -> Vec<Vec<i32>> {
-    let deadline = Instant::now() + timeout;
+fn wait_for_assignment(cluster: &Cluster, members: &[Member], partitions: i32) -> Vec<Vec<i32>> {
+    let deadline = Instant::now() + WAIT;
     loop {
         let assignments: Vec<Vec<i32>> = members.iter().map(|m| m.assignment()).collect();
         let mut all: Vec<i32> = assignments.iter().flatten().copied().collect();
@@ -240,14 +198,9 @@ fn wait_for_assignment(
 
 /// Waits until every produced record was consumed with a successful commit; then checks
 /// that none was consumed-and-committed twice.
-fn wait_for_consumed(
-    cluster: &Cluster,
-    log: &Arc<Mutex<Vec<Consumed>>>,
-    produced: &[(i32, i64)],
-    timeout: Duration,
-) {
+fn wait_for_consumed(cluster: &Cluster, log: &Arc<Mutex<Vec<Consumed>>>, produced: &[(i32, i64)]) {
     let want: BTreeSet<(i32, i64)> = produced.iter().copied().collect();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + WAIT;
     loop {
         let got: BTreeSet<(i32, i64)> = log
             .lock()
@@ -287,65 +240,48 @@ fn wait_for_consumed(
     }
 }
 
-/// Issue test 1: three consumers share 12 partitions, each partition assigned to exactly
+/// Three consumers share 12 partitions, each partition assigned to exactly
 /// one; a fourth joins and one leaves while records keep coming: every record consumed
 /// (and committed) exactly once, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
-    let _serial = serial().await;
-    let cluster = cluster(3).start().await;
-    let bs = cluster.bootstrap();
     let topic = "shared";
-    ok(&cluster, kafka::create_topic(&bs, topic, 12, &[]).await);
+    let (_serial, cluster) = start_with_topics(cluster(3), &[(topic, 12)]).await;
+    let bs = cluster.bootstrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let group = "g-shared";
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut produced = produce(&cluster, topic, 600, "a");
         let mut members: Vec<Member> = (0..3)
             .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
             .collect();
-        let first = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let first = wait_for_assignment(&cluster, &members, 12);
         assert!(
             first.iter().all(|a| a.len() == 4),
             "3 × 4 partitions: {first:?}"
         );
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         // A fourth member joins while records keep coming.
         members.push(Member::start(&bs, group, topic, 3, &[], log.clone()));
         produced.extend(produce(&cluster, topic, 600, "b"));
-        let second = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let second = wait_for_assignment(&cluster, &members, 12);
         assert!(
             second.iter().all(|a| a.len() == 3),
             "4 × 3 partitions: {second:?}"
         );
         produced.extend(produce(&cluster, topic, 600, "c"));
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         // One member leaves (LeaveGroup on close) while records keep coming.
         members[0].close();
         produced.extend(produce(&cluster, topic, 600, "d"));
-        let third = wait_for_assignment(
-            &cluster,
-            &members[1..].iter().collect::<Vec<_>>(),
-            12,
-            Duration::from_secs(60),
-        );
+        let third = wait_for_assignment(&cluster, &members[1..], 12);
         assert!(
             third.iter().all(|a| a.len() == 4),
             "3 × 4 partitions: {third:?}"
         );
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
         let failed_commits = log.lock().unwrap().iter().filter(|c| !c.committed).count();
         eprintln!(
             "consumed {} records ({} commits refused during rebalances)",
@@ -356,304 +292,16 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
-// ---------------------------------------------------------------------------------------
-// Raw helpers (kafka-protocol requests).
-
-fn gid(s: &str) -> GroupId {
-    GroupId(str_bytes(s))
-}
-
-/// `(node id, host:port)` of the coordinator of `group`, asked of `addr` (FindCoordinator
-/// at the highest common version; retried while it is not available yet).
-fn find_coordinator(addr: &str, group: &str) -> (i32, String) {
-    let mut c = RawClient::negotiated(addr);
-    let v = c.version::<FindCoordinatorRequest>();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut req = FindCoordinatorRequest::default();
-        if v >= 4 {
-            req = req.with_coordinator_keys(vec![str_bytes(group)]);
-        } else {
-            req = req.with_key(str_bytes(group));
-        }
-        let resp = c.call(&req, v).expect("FindCoordinator");
-        let (error, node, host, port) = if v >= 4 {
-            let co = &resp.coordinators[0];
-            assert_eq!(co.key.as_str(), group);
-            (co.error_code, co.node_id.0, co.host.to_string(), co.port)
-        } else {
-            (
-                resp.error_code,
-                resp.node_id.0,
-                resp.host.to_string(),
-                resp.port,
-            )
-        };
-        if error == 0 {
-            return (node, format!("{host}:{port}"));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "FindCoordinator {group}: error {error}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A raw connection to the coordinator of `group`.
-fn coordinator_client(bootstrap: &str, group: &str) -> RawClient {
-    let first = bootstrap.split(',').next().expect("bootstrap");
-    let (_, addr) = find_coordinator(first, group);
-    RawClient::negotiated(&addr)
-}
-
-/// Consumer-protocol subscription metadata (v0) for `topics`.
-fn subscription(topics: &[&str]) -> bytes::Bytes {
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
-    for t in topics {
-        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
-        b.extend_from_slice(t.as_bytes());
-    }
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    bytes::Bytes::from(b)
-}
-
-fn join_request(
-    group: &str,
-    member: &str,
-    instance: Option<&str>,
-    topic: &str,
-) -> JoinGroupRequest {
-    JoinGroupRequest::default()
-        .with_group_id(gid(group))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_member_id(str_bytes(member))
-        .with_group_instance_id(instance.map(str_bytes))
-        .with_protocol_type(str_bytes("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(str_bytes("range"))
-            .with_metadata(subscription(&[topic]))])
-}
-
-fn join(c: &mut RawClient, req: &JoinGroupRequest) -> JoinGroupResponse {
-    let v = c.version::<JoinGroupRequest>();
-    c.call(req, v).expect("JoinGroup")
-}
-
-/// A new dynamic member: the MEMBER_ID_REQUIRED round trip, then the join that waits for
-/// the generation. Answers the member id and the correlation id of the pending join.
-fn start_join(c: &mut RawClient, group: &str, topic: &str) -> (String, i32) {
-    let first = join(c, &join_request(group, "", None, topic));
-    assert_eq!(
-        first.error_code,
-        err::MEMBER_ID_REQUIRED,
-        "first join of a new member"
-    );
-    let id = first.member_id.to_string();
-    assert!(!id.is_empty());
-    let v = c.version::<JoinGroupRequest>();
-    let cid = c.send(&join_request(group, &id, None, topic), v);
-    (id, cid)
-}
-
-fn finish_join(c: &mut RawClient, cid: i32) -> JoinGroupResponse {
-    let v = c.version::<JoinGroupRequest>();
-    c.recv::<JoinGroupRequest>(cid, v)
-        .expect("JoinGroup answer")
-}
-
-fn sync_request(
-    group: &str,
-    member: &str,
-    generation: i32,
-    assignments: &[(&str, &[u8])],
-) -> SyncGroupRequest {
-    SyncGroupRequest::default()
-        .with_group_id(gid(group))
-        .with_generation_id(generation)
-        .with_member_id(str_bytes(member))
-        .with_assignments(
-            assignments
-                .iter()
-                .map(|(m, a)| {
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(str_bytes(m))
-                        .with_assignment(bytes::Bytes::copy_from_slice(a))
-                })
-                .collect(),
-        )
-}
-
-fn heartbeat(
-    c: &mut RawClient,
-    group: &str,
-    member: &str,
-    instance: Option<&str>,
-    generation: i32,
-) -> i16 {
-    let v = c.version::<HeartbeatRequest>();
-    let req = HeartbeatRequest::default()
-        .with_group_id(gid(group))
-        .with_member_id(str_bytes(member))
-        .with_group_instance_id(instance.map(str_bytes))
-        .with_generation_id(generation);
-    c.call(&req, v).expect("Heartbeat").error_code
-}
-
-/// OffsetCommit of `(topic, partition, offset)`s; answers each partition's error.
-fn commit(
-    c: &mut RawClient,
-    group: &str,
-    member: &str,
-    generation: i32,
-    offsets: &[(&str, i32, i64)],
-) -> Vec<i16> {
-    let v = c.version::<OffsetCommitRequest>();
-    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for (t, p, o) in offsets {
-        let part = OffsetCommitRequestPartition::default()
-            .with_partition_index(*p)
-            .with_committed_offset(*o)
-            .with_committed_metadata(Some(str_bytes(&format!("meta-{o}"))));
-        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
-            Some(x) => x.partitions.push(part),
-            None => topics.push(
-                OffsetCommitRequestTopic::default()
-                    .with_name(topic_name(t))
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
-    let req = OffsetCommitRequest::default()
-        .with_group_id(gid(group))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(str_bytes(member))
-        .with_topics(topics);
-    let resp = c.call(&req, v).expect("OffsetCommit");
-    resp.topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-        .collect()
-}
-
-/// OffsetFetch (single-group form, v7) of `(topic, partition)`s: `(offset, metadata)` each.
-fn fetch_offsets(c: &mut RawClient, group: &str, partitions: &[(&str, i32)]) -> Vec<(i64, String)> {
-    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
-    for (t, p) in partitions {
-        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
-            Some(x) => x.partition_indexes.push(*p),
-            None => topics.push(
-                OffsetFetchRequestTopic::default()
-                    .with_name(topic_name(t))
-                    .with_partition_indexes(vec![*p]),
-            ),
-        }
-    }
-    let req = OffsetFetchRequest::default()
-        .with_group_id(gid(group))
-        .with_topics(Some(topics));
-    let resp = c.call(&req, 7).expect("OffsetFetch");
-    assert_eq!(resp.error_code, 0, "OffsetFetch error");
-    let mut out = Vec::new();
-    for (t, p) in partitions {
-        let part = resp
-            .topics
-            .iter()
-            .find(|x| x.name.0.as_str() == *t)
-            .and_then(|x| x.partitions.iter().find(|y| y.partition_index == *p))
-            .expect("partition in OffsetFetch answer");
-        assert_eq!(part.error_code, 0);
-        out.push((
-            part.committed_offset,
-            part.metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default(),
-        ));
-    }
-    out
-}
-
-fn describe(c: &mut RawClient, group: &str) -> DescribedGroup {
-    let v = c.version::<DescribeGroupsRequest>();
-    let req = DescribeGroupsRequest::default().with_groups(vec![gid(group)]);
-    let mut resp = c.call(&req, v).expect("DescribeGroups");
-    assert_eq!(resp.groups.len(), 1);
-    resp.groups.remove(0)
-}
-
-/// Every group every broker lists: `(group, protocol type, state)`.
-fn list_groups(bootstrap: &str, states: &[&str]) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for addr in bootstrap.split(',') {
-        let mut c = RawClient::negotiated(addr);
-        let v = c.version::<ListGroupsRequest>();
-        assert!(v >= 4, "ListGroups with states needs v4+");
-        let req = ListGroupsRequest::default()
-            .with_states_filter(states.iter().map(|s| str_bytes(s)).collect());
-        let resp = c.call(&req, v).expect("ListGroups");
-        assert_eq!(resp.error_code, 0);
-        for g in resp.groups {
-            out.insert((
-                g.group_id.0.to_string(),
-                g.protocol_type.to_string(),
-                g.group_state.to_string(),
-            ));
-        }
-    }
-    out
-}
-
-fn delete_group(c: &mut RawClient, group: &str) -> i16 {
-    let v = c.version::<DeleteGroupsRequest>();
-    let req = DeleteGroupsRequest::default().with_groups_names(vec![gid(group)]);
-    let resp = c.call(&req, v).expect("DeleteGroups");
-    resp.results[0].error_code
-}
-
-/// OffsetDelete: `(group error, per-partition errors)`.
-fn delete_offsets(c: &mut RawClient, group: &str, partitions: &[(&str, i32)]) -> (i16, Vec<i16>) {
-    let topics = partitions
-        .iter()
-        .map(|(t, p)| {
-            OffsetDeleteRequestTopic::default()
-                .with_name(topic_name(t))
-                .with_partitions(vec![
-                    OffsetDeleteRequestPartition::default().with_partition_index(*p)
-                ])
-        })
-        .collect();
-    let req = OffsetDeleteRequest::default()
-        .with_group_id(gid(group))
-        .with_topics(topics);
-    let resp = c.call(&req, 0).expect("OffsetDelete");
-    (
-        resp.error_code,
-        resp.topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
-    )
-}
-
-/// Issue test 6: stale generations, unknown members, commits during a rebalance, fenced
+/// Stale generations, unknown members, commits during a rebalance, fenced
 /// static members and requests to a broker that is not the coordinator get Kafka's errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_the_ones_clients_expect() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "raw-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 2)]).await;
+    let bs = cluster.bootstrap();
+    blocking(move || {
         let group = "raw-group";
         let (coordinator_id, coordinator_addr) = find_coordinator(&cluster.kafka_addr(0), group);
         assert_eq!(
@@ -676,23 +324,23 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         assert_eq!(heartbeat(&mut a_conn, group, &a, None, 1), 0);
         assert_eq!(
             heartbeat(&mut a_conn, group, &a, None, 0),
-            err::ILLEGAL_GENERATION
+            code::ILLEGAL_GENERATION
         );
         assert_eq!(
             heartbeat(&mut a_conn, group, "nobody", None, 1),
-            err::UNKNOWN_MEMBER_ID
+            code::UNKNOWN_MEMBER_ID
         );
         assert_eq!(
             commit(&mut a_conn, group, &a, 0, &[(topic, 0, 5)]),
-            vec![err::ILLEGAL_GENERATION]
+            vec![code::ILLEGAL_GENERATION]
         );
         assert_eq!(
             commit(&mut a_conn, group, "nobody", 1, &[(topic, 0, 5)]),
-            vec![err::UNKNOWN_MEMBER_ID]
+            vec![code::UNKNOWN_MEMBER_ID]
         );
         assert_eq!(
             commit(&mut a_conn, group, "", -1, &[(topic, 0, 5)]),
-            vec![err::UNKNOWN_MEMBER_ID],
+            vec![code::UNKNOWN_MEMBER_ID],
             "simple commit to a group with members"
         );
         assert_eq!(
@@ -706,7 +354,7 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         let (b, b_cid) = start_join(&mut b_conn, group, topic);
         assert_eq!(
             heartbeat(&mut a_conn, group, &a, None, 1),
-            err::REBALANCE_IN_PROGRESS
+            code::REBALANCE_IN_PROGRESS
         );
         assert_eq!(commit(&mut a_conn, group, &a, 1, &[(topic, 0, 6)]), vec![0]);
         let ra = join(&mut a_conn, &join_request(group, &a, None, topic));
@@ -718,16 +366,16 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         // Between JoinGroup and SyncGroup: commits get REBALANCE_IN_PROGRESS.
         assert_eq!(
             commit(&mut a_conn, group, &a, 2, &[(topic, 0, 7)]),
-            vec![err::REBALANCE_IN_PROGRESS]
+            vec![code::REBALANCE_IN_PROGRESS]
         );
         assert_eq!(
             commit(&mut a_conn, group, &a, 1, &[(topic, 0, 7)]),
-            vec![err::ILLEGAL_GENERATION]
+            vec![code::ILLEGAL_GENERATION]
         );
         let stale = a_conn
             .call(&sync_request(group, &a, 1, &[]), v)
             .expect("SyncGroup");
-        assert_eq!(stale.error_code, err::ILLEGAL_GENERATION);
+        assert_eq!(stale.error_code, code::ILLEGAL_GENERATION);
         let b_sync = b_conn.send(&sync_request(group, &b, 2, &[]), v);
         let sa = a_conn
             .call(&sync_request(group, &a, 2, &[(&a, b"A2"), (&b, b"B2")]), v)
@@ -760,11 +408,11 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         assert_eq!(left.error_code, 0);
         assert_eq!(
             heartbeat(&mut a_conn, group, &a, None, 2),
-            err::REBALANCE_IN_PROGRESS
+            code::REBALANCE_IN_PROGRESS
         );
         assert_eq!(
             heartbeat(&mut b_conn, group, &b, None, 2),
-            err::UNKNOWN_MEMBER_ID
+            code::UNKNOWN_MEMBER_ID
         );
 
         // The other broker is not the coordinator.
@@ -773,14 +421,14 @@ async fn protocol_errors_are_the_ones_clients_expect() {
             .find(|addr| *addr != coordinator_addr)
             .expect("a broker that is not the coordinator");
         let mut o = RawClient::negotiated(&other);
-        assert_eq!(heartbeat(&mut o, group, &a, None, 2), err::NOT_COORDINATOR);
+        assert_eq!(heartbeat(&mut o, group, &a, None, 2), code::NOT_COORDINATOR);
         assert_eq!(
             commit(&mut o, group, &a, 2, &[(topic, 0, 1)]),
-            vec![err::NOT_COORDINATOR]
+            vec![code::NOT_COORDINATOR]
         );
         assert_eq!(
             join(&mut o, &join_request(group, "", None, topic)).error_code,
-            err::NOT_COORDINATOR
+            code::NOT_COORDINATOR
         );
 
         // Static membership: a restarted instance replaces its old member id, which is fenced.
@@ -814,7 +462,7 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         assert_ne!(new, old);
         assert_eq!(
             heartbeat(&mut s_conn, sgroup, &old, Some("inst-1"), 1),
-            err::FENCED_INSTANCE_ID
+            code::FENCED_INSTANCE_ID
         );
         assert_eq!(heartbeat(&mut s_conn, sgroup, &new, Some("inst-1"), 1), 0);
         let s = s_conn
@@ -842,25 +490,19 @@ async fn protocol_errors_are_the_ones_clients_expect() {
             now_ms(),
         );
         let produced = raw_produce(&mut any, "__consumer_offsets", id, 0, batch).expect("Produce");
-        assert_eq!(produced.error_code, err::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(produced.error_code, code::INVALID_TOPIC_EXCEPTION);
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
-/// Issue test 5: DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
+/// DescribeGroups, ListGroups, DeleteGroups and OffsetDelete report and act as
 /// Kafka's do, for a live group and after its last member left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_list_delete_groups_and_offsets() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
+    let (_serial, cluster) = start_with_topics(cluster(2), &[("desc-t", 3), ("other-t", 1)]).await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "desc-t", 3, &[]).await);
-    ok(&cluster, kafka::create_topic(&bs, "other-t", 1, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "desc-group";
         let produced = produce(&cluster, "desc-t", 30, "d");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -872,8 +514,8 @@ async fn describe_list_delete_groups_and_offsets() {
             &[("client.id", "describer")],
             log.clone(),
         );
-        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
+        wait_for_consumed(&cluster, &log, &produced);
         let mut c = coordinator_client(&bs, group);
 
         let d = describe(&mut c, group);
@@ -895,12 +537,12 @@ async fn describe_list_delete_groups_and_offsets() {
             "{stable:?}"
         );
         assert!(!list_groups(&bs, &["Empty"]).iter().any(|g| g.0 == group));
-        assert_eq!(delete_group(&mut c, group), err::NON_EMPTY_GROUP);
+        assert_eq!(delete_group(&mut c, group), code::NON_EMPTY_GROUP);
 
         // A commit for a topic the group does not subscribe to, through the member (a simple
         // commit would be refused while the group has members).
         let other = commit(&mut c, group, "", -1, &[("other-t", 0, 4)]);
-        assert_eq!(other, vec![err::UNKNOWN_MEMBER_ID]);
+        assert_eq!(other, vec![code::UNKNOWN_MEMBER_ID]);
         member.close();
         let deadline = Instant::now() + Duration::from_secs(30);
         while describe(&mut c, group).group_state.as_str() != "Empty" {
@@ -929,10 +571,10 @@ async fn describe_list_delete_groups_and_offsets() {
         // OffsetDelete: refused for the subscribed topic while a member is active; done here
         // (empty group) for both.
         let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
-        wait_for_assignment(&cluster, &[&member], 3, Duration::from_secs(60));
+        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
         assert_eq!(
             delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
-            (0, vec![err::GROUP_SUBSCRIBED_TO_TOPIC, 0])
+            (0, vec![code::GROUP_SUBSCRIBED_TO_TOPIC, 0])
         );
         assert_eq!(
             fetch_offsets(&mut c, group, &[("other-t", 0)]),
@@ -954,7 +596,7 @@ async fn describe_list_delete_groups_and_offsets() {
         );
         assert_eq!(
             delete_offsets(&mut c, "no-such-group", &[("desc-t", 0)]).0,
-            err::GROUP_ID_NOT_FOUND
+            code::GROUP_ID_NOT_FOUND
         );
 
         // DeleteGroups through librdkafka's admin client, then the group is Dead.
@@ -969,7 +611,7 @@ async fn describe_list_delete_groups_and_offsets() {
         assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
         let d = describe(&mut c, group);
         assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
-        assert_eq!(delete_group(&mut c, group), err::GROUP_ID_NOT_FOUND);
+        assert_eq!(delete_group(&mut c, group), code::GROUP_ID_NOT_FOUND);
         assert_eq!(
             fetch_offsets(&mut c, group, &[("desc-t", 1)]),
             vec![(-1, String::new())]
@@ -978,9 +620,6 @@ async fn describe_list_delete_groups_and_offsets() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// The index of the cluster broker listening on `addr`.
@@ -1022,7 +661,7 @@ fn consume_and_commit(
     next
 }
 
-/// Issue test 2: committed offsets survive kill -9 of the coordinator's broker; the group
+/// Committed offsets survive kill -9 of the coordinator's broker; the group
 /// finds its new coordinator (which rebuilt the state from a snapshot and the data after
 /// it) and resumes at the committed offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1036,7 +675,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
     let topic = "durable";
     ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
     let group = "durable-group";
-    let (mut cluster, committed, old_coordinator) = tokio::task::spawn_blocking(move || {
+    let (mut cluster, committed, old_coordinator) = blocking(move || {
         produce(&cluster, topic, 400, "x");
         let mut committed = consume_and_commit(&cluster, &bs, group, topic, 200);
         // Give the coordinator time to write a snapshot and trim (checked every 2 s), then
@@ -1046,8 +685,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         let (node, addr) = find_coordinator(&cluster.kafka_addr(0), group);
         (cluster, committed, (node, addr))
     })
-    .await
-    .expect("phase 1");
+    .await;
     let victim = broker_index(&cluster, &old_coordinator.1);
     assert!(
         cluster.brokers[victim]
@@ -1061,7 +699,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         .map(|i| cluster.kafka_addr(i))
         .collect();
     let bs = survivors.join(",");
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         // PD gives the dead broker's partitions to the others once its lease runs out.
         let deadline = Instant::now() + Duration::from_secs(60);
         while find_coordinator(&survivors[0], group).0 == old_coordinator.0 {
@@ -1125,20 +763,17 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         }
         cluster
     })
-    .await
-    .expect("phase 2");
+    .await;
 }
 
-/// Issue test 4: a static member (group.instance.id) restarted within its session timeout
+/// A static member (group.instance.id) restarted within its session timeout
 /// gets its partitions back, and the other members see no rebalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_restart_keeps_partitions_without_rebalance() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "static-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
+    let bs = cluster.bootstrap();
+    blocking(move || {
         let group = "static-group";
         let log = Arc::new(Mutex::new(Vec::new()));
         let props = |i: usize| {
@@ -1154,12 +789,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
             Member::start(&bs, group, topic, i, &extra, log.clone())
         };
         let mut members: Vec<Member> = (0..3).map(start).collect();
-        let before = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let before = wait_for_assignment(&cluster, &members, 6);
         std::thread::sleep(Duration::from_secs(2));
         let rebalances: Vec<usize> = members
             .iter()
@@ -1207,21 +837,16 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
-/// Issue test 3 (librdkafka): cooperative-sticky members share the partitions, move only
+/// librdkafka: cooperative-sticky members share the partitions, move only
 /// what must move when a member joins or leaves, and consume every record exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_rebalances_incrementally() {
-    let _serial = serial().await;
-    let cluster = cluster(2).start().await;
-    let bs = cluster.bootstrap();
     let topic = "coop-t";
-    ok(&cluster, kafka::create_topic(&bs, topic, 6, &[]).await);
-    let result = tokio::task::spawn_blocking(move || {
+    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
+    let bs = cluster.bootstrap();
+    blocking(move || {
         let group = "coop-group";
         let log = Arc::new(Mutex::new(Vec::new()));
         let extra = [("partition.assignment.strategy", "cooperative-sticky")];
@@ -1229,39 +854,24 @@ async fn cooperative_sticky_rebalances_incrementally() {
         let mut members: Vec<Member> = (0..2)
             .map(|i| Member::start(&bs, group, topic, i, &extra, log.clone()))
             .collect();
-        let two = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let two = wait_for_assignment(&cluster, &members, 6);
         assert!(two.iter().all(|a| a.len() == 3), "{two:?}");
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         members.push(Member::start(&bs, group, topic, 2, &extra, log.clone()));
         produced.extend(produce(&cluster, topic, 300, "q"));
-        let three = wait_for_assignment(
-            &cluster,
-            &members.iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let three = wait_for_assignment(&cluster, &members, 6);
         assert!(three.iter().all(|a| a.len() == 2), "{three:?}");
         // Sticky: the first two kept two of their three partitions each.
         for i in 0..2 {
             let kept = three[i].iter().filter(|p| two[i].contains(p)).count();
             assert_eq!(kept, 2, "member {i} had {:?}, now {:?}", two[i], three[i]);
         }
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
 
         members[2].close();
         produced.extend(produce(&cluster, topic, 300, "r"));
-        let back = wait_for_assignment(
-            &cluster,
-            &members[..2].iter().collect::<Vec<_>>(),
-            6,
-            Duration::from_secs(60),
-        );
+        let back = wait_for_assignment(&cluster, &members[..2], 6);
         for i in 0..2 {
             assert!(
                 three[i].iter().all(|p| back[i].contains(p)),
@@ -1270,52 +880,21 @@ async fn cooperative_sticky_rebalances_incrementally() {
                 back[i]
             );
         }
-        wait_for_consumed(&cluster, &log, &produced, Duration::from_secs(60));
+        wait_for_consumed(&cluster, &log, &produced);
         drop(members);
         cluster
     })
     .await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
-/// Issue test 3 (kafka-python): range and round-robin groups, assigned by the client's own
+/// kafka-python: range and round-robin groups, assigned by the client's own
 /// assignors: `integration/python/groups_test.py` against a two-broker cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_range_and_roundrobin_groups() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/groups_test.py");
-    let import = std::process::Command::new("python3")
-        .args(["-c", "import kafka"])
-        .output()
-        .expect("run python3");
-    assert!(
-        import.status.success(),
-        "kafka-python is not installed (pip install -r integration/python/requirements.txt): {}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    require_python_modules("kafka", "kafka-python is");
     let _serial = serial().await;
     let cluster = cluster(2).start().await;
-    let out = std::process::Command::new("timeout")
-        .arg("300")
-        .arg("python3")
-        .arg(&script)
-        .arg("--bootstrap")
-        .arg(cluster.bootstrap())
-        .output()
-        .expect("run groups_test.py");
-    if !out.status.success() {
-        fail(
-            &cluster,
-            format!(
-                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
+    run_python_test(&cluster, "groups_test.py");
 }
 
 /// The internal offsets topic is the coordinators' storage: clients cannot delete it, grow it
@@ -1326,7 +905,7 @@ async fn internal_offsets_topic_is_protected() {
     let cluster = cluster(1).start().await;
     let bs = cluster.bootstrap();
     let first = bs.split(',').next().expect("bootstrap").to_string();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         // FindCoordinator makes the broker create __consumer_offsets.
         find_coordinator(&first, "protect-group");
         let mut c = RawClient::negotiated(&first);
@@ -1362,8 +941,7 @@ async fn internal_offsets_topic_is_protected() {
         // It is still there and still serves groups.
         find_coordinator(&first, "protect-group-2");
     })
-    .await
-    .expect("test thread");
+    .await;
 }
 
 /// Offsets of a group without members are removed after `offsets.retention.minutes` (one
@@ -1378,7 +956,7 @@ async fn idle_group_offsets_expire_after_the_retention() {
         .await;
     let bs = cluster.bootstrap();
     ok(&cluster, kafka::create_topic(&bs, "expire-t", 1, &[]).await);
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let group = "expiring-group";
         let mut c = coordinator_client(&bs, group);
         // A simple consumer's commit: no membership, generation -1.
@@ -1413,6 +991,5 @@ async fn idle_group_offsets_expire_after_the_retention() {
             std::thread::sleep(Duration::from_millis(500));
         }
     })
-    .await
-    .expect("test thread");
+    .await;
 }

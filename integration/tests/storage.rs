@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use integration::{payload_for, Cluster};
-use protocol::model::{NodeKind, StreamId};
+use protocol::model::{NodeKind, StreamId, StreamInfo};
 use protocol::pd::ListNodes;
 use protocol::range_rpc::Fetch;
 use protocol::ErrorCode;
@@ -101,6 +101,14 @@ async fn verify_through_client(
     }
 }
 
+/// Three range servers, a client, and a new stream replicated to all three (acks from two).
+async fn three_replica_stream() -> (Cluster, StreamClient, StreamInfo) {
+    let cluster = Cluster::start(3).await;
+    let client = StreamClient::new(&[cluster.pd_addr()]);
+    let stream = client.create_stream(3, 2).await.expect("create");
+    (cluster, client, stream)
+}
+
 async fn range_server_addr(client: &StreamClient, node: u64) -> String {
     let nodes = client.pd().call(ListNodes {}).await.expect("list nodes");
     nodes
@@ -112,9 +120,7 @@ async fn range_server_addr(client: &StreamClient, node: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_appends_read_back_from_client_and_every_replica() {
-    let cluster = Cluster::start(3).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(3, 2).await.expect("create");
+    let (_cluster, client, stream) = three_replica_stream().await;
     let mut writer = client.open(stream.id).await.expect("open");
     let written = append_many(&mut writer, 1, 0, 100_000, 256).await;
     // Offsets are contiguous: each batch starts where the previous ended.
@@ -277,9 +283,7 @@ async fn killing_every_process_keeps_every_confirmed_append() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_fences_the_first() {
-    let cluster = Cluster::start(3).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(3, 2).await.expect("create");
+    let (cluster, client, stream) = three_replica_stream().await;
     let mut first = client.open(stream.id).await.expect("open first");
     let from_first = append_many(&mut first, 10, 0, 500, 32).await;
 

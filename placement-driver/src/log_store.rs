@@ -546,14 +546,20 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn torn_tail_is_truncated() -> Result<(), Box<dyn std::error::Error>> {
+    /// A log directory holding entries 1..=5, closed, and its last segment file.
+    fn closed_log_of_five() -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         {
             let store = LogStore::open(dir.path())?;
             append(&store, 1..6)?;
         }
         let seg = segment_files(dir.path()).pop().ok_or("no segment")?;
+        Ok((dir, seg))
+    }
+
+    #[test]
+    fn torn_tail_is_truncated() -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, seg) = closed_log_of_five()?;
         let len = fs::metadata(&seg)?.len();
         let f = OpenOptions::new().write(true).open(&seg)?;
         f.set_len(len - 3)?;
@@ -570,12 +576,7 @@ mod tests {
 
     #[test]
     fn flipped_bit_stops_recovery_there() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = LogStore::open(dir.path())?;
-            append(&store, 1..6)?;
-        }
-        let seg = segment_files(dir.path()).pop().ok_or("no segment")?;
+        let (dir, seg) = closed_log_of_five()?;
         let store = LogStore::open(dir.path())?;
         let (_, pos3) = store.inner.lock().map_err(|_| "lock")?.positions[&3];
         drop(store);

@@ -184,30 +184,35 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
         last_applied: Gauge::default(),
         leader: Gauge::default(),
     };
-    registry.register("pd_streams", "Streams not deleted", g.streams.clone());
-    registry.register(
-        "pd_nodes_alive",
-        "Nodes holding a current lease",
-        g.nodes_alive.clone(),
-    );
-    registry.register("pd_topics", "Kafka topics", g.topics.clone());
-    registry.register("pd_partitions", "Kafka partitions", g.partitions.clone());
-    registry.register(
-        "pd_partitions_without_live_leader",
-        "Partitions whose leader is missing or not alive",
-        g.partitions_leaderless.clone(),
-    );
-    registry.register("pd_raft_term", "Current Raft term", g.term.clone());
-    registry.register(
-        "pd_raft_last_applied",
-        "Last applied Raft log index",
-        g.last_applied.clone(),
-    );
-    registry.register(
-        "pd_raft_is_leader",
-        "1 when this voter is the Raft leader",
-        g.leader.clone(),
-    );
+    let metrics = [
+        ("pd_streams", "Streams not deleted", &g.streams),
+        (
+            "pd_nodes_alive",
+            "Nodes holding a current lease",
+            &g.nodes_alive,
+        ),
+        ("pd_topics", "Kafka topics", &g.topics),
+        ("pd_partitions", "Kafka partitions", &g.partitions),
+        (
+            "pd_partitions_without_live_leader",
+            "Partitions whose leader is missing or not alive",
+            &g.partitions_leaderless,
+        ),
+        ("pd_raft_term", "Current Raft term", &g.term),
+        (
+            "pd_raft_last_applied",
+            "Last applied Raft log index",
+            &g.last_applied,
+        ),
+        (
+            "pd_raft_is_leader",
+            "1 when this voter is the Raft leader",
+            &g.leader,
+        ),
+    ];
+    for (name, help, gauge) in metrics {
+        registry.register(name, help, gauge.clone());
+    }
     g
 }
 

@@ -60,6 +60,61 @@ fn code<T: std::fmt::Debug>(r: Result<T, RpcError>) -> ErrorCode {
     }
 }
 
+fn heartbeat(node_id: u64) -> Heartbeat {
+    Heartbeat {
+        node_id,
+        ranges: vec![],
+    }
+}
+
+fn create_stream(replica: u8, ack_count: u8) -> CreateStream {
+    CreateStream { replica, ack_count }
+}
+
+fn open_stream(stream_id: u64, min_epoch: u64) -> OpenStream {
+    OpenStream {
+        stream_id,
+        min_epoch,
+    }
+}
+
+fn create_range(stream_id: u64, epoch: u64, start: u64, exclude: Vec<u64>) -> CreateRange {
+    CreateRange {
+        stream_id,
+        epoch,
+        start,
+        exclude,
+    }
+}
+
+fn seal_range(stream_id: u64, epoch: u64, index: u32, end: u64) -> SealRange {
+    SealRange {
+        stream_id,
+        epoch,
+        index,
+        end,
+    }
+}
+
+fn watch(since: u64, timeout_ms: u64) -> Watch {
+    Watch { since, timeout_ms }
+}
+
+fn allocate_ids(key: &str, count: u64) -> AllocateIds {
+    AllocateIds {
+        key: key.into(),
+        count,
+    }
+}
+
+fn create_partitions(name: &str, total: u32, validate_only: bool) -> CreatePartitions {
+    CreatePartitions {
+        name: name.into(),
+        total,
+        validate_only,
+    }
+}
+
 #[test]
 fn rules_watch_and_restart() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -79,182 +134,49 @@ fn rules_watch_and_restart() -> TestResult {
         assert_eq!((s1, s2, s3), (1, 2, 3));
         assert_eq!(register(&c, Some(2), 2).await?, 2);
         for id in [s1, s2, s3] {
-            call(
-                &c,
-                Heartbeat {
-                    node_id: id,
-                    ranges: vec![],
-                },
-            )
-            .await?;
+            call(&c, heartbeat(id)).await?;
         }
-        assert_eq!(
-            code(
-                call(
-                    &c,
-                    Heartbeat {
-                        node_id: 99,
-                        ranges: vec![]
-                    }
-                )
-                .await
-            ),
-            ErrorCode::NotFound
-        );
+        assert_eq!(code(call(&c, heartbeat(99)).await), ErrorCode::NotFound);
 
         assert_eq!(
-            code(
-                call(
-                    &c,
-                    CreateStream {
-                        replica: 3,
-                        ack_count: 4
-                    }
-                )
-                .await
-            ),
+            code(call(&c, create_stream(3, 4)).await),
             ErrorCode::InvalidArgument
         );
-        let w0 = call(
-            &c,
-            Watch {
-                since: 0,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
-        let s = call(
-            &c,
-            CreateStream {
-                replica: 3,
-                ack_count: 2,
-            },
-        )
-        .await?;
+        let w0 = call(&c, watch(0, 0)).await?;
+        let s = call(&c, create_stream(3, 2)).await?;
         assert_eq!((s.epoch, s.ranges.len()), (0, 0));
-        let opened = call(
-            &c,
-            OpenStream {
-                stream_id: s.id,
-                min_epoch: 0,
-            },
-        )
-        .await?;
+        let opened = call(&c, open_stream(s.id, 0)).await?;
         assert_eq!(opened.epoch, 1);
-        let r0 = call(
-            &c,
-            CreateRange {
-                stream_id: s.id,
-                epoch: 1,
-                start: 0,
-                exclude: vec![],
-            },
-        )
-        .await?;
+        let r0 = call(&c, create_range(s.id, 1, 0, vec![])).await?;
         assert_eq!(r0.servers.len(), 3);
         assert_eq!(r0.offload_owner, r0.servers[0]);
         // A second writer fences the first.
-        let opened = call(
-            &c,
-            OpenStream {
-                stream_id: s.id,
-                min_epoch: 5,
-            },
-        )
-        .await?;
+        let opened = call(&c, open_stream(s.id, 5)).await?;
         assert_eq!(opened.epoch, 5);
         assert_eq!(
-            code(
-                call(
-                    &c,
-                    SealRange {
-                        stream_id: s.id,
-                        epoch: 1,
-                        index: 0,
-                        end: 10
-                    }
-                )
-                .await
-            ),
+            code(call(&c, seal_range(s.id, 1, 0, 10)).await),
             ErrorCode::Fenced
         );
-        let sealed = call(
-            &c,
-            SealRange {
-                stream_id: s.id,
-                epoch: 5,
-                index: 0,
-                end: 10,
-            },
-        )
-        .await?;
+        let sealed = call(&c, seal_range(s.id, 5, 0, 10)).await?;
         assert_eq!(sealed.end, Some(10));
+        assert_eq!(call(&c, seal_range(s.id, 5, 0, 10)).await?, sealed);
         assert_eq!(
-            call(
-                &c,
-                SealRange {
-                    stream_id: s.id,
-                    epoch: 5,
-                    index: 0,
-                    end: 10
-                }
-            )
-            .await?,
-            sealed
-        );
-        assert_eq!(
-            code(
-                call(
-                    &c,
-                    SealRange {
-                        stream_id: s.id,
-                        epoch: 5,
-                        index: 0,
-                        end: 11
-                    }
-                )
-                .await
-            ),
+            code(call(&c, seal_range(s.id, 5, 0, 11)).await),
             ErrorCode::InvalidArgument
         );
         // Exclusion: the new range avoids s1 and prefers servers not in the last range.
-        let r1 = call(
-            &c,
-            CreateRange {
-                stream_id: s.id,
-                epoch: 5,
-                start: 10,
-                exclude: vec![s1],
-            },
-        )
-        .await?;
+        let r1 = call(&c, create_range(s.id, 5, 10, vec![s1])).await?;
         assert_eq!(r1.index, 1);
         assert!(!r1.servers.contains(&s1));
         assert_eq!(r1.servers.len(), 2);
 
         // Watch sees the changes, and long-polls for the next one.
-        let w = call(
-            &c,
-            Watch {
-                since: w0.revision,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w = call(&c, watch(w0.revision, 0)).await?;
         assert!(!w.reset);
         assert!(w.events.contains(&Event::StreamChanged(s.id)));
         let c2 = c.clone();
         let rev = w.revision;
-        let waiter = tokio::spawn(async move {
-            call(
-                &c2,
-                Watch {
-                    since: rev,
-                    timeout_ms: 5000,
-                },
-            )
-            .await
-        });
+        let waiter = tokio::spawn(async move { call(&c2, watch(rev, 5000)).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         call(
             &c,
@@ -267,36 +189,9 @@ fn rules_watch_and_restart() -> TestResult {
         let woke = waiter.await??;
         assert_eq!(woke.events, vec![Event::StreamChanged(s.id)]);
 
-        assert_eq!(
-            call(
-                &c,
-                AllocateIds {
-                    key: "topic".into(),
-                    count: 10
-                }
-            )
-            .await?,
-            1
-        );
-        assert_eq!(
-            call(
-                &c,
-                AllocateIds {
-                    key: "topic".into(),
-                    count: 1
-                }
-            )
-            .await?,
-            11
-        );
-        let gone = call(
-            &c,
-            CreateStream {
-                replica: 1,
-                ack_count: 1,
-            },
-        )
-        .await?;
+        assert_eq!(call(&c, allocate_ids("topic", 10)).await?, 1);
+        assert_eq!(call(&c, allocate_ids("topic", 1)).await?, 11);
+        let gone = call(&c, create_stream(1, 1)).await?;
         call(&c, DeleteStream { stream_id: gone.id }).await?;
         assert_eq!(
             code(call(&c, DescribeStream { stream_id: gone.id }).await),
@@ -307,14 +202,7 @@ fn rules_watch_and_restart() -> TestResult {
         assert!(nodes.iter().all(|n| n.alive));
         // Many writes so that snapshots are taken and the log purged.
         for _ in 0..30 {
-            call(
-                &c,
-                AllocateIds {
-                    key: "bulk".into(),
-                    count: 1,
-                },
-            )
-            .await?;
+            call(&c, allocate_ids("bulk", 1)).await?;
         }
         running.shutdown().await;
         Ok::<_, Box<dyn std::error::Error>>((s.id, 5u64, woke.revision))
@@ -329,84 +217,25 @@ fn rules_watch_and_restart() -> TestResult {
         assert_eq!(s.start_offset, 5);
         assert_eq!(s.ranges.len(), 2);
         assert_eq!(s.ranges[0].end, Some(10));
-        assert_eq!(
-            call(
-                &c,
-                AllocateIds {
-                    key: "bulk".into(),
-                    count: 1
-                }
-            )
-            .await?,
-            31
-        );
-        assert_eq!(
-            call(
-                &c,
-                AllocateIds {
-                    key: "topic".into(),
-                    count: 1
-                }
-            )
-            .await?,
-            12
-        );
+        assert_eq!(call(&c, allocate_ids("bulk", 1)).await?, 31);
+        assert_eq!(call(&c, allocate_ids("topic", 1)).await?, 12);
         assert_eq!(call(&c, ListStreams {}).await?.len(), 1);
         // A revision this PD never issued (ahead of it) gets a reset, never an error.
         assert!(watch_rev > 0);
-        let w = call(
-            &c,
-            Watch {
-                since: u64::MAX,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w = call(&c, watch(u64::MAX, 0)).await?;
         assert!(w.reset);
         // Known nodes are alive during the grace period, then die without heartbeats.
         assert!(call(&c, ListNodes {}).await?.iter().all(|n| n.alive));
         tokio::time::sleep(Duration::from_millis(400)).await;
-        call(
-            &c,
-            Heartbeat {
-                node_id: 3,
-                ranges: vec![],
-            },
-        )
-        .await?;
+        call(&c, heartbeat(3)).await?;
         let nodes = call(&c, ListNodes {}).await?;
         let alive: Vec<u64> = nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
         assert_eq!(alive, vec![3]);
         // Only one live server: a replica-3/ack-2 range cannot be placed.
-        let st = call(
-            &c,
-            CreateStream {
-                replica: 3,
-                ack_count: 2,
-            },
-        )
-        .await?;
-        let st = call(
-            &c,
-            OpenStream {
-                stream_id: st.id,
-                min_epoch: 0,
-            },
-        )
-        .await?;
+        let st = call(&c, create_stream(3, 2)).await?;
+        let st = call(&c, open_stream(st.id, 0)).await?;
         assert_eq!(
-            code(
-                call(
-                    &c,
-                    CreateRange {
-                        stream_id: st.id,
-                        epoch: st.epoch,
-                        start: 0,
-                        exclude: vec![]
-                    }
-                )
-                .await
-            ),
+            code(call(&c, create_range(st.id, st.epoch, 0, vec![])).await),
             ErrorCode::NoCapacity
         );
         let snapshot = data.join("raft").join("snapshot");
@@ -436,14 +265,7 @@ fn garbage_does_not_stop_the_server() -> TestResult {
         })
         .await??;
         let c = RpcClient::new(addr.to_string());
-        let s = call(
-            &c,
-            CreateStream {
-                replica: 1,
-                ack_count: 1,
-            },
-        )
-        .await?;
+        let s = call(&c, create_stream(1, 1)).await?;
         assert_eq!(s.id, 1);
         running.shutdown().await;
         Ok::<_, Box<dyn std::error::Error>>(())
@@ -501,22 +323,8 @@ fn survives_kill_9() -> TestResult {
         let c = RpcClient::new(addr);
         let mut ids = Vec::new();
         for i in 0..50u64 {
-            let s = call(
-                &c,
-                CreateStream {
-                    replica: 1,
-                    ack_count: 1,
-                },
-            )
-            .await?;
-            call(
-                &c,
-                OpenStream {
-                    stream_id: s.id,
-                    min_epoch: i,
-                },
-            )
-            .await?;
+            let s = call(&c, create_stream(1, 1)).await?;
+            call(&c, open_stream(s.id, i)).await?;
             ids.push(s.id);
         }
         Ok::<_, RpcError>(ids)
@@ -531,14 +339,7 @@ fn survives_kill_9() -> TestResult {
         for (i, s) in streams.iter().enumerate() {
             assert_eq!(s.epoch, (i as u64).max(1));
         }
-        let next = call(
-            &c,
-            CreateStream {
-                replica: 1,
-                ack_count: 1,
-            },
-        )
-        .await?;
+        let next = call(&c, create_stream(1, 1)).await?;
         assert_eq!(next.id, 51);
         Ok::<_, RpcError>(())
     });
@@ -567,12 +368,7 @@ fn heartbeat_every_100ms(c: &RpcClient, id: u64) -> Arc<AtomicBool> {
     let (c, flag) = (c.clone(), on.clone());
     tokio::spawn(async move {
         while flag.load(Ordering::SeqCst) {
-            let _ = c
-                .call(Heartbeat {
-                    node_id: id,
-                    ranges: vec![],
-                })
-                .await;
+            let _ = c.call(heartbeat(id)).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -664,14 +460,7 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
         assert_eq!(dry.partitions.len(), 4);
         assert!(call(&c, ListTopics {}).await?.is_empty());
 
-        let w0 = call(
-            &c,
-            Watch {
-                since: 0,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w0 = call(&c, watch(0, 0)).await?;
         let orders = call(
             &c,
             CreateTopic {
@@ -689,14 +478,7 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
             code(call(&c, create_topic("orders", 1)).await),
             ErrorCode::AlreadyExists
         );
-        let w = call(
-            &c,
-            Watch {
-                since: w0.revision,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w = call(&c, watch(w0.revision, 0)).await?;
         assert!(w.events.contains(&Event::TopicChanged("orders".into())));
 
         // The partitions' streams are real streams.
@@ -707,24 +489,8 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
             }
         }
         let p0 = orders.partitions[0].data_stream;
-        let opened = call(
-            &c,
-            OpenStream {
-                stream_id: p0,
-                min_epoch: 0,
-            },
-        )
-        .await?;
-        let range = call(
-            &c,
-            CreateRange {
-                stream_id: p0,
-                epoch: opened.epoch,
-                start: 0,
-                exclude: vec![],
-            },
-        )
-        .await?;
+        let opened = call(&c, open_stream(p0, 0)).await?;
+        let range = call(&c, create_range(p0, opened.epoch, 0, vec![])).await?;
         assert_eq!(range.servers.len(), 3);
 
         // A second broker gets a fair share; moved partitions' epochs bump once.
@@ -741,14 +507,7 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
         }
 
         // A stops heartbeating: its partitions move to B within a lease and a tick or so.
-        let w1 = call(
-            &c,
-            Watch {
-                since: 0,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w1 = call(&c, watch(0, 0)).await?;
         a_beats.store(false, Ordering::SeqCst);
         let stopped = Instant::now();
         let moved = wait_topic(&c, "orders", |t| leaders(t) == vec![Some(b); 4]).await?;
@@ -759,14 +518,7 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
             assert_eq!(after.leader_epoch, expected);
         }
         // Watchers heard about the topic and about A's liveness.
-        let w = call(
-            &c,
-            Watch {
-                since: w1.revision,
-                timeout_ms: 0,
-            },
-        )
-        .await?;
+        let w = call(&c, watch(w1.revision, 0)).await?;
         assert!(w.events.contains(&Event::TopicChanged("orders".into())));
         assert!(w.events.contains(&Event::NodeChanged(a)), "{:?}", w.events);
         let nodes = call(&c, ListNodes {}).await?;
@@ -782,52 +534,16 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
 
         // More partitions: new streams, and owners at once.
         assert_eq!(
-            code(
-                call(
-                    &c,
-                    CreatePartitions {
-                        name: "orders".into(),
-                        total: 4,
-                        validate_only: false
-                    }
-                )
-                .await
-            ),
+            code(call(&c, create_partitions("orders", 4, false)).await),
             ErrorCode::InvalidArgument
         );
         assert_eq!(
-            code(
-                call(
-                    &c,
-                    CreatePartitions {
-                        name: "nope".into(),
-                        total: 4,
-                        validate_only: false
-                    }
-                )
-                .await
-            ),
+            code(call(&c, create_partitions("nope", 4, false)).await),
             ErrorCode::NotFound
         );
-        let dry = call(
-            &c,
-            CreatePartitions {
-                name: "orders".into(),
-                total: 6,
-                validate_only: true,
-            },
-        )
-        .await?;
+        let dry = call(&c, create_partitions("orders", 6, true)).await?;
         assert_eq!(dry.partitions.len(), 6);
-        let grown = call(
-            &c,
-            CreatePartitions {
-                name: "orders".into(),
-                total: 6,
-                validate_only: false,
-            },
-        )
-        .await?;
+        let grown = call(&c, create_partitions("orders", 6, false)).await?;
         assert_eq!(grown.partitions.len(), 6);
         assert!(grown.partitions[4..].iter().all(|p| p.leader.is_some()));
         for p in &grown.partitions[4..] {
@@ -840,43 +556,27 @@ fn topics_partitions_and_broker_ownership() -> TestResult {
             .await?;
         }
 
-        // Configs, both ways.
-        let t = call(
-            &c,
-            AlterTopicConfigs {
-                name: "orders".into(),
-                set: vec![("cleanup.policy".into(), "compact".into())],
-                remove: vec!["retention.ms".into()],
-                replace_all: false,
-                validate_only: false,
-            },
-        )
-        .await?;
-        assert_eq!(t.configs, vec![("cleanup.policy".into(), "compact".into())]);
-        let t = call(
-            &c,
-            AlterTopicConfigs {
-                name: "orders".into(),
-                set: vec![("max.message.bytes".into(), "1000".into())],
-                remove: vec![],
-                replace_all: true,
-                validate_only: true,
-            },
-        )
-        .await?;
-        assert_eq!(t.configs, vec![("max.message.bytes".into(), "1000".into())]);
-        let t = call(
-            &c,
-            AlterTopicConfigs {
-                name: "orders".into(),
-                set: vec![("segment.ms".into(), "1".into())],
-                remove: vec![],
-                replace_all: true,
-                validate_only: false,
-            },
-        )
-        .await?;
-        assert_eq!(t.configs, vec![("segment.ms".into(), "1".into())]);
+        // Configs, both ways: (set key, value, remove, replace_all, validate_only); each answer
+        // shows just the one key set (a dry run answers what would be).
+        let cases: [(&str, &str, &[&str], bool, bool); 3] = [
+            ("cleanup.policy", "compact", &["retention.ms"], false, false),
+            ("max.message.bytes", "1000", &[], true, true),
+            ("segment.ms", "1", &[], true, false),
+        ];
+        for (key, value, remove, replace_all, validate_only) in cases {
+            let t = call(
+                &c,
+                AlterTopicConfigs {
+                    name: "orders".into(),
+                    set: vec![(key.into(), value.into())],
+                    remove: remove.iter().map(|r| r.to_string()).collect(),
+                    replace_all,
+                    validate_only,
+                },
+            )
+            .await?;
+            assert_eq!(t.configs, vec![(key.into(), value.into())]);
+        }
 
         // Delete: the topic and its streams are gone.
         let tmp = call(&c, create_topic("tmp", 2)).await?;

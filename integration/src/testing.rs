@@ -1,0 +1,159 @@
+//! What every Kafka test file shares besides the clients: the lock that runs one file's
+//! tests one at a time (each starts a whole cluster; the machine has two cores), failing
+//! with the cluster's logs attached, and deterministic test values. It starts nothing itself.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{kafka, Cluster, ClusterBuilder};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held for the whole of a test that starts a cluster.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// Takes the serial lock, starts `builder`'s cluster and creates `topics` (name, partition
+/// count, default configs) in order, failing the test with the logs if one cannot be created.
+/// Keep the guard for the whole test.
+pub async fn start_with_topics(
+    builder: ClusterBuilder,
+    topics: &[(&str, i32)],
+) -> (tokio::sync::MutexGuard<'static, ()>, Cluster) {
+    let guard = serial().await;
+    let cluster = builder.start().await;
+    for (topic, partitions) in topics {
+        ok(
+            &cluster,
+            kafka::create_topic(&cluster.bootstrap(), topic, *partitions, &[]).await,
+        );
+    }
+    (guard, cluster)
+}
+
+/// Fails the test with `msg`, the problems in the broker logs and the tail of every log.
+pub fn fail(cluster: &Cluster, msg: String) -> ! {
+    panic!(
+        "{msg}\n{}{}",
+        cluster.broker_log_problems(30),
+        cluster.logs_tail(40)
+    )
+}
+
+/// Unwraps, or fails the test with the error and the cluster's logs (see [`fail`]).
+pub fn ok<T>(cluster: &Cluster, r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| fail(cluster, e))
+}
+
+/// Deterministic value bytes for message `i` of a test (`len` long, compressible when
+/// `compressible`).
+pub fn value_for(seed: u64, i: u64, len: usize, compressible: bool) -> Vec<u8> {
+    if compressible {
+        let text =
+            format!("message {i} of seed {seed}: the quick brown fox jumps over the lazy dog. ");
+        text.bytes().cycle().take(len).collect()
+    } else {
+        crate::payload_for(seed, i, len)
+    }
+}
+
+/// Makes sure `cmd` is installed, else fails the test saying how to install it.
+pub fn require_command(cmd: &str, install: &str) {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{cmd}` is not installed here ({install}; .ci/run installs it)"
+    );
+}
+
+/// Reads `partition` of `topic` from its first record up to offset `end` (30 s at most) with
+/// librdkafka; fails the test with the cluster's logs when it cannot.
+pub fn read_from_start(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    end: i64,
+) -> Vec<kafka::Record> {
+    ok(
+        cluster,
+        kafka::read_partition(
+            &cluster.bootstrap(),
+            topic,
+            partition,
+            rdkafka::Offset::Beginning,
+            end,
+            Duration::from_secs(30),
+        ),
+    )
+}
+
+/// Runs blocking client code (librdkafka, the raw client) on a blocking thread and answers
+/// what it returns; a panic in it fails the test with the panic's own message.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A script in `integration/python/`.
+pub fn python_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Makes sure `python3 -c "import <modules>"` works, else fails the test naming `what` is
+/// missing and how to install it.
+pub fn require_python_modules(modules: &str, what: &str) {
+    let reqs = python_script("requirements.txt");
+    let import = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .expect("run python3");
+    assert!(
+        import.status.success(),
+        "{what} not installed (pip install -r {}; .ci/run does): {}",
+        reqs.display(),
+        String::from_utf8_lossy(&import.stderr)
+    );
+}
+
+/// Runs `integration/python/<name> --bootstrap <cluster>` (five minutes at most) and fails the
+/// test with its output and the cluster's logs unless it succeeds.
+pub fn run_python_test(cluster: &Cluster, name: &str) {
+    let script = python_script(name);
+    let out = std::process::Command::new("timeout")
+        .arg("300")
+        .arg("python3")
+        .arg(&script)
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    if !out.status.success() {
+        fail(
+            cluster,
+            format!(
+                "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
+}
