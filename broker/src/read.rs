@@ -46,7 +46,13 @@ pub struct Scan {
 
 impl Scan {
     /// `chunk_bytes`: asked of the stream per read (at most [`MAX_READ_BYTES`]).
-    pub fn new(client: StreamClient, stream: StreamId, from: u64, end: u64, chunk_bytes: usize) -> Self {
+    pub fn new(
+        client: StreamClient,
+        stream: StreamId,
+        from: u64,
+        end: u64,
+        chunk_bytes: usize,
+    ) -> Self {
         Scan {
             client,
             stream,
