@@ -74,10 +74,19 @@ async fn verify_through_client(
     let mut offset = expected.first().map(|w| w.offset).unwrap_or(0);
     let mut i = 0;
     while i < expected.len() {
-        let result = client.read(stream, offset, 1 << 20).await.expect("read");
+        // Replicas serve up to the confirmed offset the writer last told them; after the
+        // last append that notice (`Commit`) travels on its own, so the tail may take a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let result = loop {
+            let result = client.read(stream, offset, 1 << 20).await.expect("read");
+            if !result.batches.is_empty() || std::time::Instant::now() > deadline {
+                break result;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert!(
             !result.batches.is_empty(),
-            "no data at offset {offset} (batch {i} of {})",
+            "no data at offset {offset} (batch {i} of {}) within 5 s",
             expected.len()
         );
         for batch in result.batches {
