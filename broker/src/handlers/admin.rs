@@ -19,15 +19,14 @@ use kafka_protocol::messages::*;
 use protocol::model::TopicInfo;
 use protocol::pd::{AllocateIds, CreatePartitions as PdCreatePartitions, CreateTopic, DeleteTopic};
 use protocol::{ErrorCode, RpcError};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::metadata::{host_port, live_leader};
-use super::str_bytes;
+use super::{code_or, str_bytes};
 use crate::context::SharedBroker;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::refresh;
-use crate::partition::DeleteRecords as DeleteRecordsMsg;
+use crate::partition::{self, DeleteRecords as DeleteRecordsMsg};
 use crate::topic_config;
 
 /// Longest a request waits for new partitions to get leaders.
@@ -389,29 +388,14 @@ pub async fn delete_records(
         let name = topic.name.0.to_string();
         let mut partitions = Vec::new();
         for p in topic.partitions {
-            let (error, low) = match broker.partition(&name, p.partition_index.max(0) as u32) {
-                Some(handle) if p.partition_index >= 0 => {
-                    let (tx, rx) = oneshot::channel();
-                    handle.addr.do_send(DeleteRecordsMsg {
-                        offset: p.offset,
-                        reply: tx,
-                    });
-                    rx.await
-                        .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
-                        .map_or_else(|e| (e.code(), -1), |low| (0, low as i64))
-                }
-                _ => {
-                    let known = broker.snapshot().topics.get(&name).is_some_and(|t| {
-                        p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
-                    });
-                    let code = if known {
-                        ResponseError::NotLeaderOrFollower.code()
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    };
-                    (code, -1)
-                }
+            let request = |reply| DeleteRecordsMsg {
+                offset: p.offset,
+                reply,
             };
+            let low = partition::ask_named(broker, &name, p.partition_index, request)
+                .await
+                .and_then(|low| low);
+            let (error, low) = code_or(low.map(|low| low as i64), -1);
             partitions.push(
                 DeleteRecordsPartitionResult::default()
                     .with_partition_index(p.partition_index)

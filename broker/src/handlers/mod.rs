@@ -20,6 +20,7 @@ mod produce;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use tracing::Instrument;
@@ -274,6 +275,20 @@ pub fn handle(
     let pending = dispatch(broker, reply, header, body);
     drop(entered);
     pending.instrument(span).boxed_local()
+}
+
+/// The wire code of an error that may not be there: 0 when there is none.
+pub fn error_code(error: Option<ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
+}
+
+/// A per-partition answer as a response encodes it: `(0, value)`, or the error's code with
+/// `fallback` (the "unknown" value of that response).
+pub fn code_or<T>(result: Result<T, ResponseError>, fallback: T) -> (i16, T) {
+    match result {
+        Ok(value) => (0, value),
+        Err(error) => (error.code(), fallback),
+    }
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use crate::context::SharedBroker;
 use crate::group::coordinator::GroupCoordinator;
 use crate::group::offsets_partition;
+use crate::handlers::error_code as code;
 
 pub use admin::{delete_groups, describe_groups, list_groups};
 pub(super) use find_coordinator::ensure_offsets_topic;
@@ -71,9 +72,4 @@ where
     let (reply, rx) = oneshot::channel();
     addr.do_send(request(reply));
     rx.await.map_err(|_| E::NotCoordinator)
-}
-
-/// The wire code of an error that may not be there: 0 when there is none.
-fn code(error: Option<E>) -> i16 {
-    error.map_or(0, |e| e.code())
 }

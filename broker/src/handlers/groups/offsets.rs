@@ -21,16 +21,6 @@ use crate::group::records::OffsetValue;
 use crate::group::state::{CommitRequest, FetchedOffset, Outcome, TopicPartition};
 use crate::handlers::str_bytes;
 
-/// Whether `topic` has partition `partition` in the cluster metadata.
-fn partition_exists(broker: &SharedBroker, topic: &str, partition: i32) -> bool {
-    partition >= 0
-        && broker
-            .snapshot()
-            .topics
-            .get(topic)
-            .is_some_and(|t| (partition as usize) < t.partitions.len())
-}
-
 /// A partition named in an OffsetCommit or OffsetDelete, in request order, with its error if
 /// it is answered without the coordinator (it does not exist).
 struct PartitionAnswer {
@@ -48,13 +38,14 @@ fn check_partitions<'a, T, P>(
     parts: impl Fn(&'a T) -> (&'a TopicName, &'a [P]),
     index: impl Fn(&P) -> i32,
 ) -> (Vec<PartitionAnswer>, Vec<(TopicPartition, &'a P)>) {
+    let snapshot = broker.snapshot();
     let mut answers = Vec::new();
     let mut known = Vec::new();
     for (topic, partitions) in topics.iter().map(parts) {
         let name = s(&topic.0);
         for p in partitions {
             let partition = index(p);
-            let exists = partition_exists(broker, &name, partition);
+            let exists = snapshot.has_partition(&name, partition);
             if exists {
                 known.push((TopicPartition::new(name.clone(), partition), p));
             }
