@@ -392,9 +392,11 @@ pub async fn delete_records(
                 offset: p.offset,
                 reply,
             };
-            let low = partition::ask_named(broker, &name, p.partition_index, request)
-                .await
-                .and_then(|low| low);
+            let low = match partition::owned_index(broker, &name, p.partition_index) {
+                Ok(index) => partition::ask(broker, &name, index, request).await,
+                Err(error) => Err(error),
+            };
+            let low = low.and_then(|low| low);
             let (error, low) = code_or(low.map(|low| low as i64), -1);
             partitions.push(
                 DeleteRecordsPartitionResult::default()

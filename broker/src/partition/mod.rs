@@ -290,45 +290,22 @@ where
     let handle = broker
         .partition(topic, index)
         .ok_or(ResponseError::NotLeaderOrFollower)?;
-    ask_handle(handle, request).await
-}
-
-/// [`ask`] for a partition as a client named it: when no actor runs here,
-/// UNKNOWN_TOPIC_OR_PARTITION if the cluster has no such partition, else
-/// NOT_LEADER_OR_FOLLOWER.
-pub async fn ask_named<T, M>(
-    broker: &Broker,
-    topic: &str,
-    index: i32,
-    request: impl FnOnce(oneshot::Sender<T>) -> M,
-) -> Result<T, ResponseError>
-where
-    M: Message<Result = ()> + Send + 'static,
-    PartitionActor: Handler<M>,
-{
-    let handle = u32::try_from(index)
-        .ok()
-        .and_then(|index| broker.partition(topic, index));
-    match handle {
-        Some(handle) => ask_handle(handle, request).await,
-        None if broker.snapshot().has_partition(topic, index) => {
-            Err(ResponseError::NotLeaderOrFollower)
-        }
-        None => Err(ResponseError::UnknownTopicOrPartition),
-    }
-}
-
-async fn ask_handle<T, M>(
-    handle: PartitionHandle,
-    request: impl FnOnce(oneshot::Sender<T>) -> M,
-) -> Result<T, ResponseError>
-where
-    M: Message<Result = ()> + Send + 'static,
-    PartitionActor: Handler<M>,
-{
     let (tx, rx) = oneshot::channel();
     handle.addr.do_send(request(tx));
     rx.await.map_err(|_| ResponseError::NotLeaderOrFollower)
+}
+
+/// The index of a partition a client named, if its actor runs here; else the error to answer:
+/// UNKNOWN_TOPIC_OR_PARTITION if the cluster has no such partition, else
+/// NOT_LEADER_OR_FOLLOWER.
+pub fn owned_index(broker: &Broker, topic: &str, index: i32) -> Result<u32, ResponseError> {
+    match u32::try_from(index) {
+        Ok(owned) if broker.partition(topic, owned).is_some() => Ok(owned),
+        _ if broker.snapshot().has_partition(topic, index) => {
+            Err(ResponseError::NotLeaderOrFollower)
+        }
+        _ => Err(ResponseError::UnknownTopicOrPartition),
+    }
 }
 
 /// DeleteRecords for one partition: the new log start.
