@@ -168,6 +168,23 @@ fn join_v4(g: &mut Groups, now: i64, group: &str) -> (String, Slot<JoinResult>) 
 }
 
 /// One member, generation 1, Stable with `assignment`.
+/// A static member (instance `instance`) that joins group "g" alone at 0 and syncs
+/// assignment "A"; its member id and the records written.
+fn stable_static(g: &mut Groups, instance: &str) -> (String, Vec<Record>) {
+    let joined = take(&join(g, 0, join_req("g", "", Some(instance), true)));
+    let a = joined.member_id;
+    sync(
+        g,
+        0,
+        "g",
+        &a,
+        1,
+        vec![(a.clone(), Bytes::from_static(b"A"))],
+    );
+    let written = confirm(g, 0);
+    (a, written)
+}
+
 fn stable_single(g: &mut Groups, now: i64, group: &str) -> String {
     let (id, answer) = join_v4(g, now, group);
     let r = take(&answer);
@@ -484,17 +501,7 @@ fn static_member_rejoining_gets_its_assignment_without_rebalance() {
 #[test]
 fn static_member_that_does_not_rejoin_stays_until_its_session_expires() {
     let mut g = Groups::new(config());
-    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
-    let a = ra.member_id;
-    sync(
-        &mut g,
-        0,
-        "g",
-        &a,
-        1,
-        vec![(a.clone(), Bytes::from_static(b"A"))],
-    );
-    confirm(&mut g, 0);
+    let (a, _) = stable_static(&mut g, "i");
     let (b, b_join) = join_v4(&mut g, 100, "g");
     // a is alive (heartbeats) but does not rejoin.
     for t in (5000..100 + REBALANCE as i64).step_by(5000) {

@@ -198,17 +198,8 @@ fn expiry_removes_old_offsets_and_empty_groups() {
 fn replay_of_written_records_rebuilds_the_state() {
     let mut g = Groups::new(config());
     let mut log = Vec::new();
-    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
-    let a = ra.member_id;
-    sync(
-        &mut g,
-        0,
-        "g",
-        &a,
-        1,
-        vec![(a.clone(), Bytes::from_static(b"A"))],
-    );
-    log.extend(confirm(&mut g, 0));
+    let (a, written) = stable_static(&mut g, "i");
+    log.extend(written);
     commit(&mut g, 1, "g", &a, 1, &[("t", 0, 42)]);
     commit(&mut g, 1, "s", "", -1, &[("t", 0, 7)]);
     commit(&mut g, 1, "gone", "", -1, &[("t", 0, 7)]);
