@@ -6,7 +6,9 @@
 //! decodes), the typed [`Body`], its decoding in [`parse`] and the call and response encoding
 //! in [`handle`]. Adding an API is one line there plus its handler. Each API has its handler
 //! in a module of its own; handlers build responses for the request's version and never
-//! panic on client input. This module holds no API-specific logic beyond that table.
+//! panic on client input. This module holds no API-specific logic beyond that table, and
+//! the helpers every handler shares: a typed error becomes a wire code only here
+//! ([`error_code`], [`code_or`]) or where a response is built.
 
 mod admin;
 mod api_versions;
