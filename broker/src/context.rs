@@ -27,6 +27,15 @@ impl ClusterSnapshot {
     pub fn broker(&self, id: NodeId) -> Option<&NodeInfo> {
         self.brokers.iter().find(|b| b.id == id)
     }
+
+    /// Whether `topic` exists with a partition `index`.
+    pub fn has_partition(&self, topic: &str, index: i32) -> bool {
+        index >= 0
+            && self
+                .topics
+                .get(topic)
+                .is_some_and(|t| (index as usize) < t.partitions.len())
+    }
 }
 
 pub struct Broker {

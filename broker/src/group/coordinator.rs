@@ -24,10 +24,11 @@ use kafka_protocol::error::ResponseError as E;
 use protocol::RpcError;
 use tokio::sync::oneshot;
 
-use super::records::{self, OffsetValue, SnapshotAssembler};
+use super::records::{self, SnapshotAssembler};
 use super::state::{
-    CommitRequest, GroupState, GroupSummary, Groups, JoinRequest, JoinResult, SyncRequest,
-    SyncResult, Write,
+    CommitRequest, DeletedGroup, FetchedOffset, GroupOutcomes, GroupSummary, Groups, JoinRequest,
+    JoinResult, LeavingMember, ListedGroup, Outcome, SyncRequest, SyncResult, TopicPartition,
+    Write,
 };
 use super::GroupConfig;
 use crate::context::{Broker, SharedBroker};
@@ -156,11 +157,11 @@ impl OwnedState for Coordinator {
 
 impl GroupCoordinator {
     /// The error every request gets while this coordinator cannot serve.
-    fn unavailable(&self) -> Option<i16> {
+    fn unavailable(&self) -> Option<E> {
         match self.status {
             Status::Active => None,
-            Status::Loading => Some(E::CoordinatorLoadInProgress.code()),
-            Status::Stopped => Some(E::NotCoordinator.code()),
+            Status::Loading => Some(E::CoordinatorLoadInProgress),
+            Status::Stopped => Some(E::NotCoordinator),
         }
     }
 
@@ -267,7 +268,7 @@ fn answer_later<T: 'static>(
     owner: &mut GroupCoordinator,
     ctx: &mut Context<GroupCoordinator>,
     reply: oneshot::Sender<T>,
-    refused: impl FnOnce(i16) -> T,
+    refused: impl FnOnce(E) -> T,
     op: impl FnOnce(&mut Groups, i64, Box<dyn FnOnce(T)>),
 ) {
     if let Some(error) = owner.unavailable() {
@@ -286,7 +287,7 @@ fn answer_now<T>(
     owner: &mut GroupCoordinator,
     ctx: &mut Context<GroupCoordinator>,
     reply: oneshot::Sender<T>,
-    refused: impl FnOnce(i16) -> T,
+    refused: impl FnOnce(E) -> T,
     op: impl FnOnce(&mut Groups, i64) -> T,
 ) {
     let answer = match owner.unavailable() {
@@ -332,7 +333,7 @@ impl Handler<Sync> for GroupCoordinator {
         let loading = self.status == Status::Loading;
         let refused = |error| {
             SyncResult::error(if loading {
-                E::RebalanceInProgress.code()
+                E::RebalanceInProgress
             } else {
                 error
             })
@@ -351,7 +352,7 @@ pub struct Heartbeat {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub generation: i32,
-    pub reply: oneshot::Sender<i16>,
+    pub reply: oneshot::Sender<Outcome>,
 }
 
 impl Handler<Heartbeat> for GroupCoordinator {
@@ -360,7 +361,7 @@ impl Handler<Heartbeat> for GroupCoordinator {
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) {
         // Kafka answers heartbeats blindly while loading.
         let loading = self.status == Status::Loading;
-        let refused = |error| if loading { 0 } else { error };
+        let refused = |error| if loading { Ok(()) } else { Err(error) };
         answer_now(self, ctx, msg.reply, refused, |groups, now| {
             groups.heartbeat(
                 now,
@@ -377,17 +378,15 @@ impl Handler<Heartbeat> for GroupCoordinator {
 #[rtype(result = "()")]
 pub struct Leave {
     pub group_id: String,
-    /// `(member id, instance id)`.
-    pub members: Vec<(String, Option<String>)>,
-    pub reply: oneshot::Sender<(i16, Vec<i16>)>,
+    pub members: Vec<LeavingMember>,
+    pub reply: oneshot::Sender<GroupOutcomes>,
 }
 
 impl Handler<Leave> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        let refused = |error| (error, Vec::new());
-        answer_now(self, ctx, msg.reply, refused, |groups, now| {
+        answer_now(self, ctx, msg.reply, Err, |groups, now| {
             groups.leave(now, &msg.group_id, &msg.members)
         });
     }
@@ -397,7 +396,7 @@ impl Handler<Leave> for GroupCoordinator {
 #[rtype(result = "()")]
 pub struct Commit {
     pub request: CommitRequest,
-    pub reply: oneshot::Sender<Vec<i16>>,
+    pub reply: oneshot::Sender<Vec<Outcome>>,
 }
 
 impl Handler<Commit> for GroupCoordinator {
@@ -405,7 +404,7 @@ impl Handler<Commit> for GroupCoordinator {
 
     fn handle(&mut self, msg: Commit, ctx: &mut Context<Self>) {
         let partitions = msg.request.offsets.len();
-        let refused = |error| vec![error; partitions];
+        let refused = |error| vec![Err(error); partitions];
         let request = msg.request;
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
             groups.commit(now, request, answer)
@@ -413,15 +412,13 @@ impl Handler<Commit> for GroupCoordinator {
     }
 }
 
-pub type FetchedOffsets = Vec<(String, i32, Option<OffsetValue>)>;
-
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FetchOffsets {
     pub group_id: String,
     /// None: every committed partition of the group.
-    pub partitions: Option<Vec<(String, i32)>>,
-    pub reply: oneshot::Sender<Result<FetchedOffsets, i16>>,
+    pub partitions: Option<Vec<TopicPartition>>,
+    pub reply: oneshot::Sender<Result<Vec<FetchedOffset>, E>>,
 }
 
 impl Handler<FetchOffsets> for GroupCoordinator {
@@ -438,7 +435,7 @@ impl Handler<FetchOffsets> for GroupCoordinator {
 #[rtype(result = "()")]
 pub struct Describe {
     pub group_id: String,
-    pub reply: oneshot::Sender<Result<GroupSummary, i16>>,
+    pub reply: oneshot::Sender<Result<GroupSummary, E>>,
 }
 
 impl Handler<Describe> for GroupCoordinator {
@@ -451,12 +448,10 @@ impl Handler<Describe> for GroupCoordinator {
     }
 }
 
-pub type ListedGroups = Vec<(String, String, GroupState)>;
-
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct List {
-    pub reply: oneshot::Sender<Result<ListedGroups, i16>>,
+    pub reply: oneshot::Sender<Result<Vec<ListedGroup>, E>>,
 }
 
 impl Handler<List> for GroupCoordinator {
@@ -471,7 +466,7 @@ impl Handler<List> for GroupCoordinator {
 #[rtype(result = "()")]
 pub struct DeleteGroups {
     pub group_ids: Vec<String>,
-    pub reply: oneshot::Sender<Vec<(String, i16)>>,
+    pub reply: oneshot::Sender<Vec<DeletedGroup>>,
 }
 
 impl Handler<DeleteGroups> for GroupCoordinator {
@@ -479,7 +474,13 @@ impl Handler<DeleteGroups> for GroupCoordinator {
 
     fn handle(&mut self, msg: DeleteGroups, ctx: &mut Context<Self>) {
         let group_ids = msg.group_ids;
-        let refused = |error| group_ids.iter().map(|g| (g.clone(), error)).collect();
+        let refused = |error| {
+            let refused = |g: &String| DeletedGroup {
+                group_id: g.clone(),
+                result: Err(error),
+            };
+            group_ids.iter().map(refused).collect()
+        };
         answer_later(self, ctx, msg.reply, refused, |groups, _, answer| {
             groups.delete_groups(&group_ids, answer)
         });
@@ -490,22 +491,17 @@ impl Handler<DeleteGroups> for GroupCoordinator {
 #[rtype(result = "()")]
 pub struct DeleteOffsets {
     pub group_id: String,
-    pub partitions: Vec<(String, i32)>,
-    pub reply: oneshot::Sender<(i16, Vec<i16>)>,
+    pub partitions: Vec<TopicPartition>,
+    pub reply: oneshot::Sender<GroupOutcomes>,
 }
 
 impl Handler<DeleteOffsets> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DeleteOffsets, ctx: &mut Context<Self>) {
-        let refused = |error| (error, Vec::new());
         let (group_id, partitions) = (msg.group_id, msg.partitions);
-        answer_later(self, ctx, msg.reply, refused, |groups, _, answer| {
-            groups.delete_offsets(
-                &group_id,
-                partitions,
-                Box::new(move |error, errors| answer((error, errors))),
-            )
+        answer_later(self, ctx, msg.reply, Err, |groups, _, answer| {
+            groups.delete_offsets(&group_id, partitions, answer)
         });
     }
 }

@@ -19,16 +19,33 @@ use kafka_protocol::messages::*;
 use protocol::model::TopicInfo;
 use protocol::pd::{AllocateIds, CreatePartitions as PdCreatePartitions, CreateTopic, DeleteTopic};
 use protocol::{ErrorCode, RpcError};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::metadata::{host_port, live_leader};
-use super::str_bytes;
+use super::{code_or, str_bytes};
 use crate::context::SharedBroker;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::refresh;
-use crate::partition::DeleteRecords as DeleteRecordsMsg;
+use crate::partition::{self, DeleteRecords as DeleteRecordsMsg};
 use crate::topic_config;
+
+/// The topic results of CreateTopics and CreatePartitions, which carry an error and message.
+trait TopicResult: Sized {
+    /// This result refused with `error` and its reason.
+    fn failed(self, error: ResponseError, message: &str) -> Self;
+}
+
+macro_rules! topic_result {
+    ($($result:ty),*) => {$(
+        impl TopicResult for $result {
+            fn failed(self, error: ResponseError, message: &str) -> Self {
+                self.with_error_code(error.code())
+                    .with_error_message(Some(str_bytes(message)))
+            }
+        }
+    )*};
+}
+topic_result!(CreatableTopicResult, CreatePartitionsTopicResult);
 
 /// Longest a request waits for new partitions to get leaders.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -196,11 +213,7 @@ pub async fn create_topics(
             configs.push((key, value));
         }
         if let Some((error, message)) = error {
-            results.push(
-                result
-                    .with_error_code(error.code())
-                    .with_error_message(Some(str_bytes(&message))),
-            );
+            results.push(result.failed(error, &message));
             continue;
         }
         let partitions = if topic.num_partitions == -1 {
@@ -239,12 +252,7 @@ pub async fn create_topics(
                 results.push(result);
             }
             Err(e) => {
-                let code = pd_error(&e, ResponseError::InvalidRequest).code();
-                results.push(
-                    result
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(&e.message))),
-                );
+                results.push(result.failed(pd_error(&e, ResponseError::InvalidRequest), &e.message))
             }
         }
     }
@@ -330,23 +338,13 @@ pub async fn create_partitions(
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         if name == OFFSETS_TOPIC {
             // More partitions would move groups to other coordinators and lose their state.
-            results.push(
-                result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(
-                        "cannot add partitions to an internal topic",
-                    ))),
-            );
+            let message = "cannot add partitions to an internal topic";
+            results.push(result.failed(ResponseError::InvalidRequest, message));
             continue;
         }
         if topic.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            results.push(
-                result
-                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
-                    .with_error_message(Some(str_bytes(
-                        "manual replica assignment is not supported",
-                    ))),
-            );
+            let message = "manual replica assignment is not supported";
+            results.push(result.failed(ResponseError::InvalidReplicaAssignment, message));
             continue;
         }
         if topic.count <= 0 {
@@ -369,11 +367,10 @@ pub async fn create_partitions(
                 }
                 results.push(result);
             }
-            Err(e) => results.push(
-                result
-                    .with_error_code(pd_error(&e, ResponseError::InvalidPartitions).code())
-                    .with_error_message(Some(str_bytes(&e.message))),
-            ),
+            Err(e) => {
+                let error = pd_error(&e, ResponseError::InvalidPartitions);
+                results.push(result.failed(error, &e.message))
+            }
         }
     }
     CreatePartitionsResponse::default().with_results(results)
@@ -389,29 +386,16 @@ pub async fn delete_records(
         let name = topic.name.0.to_string();
         let mut partitions = Vec::new();
         for p in topic.partitions {
-            let (error, low) = match broker.partition(&name, p.partition_index.max(0) as u32) {
-                Some(handle) if p.partition_index >= 0 => {
-                    let (tx, rx) = oneshot::channel();
-                    handle.addr.do_send(DeleteRecordsMsg {
-                        offset: p.offset,
-                        reply: tx,
-                    });
-                    rx.await
-                        .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
-                        .map_or_else(|e| (e.code(), -1), |low| (0, low as i64))
-                }
-                _ => {
-                    let known = broker.snapshot().topics.get(&name).is_some_and(|t| {
-                        p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
-                    });
-                    let code = if known {
-                        ResponseError::NotLeaderOrFollower.code()
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    };
-                    (code, -1)
-                }
+            let request = |reply| DeleteRecordsMsg {
+                offset: p.offset,
+                reply,
             };
+            let low = match partition::owned_index(broker, &name, p.partition_index) {
+                Ok(index) => partition::ask(broker, &name, index, request).await,
+                Err(error) => Err(error),
+            };
+            let low = low.and_then(|low| low);
+            let (error, low) = code_or(low.map(|low| low as i64), -1);
             partitions.push(
                 DeleteRecordsPartitionResult::default()
                     .with_partition_index(p.partition_index)

@@ -141,7 +141,7 @@ impl Altered {
 
     /// The error code to encode.
     fn code(&self) -> i16 {
-        self.error.map_or(0, |e| e.code())
+        super::error_code(self.error)
     }
 }
 

@@ -2,6 +2,7 @@
 //! both answered by the partition actor that owns the partition.
 
 use crate::context::SharedBroker;
+use crate::handlers::code_or;
 use crate::partition::{self, EpochEnd, EpochEndOffset, ListOffset, OffsetFound};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -25,7 +26,9 @@ pub async fn handle(
         let lookups = topic.partitions.iter().map(|p| {
             let name = name.as_str();
             async move {
-                known_partition(broker, name, p.partition_index)?;
+                if !broker.snapshot().has_partition(name, p.partition_index) {
+                    return Err(ResponseError::UnknownTopicOrPartition);
+                }
                 let request = |reply| ListOffset {
                     timestamp: p.timestamp,
                     reply,
@@ -41,17 +44,12 @@ pub async fn handle(
             .iter()
             .zip(found)
             .map(|(p, found)| {
-                let (error, found) = match found {
-                    Ok(found) => (0, found),
-                    Err(error) => (
-                        error.code(),
-                        OffsetFound {
-                            offset: -1,
-                            timestamp: -1,
-                            leader_epoch: -1,
-                        },
-                    ),
+                let none = OffsetFound {
+                    offset: -1,
+                    timestamp: -1,
+                    leader_epoch: -1,
                 };
+                let (error, found) = code_or(found, none);
                 let mut response = ListOffsetsPartitionResponse::default()
                     .with_partition_index(p.partition_index)
                     .with_error_code(error)
@@ -68,20 +66,6 @@ pub async fn handle(
             .with_partitions(responses)
     });
     ListOffsetsResponse::default().with_topics(futures::future::join_all(lookups).await)
-}
-
-/// UNKNOWN_TOPIC_OR_PARTITION unless the topic exists with that partition.
-fn known_partition(broker: &SharedBroker, topic: &str, index: i32) -> Result<(), ResponseError> {
-    let known = broker
-        .snapshot()
-        .topics
-        .get(topic)
-        .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len());
-    if known {
-        Ok(())
-    } else {
-        Err(ResponseError::UnknownTopicOrPartition)
-    }
 }
 
 pub async fn offset_for_leader_epoch(
@@ -116,16 +100,11 @@ pub async fn offset_for_leader_epoch(
                     error
                 }
             });
-            let (error, end) = match answer {
-                Ok(end) => (0, end),
-                Err(error) => (
-                    error.code(),
-                    EpochEndOffset {
-                        leader_epoch: -1,
-                        end_offset: -1,
-                    },
-                ),
+            let unknown = EpochEndOffset {
+                leader_epoch: -1,
+                end_offset: -1,
             };
+            let (error, end) = code_or(answer, unknown);
             results.push(
                 EpochEndOffsetResponse::default()
                     .with_partition(p.partition)

@@ -6,7 +6,9 @@
 //! decodes), the typed [`Body`], its decoding in [`parse`] and the call and response encoding
 //! in [`handle`]. Adding an API is one line there plus its handler. Each API has its handler
 //! in a module of its own; handlers build responses for the request's version and never
-//! panic on client input. This module holds no API-specific logic beyond that table.
+//! panic on client input. This module holds no API-specific logic beyond that table, and
+//! the helpers every handler shares: a typed error becomes a wire code only here
+//! ([`error_code`], [`code_or`]) or where a response is built.
 
 mod admin;
 mod api_versions;
@@ -20,6 +22,7 @@ mod produce;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use tracing::Instrument;
@@ -274,6 +277,20 @@ pub fn handle(
     let pending = dispatch(broker, reply, header, body);
     drop(entered);
     pending.instrument(span).boxed_local()
+}
+
+/// The wire code of an error that may not be there: 0 when there is none.
+pub fn error_code(error: Option<ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
+}
+
+/// A per-partition answer as a response encodes it: `(0, value)`, or the error's code with
+/// `fallback` (the "unknown" value of that response).
+pub fn code_or<T>(result: Result<T, ResponseError>, fallback: T) -> (i16, T) {
+    match result {
+        Ok(value) => (0, value),
+        Err(error) => (error.code(), fallback),
+    }
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {

@@ -295,6 +295,19 @@ where
     rx.await.map_err(|_| ResponseError::NotLeaderOrFollower)
 }
 
+/// The index of a partition a client named, if its actor runs here; else the error to answer:
+/// UNKNOWN_TOPIC_OR_PARTITION if the cluster has no such partition, else
+/// NOT_LEADER_OR_FOLLOWER.
+pub fn owned_index(broker: &Broker, topic: &str, index: i32) -> Result<u32, ResponseError> {
+    match u32::try_from(index) {
+        Ok(owned) if broker.partition(topic, owned).is_some() => Ok(owned),
+        _ if broker.snapshot().has_partition(topic, index) => {
+            Err(ResponseError::NotLeaderOrFollower)
+        }
+        _ => Err(ResponseError::UnknownTopicOrPartition),
+    }
+}
+
 /// DeleteRecords for one partition: the new log start.
 #[derive(Message)]
 #[rtype(result = "()")]

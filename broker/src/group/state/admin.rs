@@ -16,18 +16,16 @@ impl Groups {
         }
     }
 
-    /// `(group id, protocol type, state)` of every live group, sorted by id.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// Every live group, sorted by id.
+    pub fn list(&self) -> Vec<ListedGroup> {
         let mut out: Vec<_> = self
             .groups
             .values()
             .filter(|g| g.state != GroupState::Dead)
-            .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                )
+            .map(|g| ListedGroup {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state,
             })
             .collect();
         out.sort();
@@ -38,18 +36,21 @@ impl Groups {
         let mut results = Vec::with_capacity(group_ids.len());
         let mut records = Vec::new();
         for id in group_ids {
-            let error = match self.groups.get(id).map(|g| g.state) {
-                None | Some(GroupState::Dead) => code(E::GroupIdNotFound),
+            let result = match self.groups.get(id).map(|g| g.state) {
+                None | Some(GroupState::Dead) => Err(E::GroupIdNotFound),
                 Some(GroupState::Empty) => {
                     if let Some(group) = self.groups.remove(id) {
                         records.extend(tombstones(&group));
                     }
                     tracing::info!(group = %id, "group deleted");
-                    0
+                    Ok(())
                 }
-                Some(_) => code(E::NonEmptyGroup),
+                Some(_) => Err(E::NonEmptyGroup),
             };
-            results.push((id.clone(), error));
+            results.push(DeletedGroup {
+                group_id: id.clone(),
+                result,
+            });
         }
         self.write(records, Some(Box::new(move |_, _| callback(results))));
     }

@@ -127,7 +127,7 @@ pub struct Group {
     pub(super) initial_delay: Option<InitialDelay>,
     pub(super) new_member_added: bool,
     pub(super) subscribed_topics: Option<HashSet<String>>,
-    pub offsets: HashMap<(String, i32), OffsetValue>,
+    pub offsets: HashMap<TopicPartition, OffsetValue>,
     /// The group metadata as last written to the stream (what a snapshot records).
     pub(super) persisted: Option<GroupValue>,
     pub(super) next_seq: u64,
@@ -298,10 +298,10 @@ impl Group {
                 }
             }
             if let Some(cb) = member.awaiting_join.take() {
-                cb(JoinResult::error("", code(E::UnknownMemberId)));
+                cb(JoinResult::error("", E::UnknownMemberId));
             }
             if let Some(cb) = member.awaiting_sync.take() {
-                cb(SyncResult::error(code(E::UnknownMemberId)));
+                cb(SyncResult::error(E::UnknownMemberId));
             }
         }
         if self.is_leader(member_id) {
@@ -317,20 +317,16 @@ impl Group {
 
     /// Kafka's `validateCurrentMember`: a static member must be the current holder of its
     /// instance id, a dynamic one must be a member.
-    pub(super) fn validate_member(
-        &self,
-        member_id: &str,
-        instance_id: Option<&str>,
-    ) -> Option<i16> {
+    pub(super) fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Option<E> {
         if let Some(instance) = instance_id {
             return match self.static_members.get(instance) {
-                Some(current) if current != member_id => Some(code(E::FencedInstanceId)),
+                Some(current) if current != member_id => Some(E::FencedInstanceId),
                 Some(_) => None,
-                None => Some(code(E::UnknownMemberId)),
+                None => Some(E::UnknownMemberId),
             };
         }
         if !self.members.contains_key(member_id) {
-            return Some(code(E::UnknownMemberId));
+            return Some(E::UnknownMemberId);
         }
         None
     }
@@ -362,7 +358,7 @@ impl Group {
         leader: Option<String>,
     ) -> JoinResult {
         JoinResult {
-            error: 0,
+            error: None,
             member_id: member_id.to_string(),
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),

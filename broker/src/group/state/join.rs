@@ -11,16 +11,13 @@ impl Groups {
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
         {
-            callback(JoinResult::error(
-                &req.member_id,
-                code(E::InvalidSessionTimeout),
-            ));
+            callback(JoinResult::error(&req.member_id, E::InvalidSessionTimeout));
             return;
         }
         let unknown = req.member_id.is_empty();
         if !self.groups.contains_key(&req.group_id) {
             if !unknown {
-                callback(JoinResult::error(&req.member_id, code(E::UnknownMemberId)));
+                callback(JoinResult::error(&req.member_id, E::UnknownMemberId));
                 return;
             }
             self.groups
@@ -46,11 +43,11 @@ impl Groups {
             return;
         };
         if group.state == GroupState::Dead {
-            callback(JoinResult::error("", code(E::CoordinatorNotAvailable)));
+            callback(JoinResult::error("", E::CoordinatorNotAvailable));
             return;
         }
         if !group.supports_protocols(&req.protocol_type, &req.protocols) {
-            callback(JoinResult::error("", code(E::InconsistentGroupProtocol)));
+            callback(JoinResult::error("", E::InconsistentGroupProtocol));
             return;
         }
         let prefix = req
@@ -68,7 +65,7 @@ impl Groups {
             None if req.require_known_member_id => {
                 let deadline = now + req.session_timeout_ms.max(0) as i64;
                 group.pending_members.insert(new_id.clone(), deadline);
-                callback(JoinResult::error(&new_id, code(E::MemberIdRequired)));
+                callback(JoinResult::error(&new_id, E::MemberIdRequired));
             }
             None => self.add_member_and_rebalance(now, req, new_id, callback),
         }
@@ -80,17 +77,11 @@ impl Groups {
         };
         let member_id = req.member_id.clone();
         if group.state == GroupState::Dead {
-            callback(JoinResult::error(
-                &member_id,
-                code(E::CoordinatorNotAvailable),
-            ));
+            callback(JoinResult::error(&member_id, E::CoordinatorNotAvailable));
             return;
         }
         if !group.supports_protocols(&req.protocol_type, &req.protocols) {
-            callback(JoinResult::error(
-                &member_id,
-                code(E::InconsistentGroupProtocol),
-            ));
+            callback(JoinResult::error(&member_id, E::InconsistentGroupProtocol));
             return;
         }
         if group.pending_members.contains_key(&member_id) {
@@ -128,7 +119,7 @@ impl Groups {
                 }
             }
             GroupState::Empty | GroupState::Dead => {
-                callback(JoinResult::error(&member_id, code(E::UnknownMemberId)));
+                callback(JoinResult::error(&member_id, E::UnknownMemberId));
             }
         }
     }
@@ -176,10 +167,7 @@ impl Groups {
             m.session_timeout_ms = req.session_timeout_ms;
             if let Some(old) = m.awaiting_join.replace(callback) {
                 // A duplicate JoinGroup: the earlier one is superseded.
-                old(JoinResult::error(
-                    &req.member_id,
-                    code(E::RebalanceInProgress),
-                ));
+                old(JoinResult::error(&req.member_id, E::RebalanceInProgress));
             }
         }
         self.maybe_prepare_rebalance(&req.group_id, now);
@@ -204,10 +192,10 @@ impl Groups {
             return;
         };
         if let Some(cb) = member.awaiting_join.take() {
-            cb(JoinResult::error(old_id, code(E::FencedInstanceId)));
+            cb(JoinResult::error(old_id, E::FencedInstanceId));
         }
         if let Some(cb) = member.awaiting_sync.take() {
-            cb(SyncResult::error(code(E::FencedInstanceId)));
+            cb(SyncResult::error(E::FencedInstanceId));
         }
         let previous_leader = group.leader.clone();
         member.id = new_id.to_string();
@@ -241,7 +229,7 @@ impl Groups {
                         value,
                         Some(Box::new(move |groups: &mut Groups, _now| {
                             let Some(group) = groups.groups.get(&group_id) else {
-                                callback(JoinResult::error(&new_id, code(E::UnknownMemberId)));
+                                callback(JoinResult::error(&new_id, E::UnknownMemberId));
                                 return;
                             };
                             if skip {
@@ -275,7 +263,7 @@ impl Groups {
                 }
             }
             GroupState::Empty | GroupState::Dead => {
-                callback(JoinResult::error(new_id, code(E::UnknownMemberId)));
+                callback(JoinResult::error(new_id, E::UnknownMemberId));
             }
         }
     }

@@ -11,11 +11,11 @@ impl Groups {
 
     pub fn sync(&mut self, now: i64, req: SyncRequest, callback: SyncCallback) {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
-            callback(SyncResult::error(code(E::UnknownMemberId)));
+            callback(SyncResult::error(E::UnknownMemberId));
             return;
         };
         if group.state == GroupState::Dead {
-            callback(SyncResult::error(code(E::CoordinatorNotAvailable)));
+            callback(SyncResult::error(E::CoordinatorNotAvailable));
             return;
         }
         if let Some(error) = group.validate_member(&req.member_id, req.instance_id.as_deref()) {
@@ -23,7 +23,7 @@ impl Groups {
             return;
         }
         if req.generation != group.generation {
-            callback(SyncResult::error(code(E::IllegalGeneration)));
+            callback(SyncResult::error(E::IllegalGeneration));
             return;
         }
         if req
@@ -35,16 +35,12 @@ impl Groups {
                 .as_ref()
                 .is_some_and(|n| group.protocol_name.as_ref() != Some(n))
         {
-            callback(SyncResult::error(code(E::InconsistentGroupProtocol)));
+            callback(SyncResult::error(E::InconsistentGroupProtocol));
             return;
         }
         match group.state {
-            GroupState::Empty | GroupState::Dead => {
-                callback(SyncResult::error(code(E::UnknownMemberId)))
-            }
-            GroupState::PreparingRebalance => {
-                callback(SyncResult::error(code(E::RebalanceInProgress)))
-            }
+            GroupState::Empty | GroupState::Dead => callback(SyncResult::error(E::UnknownMemberId)),
+            GroupState::PreparingRebalance => callback(SyncResult::error(E::RebalanceInProgress)),
             GroupState::Stable => {
                 group.pending_sync.remove(&req.member_id);
                 let assignment = group
@@ -53,7 +49,7 @@ impl Groups {
                     .map(|m| m.assignment.clone())
                     .unwrap_or_default();
                 callback(SyncResult {
-                    error: 0,
+                    error: None,
                     protocol_type: group.protocol_type.clone(),
                     protocol_name: group.protocol_name.clone(),
                     assignment,
@@ -63,7 +59,7 @@ impl Groups {
             GroupState::CompletingRebalance => {
                 if let Some(m) = group.members.get_mut(&req.member_id) {
                     if let Some(old) = m.awaiting_sync.replace(callback) {
-                        old(SyncResult::error(code(E::RebalanceInProgress)));
+                        old(SyncResult::error(E::RebalanceInProgress));
                     }
                 }
                 group.pending_sync.remove(&req.member_id);
@@ -106,7 +102,7 @@ impl Groups {
                             m.assignment = assignment.get(&m.id).cloned().unwrap_or_default();
                             if let Some(cb) = m.awaiting_sync.take() {
                                 cb(SyncResult {
-                                    error: 0,
+                                    error: None,
                                     protocol_type: protocol_type.clone(),
                                     protocol_name: protocol_name.clone(),
                                     assignment: m.assignment.clone(),
@@ -130,32 +126,32 @@ impl Groups {
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
-    ) -> i16 {
+    ) -> Outcome {
         let Some(group) = self.groups.get_mut(group_id) else {
-            return code(E::UnknownMemberId);
+            return Err(E::UnknownMemberId);
         };
         if group.state == GroupState::Dead {
-            return code(E::CoordinatorNotAvailable);
+            return Err(E::CoordinatorNotAvailable);
         }
         if let Some(error) = group.validate_member(member_id, instance_id) {
-            return error;
+            return Err(error);
         }
         match group.state {
-            GroupState::Empty | GroupState::Dead => code(E::UnknownMemberId),
+            GroupState::Empty | GroupState::Dead => Err(E::UnknownMemberId),
             GroupState::CompletingRebalance => {
                 group.beat(member_id, now);
-                0
+                Ok(())
             }
             GroupState::PreparingRebalance => {
                 group.beat(member_id, now);
-                code(E::RebalanceInProgress)
+                Err(E::RebalanceInProgress)
             }
             GroupState::Stable => {
                 if generation != group.generation {
-                    code(E::IllegalGeneration)
+                    Err(E::IllegalGeneration)
                 } else {
                     group.beat(member_id, now);
-                    0
+                    Ok(())
                 }
             }
         }
@@ -163,50 +159,46 @@ impl Groups {
 
     // ----- LeaveGroup -----
 
-    /// Removes members (`(member id, instance id)`; an empty member id with an instance id
-    /// removes that static member). Answers `(group error, per-member errors)`.
-    pub fn leave(
-        &mut self,
-        now: i64,
-        group_id: &str,
-        members: &[(String, Option<String>)],
-    ) -> (i16, Vec<i16>) {
+    /// Removes members (an empty member id with an instance id removes that static member).
+    /// Answers one outcome per member, or the group's error.
+    pub fn leave(&mut self, now: i64, group_id: &str, members: &[LeavingMember]) -> GroupOutcomes {
         let Some(group) = self.groups.get(group_id) else {
-            return (0, vec![code(E::UnknownMemberId); members.len()]);
+            return Ok(vec![Err(E::UnknownMemberId); members.len()]);
         };
         if group.state == GroupState::Dead {
-            return (code(E::CoordinatorNotAvailable), Vec::new());
+            return Err(E::CoordinatorNotAvailable);
         }
-        let mut errors = Vec::with_capacity(members.len());
-        for (member_id, instance_id) in members {
-            let Some(group) = self.groups.get_mut(group_id) else {
-                errors.push(code(E::UnknownMemberId));
-                continue;
-            };
-            if member_id.is_empty() {
-                match instance_id
-                    .as_ref()
-                    .and_then(|i| group.static_members.get(i).cloned())
-                {
-                    Some(current) => {
-                        self.remove_member_and_update(group_id, &current, now);
-                        errors.push(0);
-                    }
-                    None => errors.push(code(E::UnknownMemberId)),
-                }
-            } else if group.pending_members.contains_key(member_id) {
-                group.remove_member(member_id);
-                self.try_complete_join(group_id, now);
-                errors.push(0);
-            } else if let Some(error) = group.validate_member(member_id, instance_id.as_deref()) {
-                errors.push(error);
-            } else {
-                tracing::info!(group = %group_id, member = %member_id, "member leaves the group");
-                self.remove_member_and_update(group_id, member_id, now);
-                errors.push(0);
-            }
+        let outcomes = members
+            .iter()
+            .map(|m| self.leave_one(now, group_id, m))
+            .collect();
+        Ok(outcomes)
+    }
+
+    fn leave_one(&mut self, now: i64, group_id: &str, member: &LeavingMember) -> Outcome {
+        let LeavingMember {
+            member_id,
+            instance_id,
+        } = member;
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Err(E::UnknownMemberId);
+        };
+        if member_id.is_empty() {
+            let current = instance_id
+                .as_ref()
+                .and_then(|i| group.static_members.get(i).cloned())
+                .ok_or(E::UnknownMemberId)?;
+            self.remove_member_and_update(group_id, &current, now);
+        } else if group.pending_members.contains_key(member_id) {
+            group.remove_member(member_id);
+            self.try_complete_join(group_id, now);
+        } else if let Some(error) = group.validate_member(member_id, instance_id.as_deref()) {
+            return Err(error);
+        } else {
+            tracing::info!(group = %group_id, member = %member_id, "member leaves the group");
+            self.remove_member_and_update(group_id, member_id, now);
         }
-        (0, errors)
+        Ok(())
     }
 
     pub(super) fn remove_member_and_update(&mut self, group_id: &str, member_id: &str, now: i64) {

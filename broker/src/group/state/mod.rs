@@ -20,9 +20,7 @@
 
 use std::collections::HashMap;
 
-use kafka_protocol::error::ResponseError as E;
-
-use super::records::{GroupValue, Record};
+use super::records::{GroupValue, OffsetValue, Record};
 use super::GroupConfig;
 
 /// New members that never finish joining are dropped after this long (Kafka's
@@ -51,10 +49,6 @@ impl GroupState {
             GroupState::Dead => "Dead",
         }
     }
-}
-
-fn code(e: E) -> i16 {
-    e.code()
 }
 
 mod admin;
@@ -118,6 +112,16 @@ impl Groups {
             }],
             done,
         );
+    }
+}
+
+/// The record of a committed offset (a tombstone when `value` is None).
+fn offset_record(group: &str, key: &TopicPartition, value: Option<OffsetValue>) -> Record {
+    Record::Offset {
+        group: group.to_string(),
+        topic: key.topic.clone(),
+        partition: key.partition,
+        value,
     }
 }
 

@@ -3,11 +3,8 @@
 
 use kafka_protocol::error::ResponseError as E;
 
-use crate::group::records::Record;
-
-use crate::group::records::OffsetValue;
-
 use super::*;
+use crate::group::records::{OffsetValue, Record};
 
 impl Groups {
     // ----- OffsetCommit / OffsetFetch / OffsetDelete -----
@@ -20,46 +17,44 @@ impl Groups {
                 self.groups
                     .insert(req.group_id.clone(), Group::new(&req.group_id, now));
             } else {
-                callback(vec![code(E::IllegalGeneration); n]);
+                callback(vec![Err(E::IllegalGeneration); n]);
                 return;
             }
         }
         let Some(group) = self.groups.get_mut(&req.group_id) else {
-            callback(vec![code(E::UnknownMemberId); n]);
+            callback(vec![Err(E::UnknownMemberId); n]);
             return;
         };
         let error = if group.state == GroupState::Dead {
-            Some(code(E::CoordinatorNotAvailable))
+            Some(E::CoordinatorNotAvailable)
         } else if req.generation >= 0 || !req.member_id.is_empty() || req.instance_id.is_some() {
             group
                 .validate_member(&req.member_id, req.instance_id.as_deref())
-                .or_else(|| {
-                    (req.generation != group.generation).then(|| code(E::IllegalGeneration))
-                })
+                .or_else(|| (req.generation != group.generation).then_some(E::IllegalGeneration))
         } else if group.state != GroupState::Empty {
             // Only members may commit to a group that has members.
-            Some(code(E::UnknownMemberId))
+            Some(E::UnknownMemberId)
         } else {
             None
         };
         if let Some(error) = error {
-            callback(vec![error; n]);
+            callback(vec![Err(error); n]);
             return;
         }
         match group.state {
             GroupState::CompletingRebalance => {
-                callback(vec![code(E::RebalanceInProgress); n]);
+                callback(vec![Err(E::RebalanceInProgress); n]);
                 return;
             }
             GroupState::Stable | GroupState::PreparingRebalance => group.beat(&req.member_id, now),
             _ => {}
         }
-        let mut errors = Vec::with_capacity(n);
+        let mut outcomes = Vec::with_capacity(n);
         let mut records = Vec::new();
         for (topic, partition, offset, leader_epoch, metadata) in req.offsets {
             let metadata = metadata.unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
-                errors.push(code(E::OffsetMetadataTooLarge));
+                outcomes.push(Err(E::OffsetMetadataTooLarge));
                 continue;
             }
             let value = OffsetValue {
@@ -69,50 +64,41 @@ impl Groups {
                 commit_timestamp: now,
                 expire_timestamp: (req.retention_ms >= 0).then(|| now + req.retention_ms),
             };
-            group
-                .offsets
-                .insert((topic.clone(), partition), value.clone());
-            records.push(Record::Offset {
-                group: req.group_id.clone(),
-                topic,
-                partition,
-                value: Some(value),
-            });
-            errors.push(0);
+            let key = TopicPartition { topic, partition };
+            records.push(offset_record(&req.group_id, &key, Some(value.clone())));
+            group.offsets.insert(key, value);
+            outcomes.push(Ok(()));
         }
-        self.write(records, Some(Box::new(move |_, _| callback(errors))));
+        self.write(records, Some(Box::new(move |_, _| callback(outcomes))));
     }
 
-    /// Committed offsets: for each asked partition `(topic, partition, value)` (None: no
-    /// commit); all of the group's when `partitions` is None.
+    /// Committed offsets: for each asked partition its value (None: no commit); all of the
+    /// group's, by topic and partition, when `partitions` is None.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
-        partitions: Option<&[(String, i32)]>,
-    ) -> Vec<(String, i32, Option<OffsetValue>)> {
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<FetchedOffset> {
         let group = self
             .groups
             .get(group_id)
             .filter(|g| g.state != GroupState::Dead);
+        let fetched = |key: &TopicPartition, value: Option<&OffsetValue>| FetchedOffset {
+            topic: key.topic.clone(),
+            partition: key.partition,
+            value: value.cloned(),
+        };
         match partitions {
             Some(partitions) => partitions
                 .iter()
-                .map(|(t, p)| {
-                    let value = group.and_then(|g| g.offsets.get(&(t.clone(), *p)).cloned());
-                    (t.clone(), *p, value)
-                })
+                .map(|key| fetched(key, group.and_then(|g| g.offsets.get(key))))
                 .collect(),
             None => {
                 let mut all: Vec<_> = group
-                    .map(|g| {
-                        g.offsets
-                            .iter()
-                            .map(|((t, p), v)| (t.clone(), *p, Some(v.clone())))
-                            .collect()
-                    })
+                    .map(|g| g.offsets.iter().collect())
                     .unwrap_or_default();
-                all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-                all
+                all.sort_by(|a, b| a.0.cmp(b.0));
+                all.into_iter().map(|(k, v)| fetched(k, Some(v))).collect()
             }
         }
     }
@@ -121,51 +107,45 @@ impl Groups {
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
-        partitions: Vec<(String, i32)>,
+        partitions: Vec<TopicPartition>,
         callback: OffsetDeleteCallback,
     ) {
         let Some(group) = self.groups.get_mut(group_id) else {
-            callback(code(E::GroupIdNotFound), Vec::new());
+            callback(Err(E::GroupIdNotFound));
             return;
         };
         let consumer = group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
-        let mut errors = Vec::with_capacity(partitions.len());
-        match group.state {
+        let outcomes: Vec<Outcome> = match group.state {
             GroupState::Dead => {
-                callback(code(E::GroupIdNotFound), Vec::new());
+                callback(Err(E::GroupIdNotFound));
                 return;
             }
-            GroupState::Empty => errors.resize(partitions.len(), 0),
+            GroupState::Empty => vec![Ok(()); partitions.len()],
             GroupState::PreparingRebalance
             | GroupState::CompletingRebalance
             | GroupState::Stable
                 if consumer =>
             {
-                for (topic, _) in &partitions {
-                    errors.push(if group.is_subscribed_to(topic) {
-                        code(E::GroupSubscribedToTopic)
-                    } else {
-                        0
-                    });
-                }
+                partitions
+                    .iter()
+                    .map(|p| match group.is_subscribed_to(&p.topic) {
+                        true => Err(E::GroupSubscribedToTopic),
+                        false => Ok(()),
+                    })
+                    .collect()
             }
             _ => {
-                callback(code(E::NonEmptyGroup), Vec::new());
+                callback(Err(E::NonEmptyGroup));
                 return;
             }
-        }
+        };
         let mut records = Vec::new();
-        for ((topic, partition), error) in partitions.iter().zip(&errors) {
-            if *error == 0 && group.offsets.remove(&(topic.clone(), *partition)).is_some() {
-                records.push(Record::Offset {
-                    group: group_id.to_string(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    value: None,
-                });
+        for (key, outcome) in partitions.iter().zip(&outcomes) {
+            if outcome.is_ok() && group.offsets.remove(key).is_some() {
+                records.push(offset_record(group_id, key, None));
             }
         }
-        self.write(records, Some(Box::new(move |_, _| callback(0, errors))));
+        self.write(records, Some(Box::new(move |_, _| callback(Ok(outcomes)))));
     }
 
     /// Removes expired offsets (`offsets.retention.minutes`, Kafka's rules) and then groups
@@ -187,11 +167,11 @@ impl Groups {
             };
             if let Some(state_base) = base_from_state {
                 let subscribed = group.subscribed_topics.clone().unwrap_or_default();
-                let expired: Vec<(String, i32)> = group
+                let expired: Vec<TopicPartition> = group
                     .offsets
                     .iter()
-                    .filter(|((topic, _), v)| {
-                        !(group.state == GroupState::Stable && subscribed.contains(topic))
+                    .filter(|(key, v)| {
+                        !(group.state == GroupState::Stable && subscribed.contains(&key.topic))
                             && match v.expire_timestamp {
                                 Some(t) => now >= t,
                                 None => now - state_base.unwrap_or(v.commit_timestamp) >= retention,
@@ -199,14 +179,9 @@ impl Groups {
                     })
                     .map(|(k, _)| k.clone())
                     .collect();
-                for (topic, partition) in expired {
-                    group.offsets.remove(&(topic.clone(), partition));
-                    records.push(Record::Offset {
-                        group: group.id.clone(),
-                        topic,
-                        partition,
-                        value: None,
-                    });
+                for key in expired {
+                    group.offsets.remove(&key);
+                    records.push(offset_record(&group.id, &key, None));
                 }
             }
             if group.state == GroupState::Empty && group.offsets.is_empty() {

@@ -23,7 +23,7 @@ impl Groups {
             for m in group.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(cb) = m.awaiting_sync.take() {
-                    cb(SyncResult::error(code(E::RebalanceInProgress)));
+                    cb(SyncResult::error(E::RebalanceInProgress));
                 }
             }
         }

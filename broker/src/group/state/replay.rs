@@ -20,11 +20,11 @@ impl Groups {
                 Some(v) => {
                     self.replayed_group(&group, now)
                         .offsets
-                        .insert((topic, partition), v);
+                        .insert(TopicPartition { topic, partition }, v);
                 }
                 None => {
                     if let Some(g) = self.groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
+                        g.offsets.remove(&TopicPartition { topic, partition });
                     }
                 }
             },
@@ -129,14 +129,11 @@ impl Groups {
             }
             let mut offsets: Vec<_> = group.offsets.iter().collect();
             offsets.sort_by(|a, b| a.0.cmp(b.0));
-            for ((topic, partition), v) in offsets {
-                out.push(Record::Offset {
-                    group: id.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    value: Some(v.clone()),
-                });
-            }
+            out.extend(
+                offsets
+                    .into_iter()
+                    .map(|(key, v)| offset_record(id, key, Some(v.clone()))),
+            );
         }
         out
     }
@@ -147,12 +144,7 @@ pub(super) fn tombstones(group: &Group) -> Vec<Record> {
     let mut out: Vec<Record> = group
         .offsets
         .keys()
-        .map(|(topic, partition)| Record::Offset {
-            group: group.id.clone(),
-            topic: topic.clone(),
-            partition: *partition,
-            value: None,
-        })
+        .map(|key| offset_record(&group.id, key, None))
         .collect();
     out.push(Record::Group {
         group: group.id.clone(),

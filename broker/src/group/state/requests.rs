@@ -1,10 +1,12 @@
 //! The inputs and answers of the group operations: requests as the handlers build them,
 //! results and callbacks, and the [`Write`]s the owner must append. Plain data; no rules.
+//! Errors are Kafka's [`ResponseError`]s; only the handlers turn them into wire codes.
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 
-use super::Groups;
-use crate::group::records::Record;
+use super::{GroupState, Groups};
+use crate::group::records::{OffsetValue, Record};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinedMember {
@@ -16,7 +18,7 @@ pub struct JoinedMember {
 /// The answer to a JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResult {
-    pub error: i16,
+    pub error: Option<ResponseError>,
     pub member_id: String,
     pub generation: i32,
     pub protocol_type: Option<String>,
@@ -28,9 +30,9 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    pub fn error(member_id: &str, error: i16) -> JoinResult {
+    pub fn error(member_id: &str, error: ResponseError) -> JoinResult {
         JoinResult {
-            error,
+            error: Some(error),
             member_id: member_id.to_string(),
             generation: -1,
             protocol_type: None,
@@ -45,16 +47,16 @@ impl JoinResult {
 /// The answer to a SyncGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResult {
-    pub error: i16,
+    pub error: Option<ResponseError>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResult {
-    pub fn error(error: i16) -> SyncResult {
+    pub fn error(error: ResponseError) -> SyncResult {
         SyncResult {
-            error,
+            error: Some(error),
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
@@ -64,12 +66,64 @@ impl SyncResult {
 
 pub type JoinCallback = Box<dyn FnOnce(JoinResult)>;
 pub type SyncCallback = Box<dyn FnOnce(SyncResult)>;
-/// Per-partition error codes of an offset commit, in request order.
-pub type CommitCallback = Box<dyn FnOnce(Vec<i16>)>;
-/// `(group, error)` per group, in request order.
-pub type DeleteCallback = Box<dyn FnOnce(Vec<(String, i16)>)>;
-/// `(group error, per-partition errors in request order)`.
-pub type OffsetDeleteCallback = Box<dyn FnOnce(i16, Vec<i16>)>;
+/// The outcome of one partition or member of a request.
+pub type Outcome = Result<(), ResponseError>;
+/// The answer to a LeaveGroup or an OffsetDelete: one outcome per member or partition, in
+/// request order, or the error of the whole group.
+pub type GroupOutcomes = Result<Vec<Outcome>, ResponseError>;
+
+/// Per-partition outcomes of an offset commit, in request order.
+pub type CommitCallback = Box<dyn FnOnce(Vec<Outcome>)>;
+/// One outcome per group, in request order.
+pub type DeleteCallback = Box<dyn FnOnce(Vec<DeletedGroup>)>;
+pub type OffsetDeleteCallback = Box<dyn FnOnce(GroupOutcomes)>;
+
+/// A topic partition, as the group APIs name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// A member named in a LeaveGroup (an empty member id with an instance id: that static
+/// member, whatever its current id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+/// One partition's committed offset as OffsetFetch answers it (None: no commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub value: Option<OffsetValue>,
+}
+
+/// One live group as ListGroups shows it (ordered by id, then type and state).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// The outcome of deleting one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedGroup {
+    pub group_id: String,
+    pub result: Outcome,
+}
 
 /// What runs once a write is confirmed: the state and the time.
 pub type WriteDone = Box<dyn FnOnce(&mut Groups, i64)>;

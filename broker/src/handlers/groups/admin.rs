@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use tokio::sync::oneshot;
 
-use super::{answer, code, coordinator, s};
+use super::{ask, code, coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator::{self as coord, GroupCoordinator};
 use crate::handlers::str_bytes;
@@ -25,19 +25,16 @@ pub async fn describe_groups(
     let mut groups = Vec::new();
     for id in &request.groups {
         let group_id = s(&id.0);
-        let result = async {
-            let addr = coordinator(broker, &group_id).map_err(code)?;
-            let (reply, rx) = oneshot::channel();
-            addr.do_send(coord::Describe {
-                group_id: group_id.clone(),
-                reply,
-            });
-            answer(rx).await.map_err(code)?
-        }
-        .await;
+        let coordinator = coordinator(broker, &group_id);
+        let result = ask(coordinator, |reply| coord::Describe {
+            group_id: group_id.clone(),
+            reply,
+        })
+        .await
+        .and_then(|summary| summary);
         let mut described = DescribedGroup::default().with_group_id(id.clone());
         match result {
-            Err(error) => described = described.with_error_code(error),
+            Err(error) => described = described.with_error_code(error.code()),
             Ok(summary) => {
                 described = described
                     .with_group_state(str_bytes(summary.state.name()))
@@ -84,14 +81,14 @@ pub async fn list_groups(
         .values()
         .map(|h| h.addr.clone())
         .collect();
-    let mut error = 0;
+    let mut error = None;
     let mut listed = Vec::new();
     for addr in addrs {
         let (reply, rx) = oneshot::channel();
         addr.do_send(coord::List { reply });
         match rx.await {
             Ok(Ok(groups)) => listed.extend(groups),
-            Ok(Err(e)) if e == E::CoordinatorLoadInProgress.code() => error = e,
+            Ok(Err(E::CoordinatorLoadInProgress)) => error = Some(E::CoordinatorLoadInProgress),
             // A coordinator that stopped meanwhile: its groups are another broker's now.
             Ok(Err(_)) | Err(_) => {}
         }
@@ -111,17 +108,19 @@ pub async fn list_groups(
     listed.sort();
     let groups = listed
         .into_iter()
-        .filter(|(_, _, state)| {
+        .filter(|g| {
             classic_wanted
                 && (states.is_empty()
-                    || states.iter().any(|s| s.eq_ignore_ascii_case(state.name())))
+                    || states
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(g.state.name())))
         })
-        .map(|(id, protocol_type, state)| {
+        .map(|listed| {
             let mut g = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(&id)))
-                .with_protocol_type(str_bytes(&protocol_type));
+                .with_group_id(GroupId(str_bytes(&listed.group_id)))
+                .with_protocol_type(str_bytes(&listed.protocol_type));
             if version >= 4 {
-                g = g.with_group_state(str_bytes(state.name()));
+                g = g.with_group_state(str_bytes(listed.state.name()));
             }
             if version >= 5 {
                 g = g.with_group_type(str_bytes("classic"));
@@ -130,7 +129,7 @@ pub async fn list_groups(
         })
         .collect();
     ListGroupsResponse::default()
-        .with_error_code(error)
+        .with_error_code(code(error))
         .with_groups(groups)
 }
 
@@ -142,24 +141,20 @@ pub async fn delete_groups(
     let mut results = Vec::new();
     for id in &request.groups_names {
         let group_id = s(&id.0);
-        let result = async {
-            let addr = coordinator(broker, &group_id)?;
-            let (reply, rx) = oneshot::channel();
-            addr.do_send(coord::DeleteGroups {
-                group_ids: vec![group_id.clone()],
-                reply,
-            });
-            answer(rx).await
-        }
+        let coordinator = coordinator(broker, &group_id);
+        let deleted = ask(coordinator, |reply| coord::DeleteGroups {
+            group_ids: vec![group_id.clone()],
+            reply,
+        })
         .await;
-        let error = match result {
-            Ok(answers) => answers.first().map(|(_, e)| *e).unwrap_or(0),
-            Err(e) => e.code(),
+        let error = match deleted {
+            Ok(deleted) => deleted.first().and_then(|d| d.result.err()),
+            Err(e) => Some(e),
         };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id.clone())
-                .with_error_code(error),
+                .with_error_code(code(error)),
         );
     }
     DeleteGroupsResponse::default().with_results(results)

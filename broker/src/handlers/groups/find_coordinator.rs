@@ -75,7 +75,7 @@ impl Located {
 
     /// The error code to encode.
     fn code(&self) -> i16 {
-        self.error.map_or(0, |e| e.code())
+        crate::handlers::error_code(self.error)
     }
 }
 

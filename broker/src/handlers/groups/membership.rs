@@ -4,12 +4,11 @@
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
-use tokio::sync::oneshot;
 
-use super::{answer, code, member_coordinator, s};
+use super::{ask, code, member_coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator as coord;
-use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
+use crate::group::state::{JoinRequest, JoinResult, LeavingMember, SyncRequest, SyncResult};
 use crate::handlers::str_bytes;
 
 pub async fn join_group(
@@ -25,44 +24,37 @@ pub async fn join_group(
         .unwrap_or_default();
     let group_id = s(&request.group_id.0);
     let member_id = s(&request.member_id);
-    let result = async {
-        let addr = member_coordinator(broker, &group_id)?;
-        let instance_id = request.group_instance_id.as_ref().map(s);
-        let join = JoinRequest {
-            group_id: group_id.clone(),
-            member_id: member_id.clone(),
-            require_known_member_id: version >= 4 && instance_id.is_none(),
-            instance_id,
-            client_id,
-            client_host: String::new(),
-            session_timeout_ms: request.session_timeout_ms,
-            rebalance_timeout_ms: if version >= 1 {
-                request.rebalance_timeout_ms
-            } else {
-                request.session_timeout_ms
-            },
-            protocol_type: s(&request.protocol_type),
-            protocols: request
-                .protocols
-                .iter()
-                .map(|p| (s(&p.name), p.metadata.clone()))
-                .collect(),
-            supports_skip_assignment: version >= 9,
-        };
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::Join {
-            request: join,
-            reply,
-        });
-        answer(rx).await
-    }
-    .await;
-    let result = match result {
-        Ok(r) => r,
-        Err(error) => JoinResult::error(&member_id, error.code()),
+    let instance_id = request.group_instance_id.as_ref().map(s);
+    let join = JoinRequest {
+        group_id: group_id.clone(),
+        member_id: member_id.clone(),
+        require_known_member_id: version >= 4 && instance_id.is_none(),
+        instance_id,
+        client_id,
+        client_host: String::new(),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms: if version >= 1 {
+            request.rebalance_timeout_ms
+        } else {
+            request.session_timeout_ms
+        },
+        protocol_type: s(&request.protocol_type),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|p| (s(&p.name), p.metadata.clone()))
+            .collect(),
+        supports_skip_assignment: version >= 9,
     };
+    let coordinator = member_coordinator(broker, &group_id);
+    let result = ask(coordinator, |reply| coord::Join {
+        request: join,
+        reply,
+    })
+    .await
+    .unwrap_or_else(|error| JoinResult::error(&member_id, error));
     let mut response = JoinGroupResponse::default()
-        .with_error_code(result.error)
+        .with_error_code(code(result.error))
         .with_generation_id(result.generation)
         .with_leader(str_bytes(&result.leader))
         .with_member_id(str_bytes(&result.member_id))
@@ -103,32 +95,28 @@ pub async fn sync_group(
     version: i16,
 ) -> SyncGroupResponse {
     let group_id = s(&request.group_id.0);
-    let result = async {
-        let addr = member_coordinator(broker, &group_id)?;
-        let sync = SyncRequest {
-            group_id: group_id.clone(),
-            generation: request.generation_id,
-            member_id: s(&request.member_id),
-            instance_id: request.group_instance_id.as_ref().map(s),
-            protocol_type: request.protocol_type.as_ref().map(s),
-            protocol_name: request.protocol_name.as_ref().map(s),
-            assignments: request
-                .assignments
-                .iter()
-                .map(|a| (s(&a.member_id), a.assignment.clone()))
-                .collect(),
-        };
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::Sync {
-            request: sync,
-            reply,
-        });
-        answer(rx).await
-    }
-    .await;
-    let result = result.unwrap_or_else(|e| SyncResult::error(e.code()));
+    let sync = SyncRequest {
+        group_id: group_id.clone(),
+        generation: request.generation_id,
+        member_id: s(&request.member_id),
+        instance_id: request.group_instance_id.as_ref().map(s),
+        protocol_type: request.protocol_type.as_ref().map(s),
+        protocol_name: request.protocol_name.as_ref().map(s),
+        assignments: request
+            .assignments
+            .iter()
+            .map(|a| (s(&a.member_id), a.assignment.clone()))
+            .collect(),
+    };
+    let coordinator = member_coordinator(broker, &group_id);
+    let result = ask(coordinator, |reply| coord::Sync {
+        request: sync,
+        reply,
+    })
+    .await
+    .unwrap_or_else(SyncResult::error);
     let mut response = SyncGroupResponse::default()
-        .with_error_code(result.error)
+        .with_error_code(code(result.error))
         .with_assignment(result.assignment);
     if version >= 5 {
         response = response
@@ -144,20 +132,17 @@ pub async fn heartbeat(
     _version: i16,
 ) -> HeartbeatResponse {
     let group_id = s(&request.group_id.0);
-    let error = async {
-        let addr = member_coordinator(broker, &group_id)?;
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::Heartbeat {
-            group_id: group_id.clone(),
-            member_id: s(&request.member_id),
-            instance_id: request.group_instance_id.as_ref().map(s),
-            generation: request.generation_id,
-            reply,
-        });
-        answer(rx).await
-    }
-    .await;
-    HeartbeatResponse::default().with_error_code(error.unwrap_or_else(code))
+    let coordinator = member_coordinator(broker, &group_id);
+    let outcome = ask(coordinator, |reply| coord::Heartbeat {
+        group_id: group_id.clone(),
+        member_id: s(&request.member_id),
+        instance_id: request.group_instance_id.as_ref().map(s),
+        generation: request.generation_id,
+        reply,
+    })
+    .await
+    .and_then(|outcome| outcome);
+    HeartbeatResponse::default().with_error_code(code(outcome.err()))
 }
 
 pub async fn leave_group(
@@ -166,51 +151,45 @@ pub async fn leave_group(
     version: i16,
 ) -> LeaveGroupResponse {
     let group_id = s(&request.group_id.0);
-    let members: Vec<(String, Option<String>)> = if version >= 3 {
+    let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members
             .iter()
-            .map(|m| (s(&m.member_id), m.group_instance_id.as_ref().map(s)))
+            .map(|m| LeavingMember {
+                member_id: s(&m.member_id),
+                instance_id: m.group_instance_id.as_ref().map(s),
+            })
             .collect()
     } else {
-        vec![(s(&request.member_id), None)]
+        vec![LeavingMember {
+            member_id: s(&request.member_id),
+            instance_id: None,
+        }]
     };
-    let result = async {
-        let addr = member_coordinator(broker, &group_id)?;
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::Leave {
-            group_id: group_id.clone(),
-            members: members.clone(),
-            reply,
-        });
-        answer(rx).await
-    }
-    .await;
-    let (error, member_errors) = result.unwrap_or_else(|e| (e.code(), Vec::new()));
-    if version >= 3 {
-        LeaveGroupResponse::default()
-            .with_error_code(error)
-            .with_members(if error != 0 {
-                Vec::new()
-            } else {
-                members
-                    .iter()
-                    .zip(member_errors)
-                    .map(|((member_id, instance_id), e)| {
-                        MemberResponse::default()
-                            .with_member_id(str_bytes(member_id))
-                            .with_group_instance_id(instance_id.as_deref().map(str_bytes))
-                            .with_error_code(e)
-                    })
-                    .collect()
-            })
-    } else {
+    let coordinator = member_coordinator(broker, &group_id);
+    let outcomes = ask(coordinator, |reply| coord::Leave {
+        group_id: group_id.clone(),
+        members: members.clone(),
+        reply,
+    })
+    .await
+    .and_then(|outcomes| outcomes);
+    match outcomes {
+        Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
+        Ok(outcomes) if version >= 3 => LeaveGroupResponse::default().with_members(
+            members
+                .iter()
+                .zip(outcomes)
+                .map(|(m, outcome)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(&m.member_id))
+                        .with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                        .with_error_code(code(outcome.err()))
+                })
+                .collect(),
+        ),
         // v0-2 have one member: its error is the answer.
-        let error = if error != 0 {
-            error
-        } else {
-            member_errors.first().copied().unwrap_or(0)
-        };
-        LeaveGroupResponse::default().with_error_code(error)
+        Ok(outcomes) => LeaveGroupResponse::default()
+            .with_error_code(code(outcomes.first().and_then(|o| o.err()))),
     }
 }

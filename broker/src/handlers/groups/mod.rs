@@ -16,7 +16,7 @@ mod find_coordinator;
 mod membership;
 mod offsets;
 
-use actix::Addr;
+use actix::{Addr, Handler, Message};
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use crate::context::SharedBroker;
 use crate::group::coordinator::GroupCoordinator;
 use crate::group::offsets_partition;
+use crate::handlers::error_code as code;
 
 pub use admin::{delete_groups, describe_groups, list_groups};
 pub(super) use find_coordinator::ensure_offsets_topic;
@@ -57,12 +58,18 @@ fn member_coordinator(broker: &SharedBroker, group_id: &str) -> Result<Addr<Grou
     coordinator(broker, group_id)
 }
 
-/// Waits for a coordinator's answer; a dropped answer means it stopped serving the group.
-async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, E> {
+/// Sends a request to a coordinator (or passes on the error finding it gave) and waits for
+/// its answer; a dropped answer means it stopped serving the group (NOT_COORDINATOR).
+async fn ask<T, M>(
+    coordinator: Result<Addr<GroupCoordinator>, E>,
+    request: impl FnOnce(oneshot::Sender<T>) -> M,
+) -> Result<T, E>
+where
+    M: Message<Result = ()> + Send + 'static,
+    GroupCoordinator: Handler<M>,
+{
+    let addr = coordinator?;
+    let (reply, rx) = oneshot::channel();
+    addr.do_send(request(reply));
     rx.await.map_err(|_| E::NotCoordinator)
-}
-
-/// The wire code of an error, for merging with the coordinator's own error codes.
-fn code(e: E) -> i16 {
-    e.code()
 }

@@ -13,24 +13,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
-use tokio::sync::oneshot;
 
-use super::{answer, code, coordinator, s};
+use super::{ask, code, coordinator, s};
 use crate::context::SharedBroker;
-use crate::group::coordinator::{self as coord, FetchedOffsets};
+use crate::group::coordinator as coord;
 use crate::group::records::OffsetValue;
-use crate::group::state::CommitRequest;
+use crate::group::state::{CommitRequest, FetchedOffset, Outcome, TopicPartition};
 use crate::handlers::str_bytes;
-
-/// Whether `topic` has partition `partition` in the cluster metadata.
-fn partition_exists(broker: &SharedBroker, topic: &str, partition: i32) -> bool {
-    partition >= 0
-        && broker
-            .snapshot()
-            .topics
-            .get(topic)
-            .is_some_and(|t| (partition as usize) < t.partitions.len())
-}
 
 /// A partition named in an OffsetCommit or OffsetDelete, in request order, with its error if
 /// it is answered without the coordinator (it does not exist).
@@ -40,22 +29,25 @@ struct PartitionAnswer {
     error: Option<E>,
 }
 
-/// Splits the partitions of a request: those that exist are passed to `keep` (for the
-/// coordinator), the others are answered UNKNOWN_TOPIC_OR_PARTITION.
-fn check_partitions<'a, P: 'a>(
+/// Splits the partitions of a request (`parts` gives a topic's name and partitions, `index` a
+/// partition's index): every one gets an answer, in order (UNKNOWN_TOPIC_OR_PARTITION for
+/// those that do not exist); those that exist are returned for the coordinator.
+fn check_partitions<'a, T, P>(
     broker: &SharedBroker,
-    topics: impl Iterator<Item = (&'a TopicName, &'a [P])>,
+    topics: &'a [T],
+    parts: impl Fn(&'a T) -> (&'a TopicName, &'a [P]),
     index: impl Fn(&P) -> i32,
-    mut keep: impl FnMut(&str, &P),
-) -> Vec<PartitionAnswer> {
+) -> (Vec<PartitionAnswer>, Vec<(TopicPartition, &'a P)>) {
+    let snapshot = broker.snapshot();
     let mut answers = Vec::new();
-    for (topic, partitions) in topics {
+    let mut known = Vec::new();
+    for (topic, partitions) in topics.iter().map(parts) {
         let name = s(&topic.0);
         for p in partitions {
             let partition = index(p);
-            let exists = partition_exists(broker, &name, partition);
+            let exists = snapshot.has_partition(&name, partition);
             if exists {
-                keep(&name, p);
+                known.push((TopicPartition::new(name.clone(), partition), p));
             }
             answers.push(PartitionAnswer {
                 topic: topic.clone(),
@@ -64,42 +56,47 @@ fn check_partitions<'a, P: 'a>(
             });
         }
     }
-    answers
+    (answers, known)
 }
 
-/// Completes `answers` with the coordinator's `errors` (in order, for those it was asked
-/// about) and groups consecutive partitions of a topic: `make(topic, [(partition, error)])`.
-fn by_topic_answers<T>(
+/// Completes `answers` with the coordinator's `outcomes` (in order, for those it was asked
+/// about) and groups consecutive partitions of a topic: each partition is
+/// `partition(index, error code)`, each topic `topic(name, partitions)`.
+fn by_topic_answers<P, T>(
     answers: Vec<PartitionAnswer>,
-    errors: Vec<i16>,
-    make: impl Fn(TopicName, Vec<(i32, i16)>) -> T,
+    outcomes: Vec<Outcome>,
+    partition: impl Fn(i32, i16) -> P,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
 ) -> Vec<T> {
-    let mut errors = errors.into_iter();
-    let mut grouped: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
+    let mut outcomes = outcomes.into_iter();
+    let mut grouped: Vec<(TopicName, Vec<P>)> = Vec::new();
     for answer in answers {
         let error = answer
             .error
-            .map_or_else(|| errors.next().unwrap_or(0), code);
+            .or_else(|| outcomes.next().and_then(Result::err));
+        let p = partition(answer.partition, code(error));
         match grouped.last_mut() {
-            Some((t, ps)) if *t == answer.topic => ps.push((answer.partition, error)),
-            _ => grouped.push((answer.topic, vec![(answer.partition, error)])),
+            Some((t, ps)) if *t == answer.topic => ps.push(p),
+            _ => grouped.push((answer.topic, vec![p])),
         }
     }
-    grouped.into_iter().map(|(t, ps)| make(t, ps)).collect()
+    grouped.into_iter().map(|(t, ps)| topic(t, ps)).collect()
 }
 
 /// The partitions OffsetFetch asks about (None: all of the group's).
 fn asked_partitions<T>(
     topics: Option<&Vec<T>>,
     parts: impl Fn(&T) -> (&TopicName, &[i32]),
-) -> Option<Vec<(String, i32)>> {
+) -> Option<Vec<TopicPartition>> {
     topics.map(|topics| {
         topics
             .iter()
             .flat_map(|t| {
                 let (name, indexes) = parts(t);
                 let name = s(&name.0);
-                indexes.iter().map(move |p| (name.clone(), *p))
+                indexes
+                    .iter()
+                    .map(move |p| TopicPartition::new(name.clone(), *p))
             })
             .collect()
     })
@@ -111,131 +108,135 @@ pub async fn offset_commit(
     version: i16,
 ) -> OffsetCommitResponse {
     let group_id = s(&request.group_id.0);
-    let mut offsets = Vec::new();
-    let answers = check_partitions(
+    let (answers, known) = check_partitions(
         broker,
-        request
-            .topics
-            .iter()
-            .map(|t| (&t.name, t.partitions.as_slice())),
+        &request.topics,
+        |t| (&t.name, &t.partitions),
         |p| p.partition_index,
-        |name, p| {
-            offsets.push((
-                name.to_string(),
-                p.partition_index,
-                p.committed_offset,
-                if version >= 6 {
-                    p.committed_leader_epoch
-                } else {
-                    -1
-                },
-                p.committed_metadata.as_ref().map(s),
-            ))
-        },
     );
+    let offsets: Vec<_> = known
+        .into_iter()
+        .map(|(key, p)| {
+            let leader_epoch = if version >= 6 {
+                p.committed_leader_epoch
+            } else {
+                -1
+            };
+            let metadata = p.committed_metadata.as_ref().map(s);
+            (
+                key.topic,
+                key.partition,
+                p.committed_offset,
+                leader_epoch,
+                metadata,
+            )
+        })
+        .collect();
     let n = offsets.len();
-    let errors: Vec<i16> = if n == 0 {
+    let outcomes = if n == 0 {
         Vec::new()
     } else {
-        let result = async {
-            let addr = coordinator(broker, &group_id)?;
-            let (reply, rx) = oneshot::channel();
-            addr.do_send(coord::Commit {
-                request: CommitRequest {
-                    group_id: group_id.clone(),
-                    generation: request.generation_id_or_member_epoch,
-                    member_id: s(&request.member_id),
-                    instance_id: if version >= 7 {
-                        request.group_instance_id.as_ref().map(s)
-                    } else {
-                        None
-                    },
-                    retention_ms: if (2..=4).contains(&version) {
-                        request.retention_time_ms
-                    } else {
-                        -1
-                    },
-                    offsets,
-                },
-                reply,
-            });
-            answer(rx).await
-        }
+        let commit = CommitRequest {
+            group_id: group_id.clone(),
+            generation: request.generation_id_or_member_epoch,
+            member_id: s(&request.member_id),
+            instance_id: if version >= 7 {
+                request.group_instance_id.as_ref().map(s)
+            } else {
+                None
+            },
+            retention_ms: if (2..=4).contains(&version) {
+                request.retention_time_ms
+            } else {
+                -1
+            },
+            offsets,
+        };
+        let coordinator = coordinator(broker, &group_id);
+        let result = ask(coordinator, |reply| coord::Commit {
+            request: commit,
+            reply,
+        })
         .await;
         match result {
-            Ok(errors) if errors.len() == n => errors,
-            Ok(_) => vec![E::UnknownServerError.code(); n],
-            Err(e) => vec![e.code(); n],
+            Ok(outcomes) if outcomes.len() == n => outcomes,
+            Ok(_) => vec![Err(E::UnknownServerError); n],
+            Err(e) => vec![Err(e); n],
         }
     };
-    let topics = by_topic_answers(answers, errors, |name, partitions| {
-        OffsetCommitResponseTopic::default()
-            .with_name(name)
-            .with_partitions(
-                partitions
-                    .into_iter()
-                    .map(|(index, error)| {
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(index)
-                            .with_error_code(error)
-                    })
-                    .collect(),
-            )
-    });
+    let topics = by_topic_answers(
+        answers,
+        outcomes,
+        |index, error| {
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(index)
+                .with_error_code(error)
+        },
+        |name, partitions| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        },
+    );
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets as OffsetFetch asks.
-struct GroupOffsets {
-    /// 0 or the group-level error code (then `offsets` holds the asked partitions, unknown).
-    error: i16,
-    offsets: FetchedOffsets,
-}
-
-/// Asks the group's coordinator for its committed offsets.
+/// Asks the group's coordinator for its committed offsets: on a group-level error, that
+/// error with the asked partitions, unknown.
 async fn fetch_group(
     broker: &SharedBroker,
     group_id: &str,
-    partitions: Option<Vec<(String, i32)>>,
-) -> GroupOffsets {
-    let result = async {
-        let addr = coordinator(broker, group_id).map_err(code)?;
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::FetchOffsets {
-            group_id: group_id.to_string(),
-            partitions: partitions.clone(),
-            reply,
-        });
-        answer(rx).await.map_err(code)?
-    }
-    .await;
+    partitions: Option<Vec<TopicPartition>>,
+) -> (Option<E>, Vec<FetchedOffset>) {
+    let coordinator = coordinator(broker, group_id);
+    let result = ask(coordinator, |reply| coord::FetchOffsets {
+        group_id: group_id.to_string(),
+        partitions: partitions.clone(),
+        reply,
+    })
+    .await
+    .and_then(|fetched| fetched);
     match result {
-        Ok(offsets) => GroupOffsets { error: 0, offsets },
-        Err(error) => GroupOffsets {
-            error,
-            offsets: partitions
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(t, p)| (t, p, None))
-                .collect(),
-        },
-    }
-}
-
-/// One topic's fetched offsets: `(topic, [(partition, committed)])`.
-type TopicOffsets = (String, Vec<(i32, Option<OffsetValue>)>);
-
-/// Groups fetched offsets by topic, in order of first appearance.
-fn by_topic(offsets: FetchedOffsets) -> Vec<TopicOffsets> {
-    let mut out: Vec<TopicOffsets> = Vec::new();
-    for (topic, partition, value) in offsets {
-        match out.iter_mut().find(|(t, _)| *t == topic) {
-            Some((_, ps)) => ps.push((partition, value)),
-            None => out.push((topic, vec![(partition, value)])),
+        Ok(offsets) => (None, offsets),
+        Err(error) => {
+            let unknown = |p: TopicPartition| FetchedOffset {
+                topic: p.topic,
+                partition: p.partition,
+                value: None,
+            };
+            let offsets = partitions.unwrap_or_default().into_iter().map(unknown);
+            (Some(error), offsets.collect())
         }
     }
-    out
 }
+
+/// Groups fetched offsets by topic, in order of first appearance, each partition made by
+/// `partition(index, committed)`.
+fn by_topic<P>(
+    offsets: Vec<FetchedOffset>,
+    partition: impl Fn(i32, Option<OffsetValue>) -> P,
+) -> Vec<(TopicName, Vec<P>)> {
+    let mut out: Vec<(String, Vec<P>)> = Vec::new();
+    for o in offsets {
+        let p = partition(o.partition, o.value);
+        match out.iter_mut().find(|(t, _)| *t == o.topic) {
+            Some((_, ps)) => ps.push(p),
+            None => out.push((o.topic, vec![p])),
+        }
+    }
+    out.into_iter()
+        .map(|(topic, ps)| (TopicName(str_bytes(&topic)), ps))
+        .collect()
+}
+
+/// What OffsetFetch answers for a partition without a committed offset.
+const NO_OFFSET: OffsetValue = OffsetValue {
+    offset: -1,
+    leader_epoch: -1,
+    metadata: String::new(),
+    commit_timestamp: -1,
+    expire_timestamp: None,
+};
 
 pub async fn offset_fetch(
     broker: &SharedBroker,
@@ -248,40 +249,31 @@ pub async fn offset_fetch(
             let group_id = s(&g.group_id.0);
             let partitions =
                 asked_partitions(g.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
-            let GroupOffsets { error, offsets } = fetch_group(broker, &group_id, partitions).await;
-            let topics = if error != 0 {
+            let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
+            let topics = if error.is_some() {
                 Vec::new()
             } else {
-                by_topic(offsets)
+                let partition = |index, value: Option<OffsetValue>| {
+                    let v = value.unwrap_or(NO_OFFSET);
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(v.offset)
+                        .with_committed_leader_epoch(v.leader_epoch)
+                        .with_metadata(Some(str_bytes(&v.metadata)))
+                };
+                by_topic(offsets, partition)
                     .into_iter()
-                    .map(|(topic, ps)| {
+                    .map(|(name, ps)| {
                         OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(str_bytes(&topic)))
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|(p, v)| {
-                                        let v = v.unwrap_or(OffsetValue {
-                                            offset: -1,
-                                            leader_epoch: -1,
-                                            metadata: String::new(),
-                                            commit_timestamp: -1,
-                                            expire_timestamp: None,
-                                        });
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(v.offset)
-                                            .with_committed_leader_epoch(v.leader_epoch)
-                                            .with_metadata(Some(str_bytes(&v.metadata)))
-                                    })
-                                    .collect(),
-                            )
+                            .with_name(name)
+                            .with_partitions(ps)
                     })
                     .collect()
             };
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
-                    .with_error_code(error)
+                    .with_error_code(code(error))
                     .with_topics(topics),
             );
         }
@@ -289,42 +281,36 @@ pub async fn offset_fetch(
     }
     let group_id = s(&request.group_id.0);
     let partitions = asked_partitions(request.topics.as_ref(), |t| (&t.name, &t.partition_indexes));
-    let GroupOffsets { error, offsets } = fetch_group(broker, &group_id, partitions).await;
+    let (error, offsets) = fetch_group(broker, &group_id, partitions).await;
     // v1 has no group-level error: each partition carries it.
-    let partition_error = if version < 2 { error } else { 0 };
-    let topics = if error != 0 && version >= 2 {
+    let partition_error = if version < 2 { code(error) } else { 0 };
+    let topics = if error.is_some() && version >= 2 {
         Vec::new()
     } else {
-        by_topic(offsets)
+        let partition = |index, value: Option<OffsetValue>| {
+            let v = value.unwrap_or(NO_OFFSET);
+            let mut entry = OffsetFetchResponsePartition::default()
+                .with_partition_index(index)
+                .with_committed_offset(v.offset)
+                .with_metadata(Some(str_bytes(&v.metadata)))
+                .with_error_code(partition_error);
+            if version >= 5 {
+                entry = entry.with_committed_leader_epoch(v.leader_epoch);
+            }
+            entry
+        };
+        by_topic(offsets, partition)
             .into_iter()
-            .map(|(topic, ps)| {
+            .map(|(name, ps)| {
                 OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(str_bytes(&topic)))
-                    .with_partitions(
-                        ps.into_iter()
-                            .map(|(p, v)| {
-                                let (offset, epoch, metadata) = match v {
-                                    Some(v) => (v.offset, v.leader_epoch, v.metadata),
-                                    None => (-1, -1, String::new()),
-                                };
-                                let mut entry = OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(offset)
-                                    .with_metadata(Some(str_bytes(&metadata)))
-                                    .with_error_code(partition_error);
-                                if version >= 5 {
-                                    entry = entry.with_committed_leader_epoch(epoch);
-                                }
-                                entry
-                            })
-                            .collect(),
-                    )
+                    .with_name(name)
+                    .with_partitions(ps)
             })
             .collect()
     };
     let mut response = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
-        response = response.with_error_code(error);
+        response = response.with_error_code(code(error));
     }
     response
 }
@@ -335,44 +321,37 @@ pub async fn offset_delete(
     _version: i16,
 ) -> OffsetDeleteResponse {
     let group_id = s(&request.group_id.0);
-    let mut partitions = Vec::new();
-    let answers = check_partitions(
+    let (answers, known) = check_partitions(
         broker,
-        request
-            .topics
-            .iter()
-            .map(|t| (&t.name, t.partitions.as_slice())),
+        &request.topics,
+        |t| (&t.name, &t.partitions),
         |p| p.partition_index,
-        |name, p| partitions.push((name.to_string(), p.partition_index)),
     );
-    let result = async {
-        let addr = coordinator(broker, &group_id)?;
-        let (reply, rx) = oneshot::channel();
-        addr.do_send(coord::DeleteOffsets {
-            group_id: group_id.clone(),
-            partitions: partitions.clone(),
-            reply,
-        });
-        answer(rx).await
-    }
-    .await;
-    let (error, errors) = result.unwrap_or_else(|e| (e.code(), Vec::new()));
-    if error != 0 {
-        return OffsetDeleteResponse::default().with_error_code(error);
-    }
-    let topics = by_topic_answers(answers, errors, |name, partitions| {
-        OffsetDeleteResponseTopic::default()
-            .with_name(name)
-            .with_partitions(
-                partitions
-                    .into_iter()
-                    .map(|(index, error)| {
-                        OffsetDeleteResponsePartition::default()
-                            .with_partition_index(index)
-                            .with_error_code(error)
-                    })
-                    .collect(),
-            )
-    });
+    let coordinator = coordinator(broker, &group_id);
+    let outcomes = ask(coordinator, |reply| coord::DeleteOffsets {
+        group_id: group_id.clone(),
+        partitions: known.into_iter().map(|(key, _)| key).collect(),
+        reply,
+    })
+    .await
+    .and_then(|outcomes| outcomes);
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
+    };
+    let topics = by_topic_answers(
+        answers,
+        outcomes,
+        |index, error| {
+            OffsetDeleteResponsePartition::default()
+                .with_partition_index(index)
+                .with_error_code(error)
+        },
+        |name, partitions| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        },
+    );
     OffsetDeleteResponse::default().with_topics(topics)
 }

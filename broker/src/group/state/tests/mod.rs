@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError as E;
 
 use super::*;
 
@@ -42,6 +43,13 @@ fn protocols(topics: &[&str]) -> Vec<(String, Bytes)> {
         ("range".to_string(), subscription(topics)),
         ("roundrobin".to_string(), subscription(topics)),
     ]
+}
+
+fn leaving(member_id: &str, instance_id: Option<&str>) -> LeavingMember {
+    LeavingMember {
+        member_id: member_id.into(),
+        instance_id: instance_id.map(String::from),
+    }
 }
 
 type Slot<T> = Rc<RefCell<Option<T>>>;
@@ -106,7 +114,7 @@ fn commit(
     member: &str,
     generation: i32,
     offsets: &[(&str, i32, i64)],
-) -> Slot<Vec<i16>> {
+) -> Slot<Vec<Outcome>> {
     let out = slot();
     let o = out.clone();
     g.commit(
@@ -152,7 +160,7 @@ fn take<T>(s: &Slot<T>) -> T {
 /// pending answer of its second join.
 fn join_v4(g: &mut Groups, now: i64, group: &str) -> (String, Slot<JoinResult>) {
     let first = take(&join(g, now, join_req(group, "", None, true)));
-    assert_eq!(first.error, E::MemberIdRequired.code());
+    assert_eq!(first.error, Some(E::MemberIdRequired));
     assert!(first.member_id.starts_with("client-"));
     let id = first.member_id;
     let second = join(g, now, join_req(group, &id, None, true));
@@ -160,10 +168,27 @@ fn join_v4(g: &mut Groups, now: i64, group: &str) -> (String, Slot<JoinResult>) 
 }
 
 /// One member, generation 1, Stable with `assignment`.
+/// A static member (instance `instance`) that joins group "g" alone at 0 and syncs
+/// assignment "A"; its member id and the records written.
+fn stable_static(g: &mut Groups, instance: &str) -> (String, Vec<Record>) {
+    let joined = take(&join(g, 0, join_req("g", "", Some(instance), true)));
+    let a = joined.member_id;
+    sync(
+        g,
+        0,
+        "g",
+        &a,
+        1,
+        vec![(a.clone(), Bytes::from_static(b"A"))],
+    );
+    let written = confirm(g, 0);
+    (a, written)
+}
+
 fn stable_single(g: &mut Groups, now: i64, group: &str) -> String {
     let (id, answer) = join_v4(g, now, group);
     let r = take(&answer);
-    assert_eq!(r.error, 0);
+    assert_eq!(r.error, None);
     assert_eq!(r.generation, 1);
     assert_eq!(r.leader, id);
     assert_eq!(r.members.len(), 1);
@@ -191,10 +216,10 @@ fn member_id_required_round_trip_then_stable() {
     let id = stable_single(&mut g, 0, "g");
     let group = g.group("g").unwrap();
     assert_eq!(group.protocol_name.as_deref(), Some("range"));
-    assert_eq!(g.heartbeat(1, "g", &id, None, 1), 0);
+    assert_eq!(g.heartbeat(1, "g", &id, None, 1), Ok(()));
     // A pending member that never comes back is dropped after the session timeout.
     let first = take(&join(&mut g, 10, join_req("g", "", None, true)));
-    assert_eq!(first.error, E::MemberIdRequired.code());
+    assert_eq!(first.error, Some(E::MemberIdRequired));
     g.tick(10 + SESSION as i64 + 1);
     assert_eq!(
         take(&join(
@@ -203,7 +228,7 @@ fn member_id_required_round_trip_then_stable() {
             join_req("g", &first.member_id, None, true)
         ))
         .error,
-        E::UnknownMemberId.code()
+        Some(E::UnknownMemberId)
     );
 }
 
@@ -214,20 +239,20 @@ fn invalid_session_timeout_and_inconsistent_protocols_are_refused() {
     req.session_timeout_ms = 10;
     assert_eq!(
         take(&join(&mut g, 0, req)).error,
-        E::InvalidSessionTimeout.code()
+        Some(E::InvalidSessionTimeout)
     );
     let _ = stable_single(&mut g, 0, "g");
     let mut req = join_req("g", "", None, false);
     req.protocols = vec![("other".into(), Bytes::new())];
     assert_eq!(
         take(&join(&mut g, 0, req)).error,
-        E::InconsistentGroupProtocol.code()
+        Some(E::InconsistentGroupProtocol)
     );
     let mut req = join_req("g", "", None, false);
     req.protocol_type = "connect".into();
     assert_eq!(
         take(&join(&mut g, 0, req)).error,
-        E::InconsistentGroupProtocol.code()
+        Some(E::InconsistentGroupProtocol)
     );
 }
 
@@ -240,12 +265,12 @@ fn second_member_triggers_rebalance_and_leader_assigns_both() {
     assert_eq!(g.group("g").unwrap().state, GroupState::PreparingRebalance);
     assert_eq!(
         g.heartbeat(200, "g", &a, None, 1),
-        E::RebalanceInProgress.code()
+        Err(E::RebalanceInProgress)
     );
     // A commit during PreparingRebalance with the current generation is accepted.
     let c = commit(&mut g, 200, "g", &a, 1, &[("t", 0, 5)]);
     confirm(&mut g, 200);
-    assert_eq!(take(&c), vec![0]);
+    assert_eq!(take(&c), vec![Ok(())]);
     let a_join = join(&mut g, 300, join_req("g", &a, None, true));
     let ra = take(&a_join);
     let rb = take(&b_join);
@@ -258,22 +283,22 @@ fn second_member_triggers_rebalance_and_leader_assigns_both() {
     // Commit during CompletingRebalance: REBALANCE_IN_PROGRESS; stale generation: ILLEGAL.
     assert_eq!(
         take(&commit(&mut g, 310, "g", &a, 2, &[("t", 0, 6)])),
-        vec![E::RebalanceInProgress.code()]
+        vec![Err(E::RebalanceInProgress)]
     );
     assert_eq!(
         take(&commit(&mut g, 310, "g", &a, 1, &[("t", 0, 6)])),
-        vec![E::IllegalGeneration.code()]
+        vec![Err(E::IllegalGeneration)]
     );
     assert_eq!(
         take(&commit(&mut g, 310, "g", "nobody", 2, &[("t", 0, 6)])),
-        vec![E::UnknownMemberId.code()]
+        vec![Err(E::UnknownMemberId)]
     );
     // The follower syncs first and waits for the leader.
     let sb = sync(&mut g, 400, "g", &b, 2, vec![]);
     assert!(sb.borrow().is_none());
     assert_eq!(
         take(&sync(&mut g, 400, "g", &b, 1, vec![])).error,
-        E::IllegalGeneration.code()
+        Some(E::IllegalGeneration)
     );
     let sa = sync(
         &mut g,
@@ -293,18 +318,18 @@ fn second_member_triggers_rebalance_and_leader_assigns_both() {
     assert_eq!(take(&sa).assignment, Bytes::from_static(b"A"));
     assert_eq!(take(&sb).assignment, Bytes::from_static(b"B"));
     assert_eq!(g.group("g").unwrap().state, GroupState::Stable);
-    assert_eq!(g.heartbeat(600, "g", &b, None, 2), 0);
+    assert_eq!(g.heartbeat(600, "g", &b, None, 2), Ok(()));
     assert_eq!(
         g.heartbeat(600, "g", &b, None, 1),
-        E::IllegalGeneration.code()
+        Err(E::IllegalGeneration)
     );
     assert_eq!(
         g.heartbeat(600, "g", "ghost", None, 2),
-        E::UnknownMemberId.code()
+        Err(E::UnknownMemberId)
     );
     assert_eq!(
         g.heartbeat(600, "nogroup", "ghost", None, 2),
-        E::UnknownMemberId.code()
+        Err(E::UnknownMemberId)
     );
 }
 
@@ -321,20 +346,20 @@ fn session_expiry_removes_member_and_rebalances() {
     assert_eq!(g.group("g").unwrap().state, GroupState::Stable);
     // a keeps heartbeating, b goes silent.
     for t in (1000..SESSION as i64).step_by(1000) {
-        assert_eq!(g.heartbeat(t, "g", &a, None, 2), 0);
+        assert_eq!(g.heartbeat(t, "g", &a, None, 2), Ok(()));
         g.tick(t);
     }
     g.tick(SESSION as i64 + 1);
     assert_eq!(
         g.heartbeat(SESSION as i64 + 1, "g", &a, None, 2),
-        E::RebalanceInProgress.code()
+        Err(E::RebalanceInProgress)
     );
     let group = g.group("g").unwrap();
     assert!(!group.has_member(&b));
     assert_eq!(group.state, GroupState::PreparingRebalance);
     let t = SESSION as i64 + 2000;
     let r = take(&join(&mut g, t, join_req("g", &a, None, true)));
-    assert_eq!((r.error, r.generation), (0, 3));
+    assert_eq!((r.error, r.generation), (None, 3));
 }
 
 #[test]
@@ -346,19 +371,19 @@ fn members_that_do_not_rejoin_in_the_rebalance_timeout_are_removed() {
     for t in (1000..REBALANCE as i64).step_by(1000) {
         assert_eq!(
             g.heartbeat(t, "g", &a, None, 1),
-            E::RebalanceInProgress.code()
+            Err(E::RebalanceInProgress)
         );
         g.tick(t);
     }
     assert!(b_join.borrow().is_none());
     g.tick(REBALANCE as i64 + 1);
     let rb = take(&b_join);
-    assert_eq!((rb.error, rb.generation), (0, 2));
+    assert_eq!((rb.error, rb.generation), (None, 2));
     assert_eq!(rb.members.len(), 1, "b leads alone");
     assert!(!g.group("g").unwrap().has_member(&a));
     assert_eq!(
         g.heartbeat(REBALANCE as i64 + 2, "g", &a, None, 1),
-        E::UnknownMemberId.code()
+        Err(E::UnknownMemberId)
     );
 }
 
@@ -373,8 +398,8 @@ fn members_that_do_not_sync_in_time_are_removed() {
     sync(&mut g, 0, "g", &a, 2, vec![]);
     confirm(&mut g, 0);
     for t in (5000..REBALANCE as i64).step_by(5000) {
-        assert_eq!(g.heartbeat(t, "g", &a, None, 2), 0);
-        assert_eq!(g.heartbeat(t, "g", &b, None, 2), 0);
+        assert_eq!(g.heartbeat(t, "g", &a, None, 2), Ok(()));
+        assert_eq!(g.heartbeat(t, "g", &b, None, 2), Ok(()));
         g.tick(t);
     }
     assert!(g.group("g").unwrap().has_member(&b));
@@ -389,18 +414,18 @@ fn leave_group_rebalances_and_last_leave_empties() {
     let mut g = Groups::new(config());
     let a = stable_single(&mut g, 0, "g");
     assert_eq!(
-        g.leave(1, "g", &[("ghost".into(), None)]),
-        (0, vec![E::UnknownMemberId.code()])
+        g.leave(1, "g", &[leaving("ghost", None)]),
+        Ok(vec![Err(E::UnknownMemberId)])
     );
-    assert_eq!(g.leave(1, "g", &[(a.clone(), None)]), (0, vec![0]));
+    assert_eq!(g.leave(1, "g", &[leaving(&a, None)]), Ok(vec![Ok(())]));
     let group = g.group("g").unwrap();
     assert_eq!(group.state, GroupState::Empty);
     assert_eq!(group.generation, 2);
     let written = confirm(&mut g, 1);
     assert!(matches!(&written[..], [Record::Group { value: Some(v), .. }] if v.members.is_empty()));
     assert_eq!(
-        g.leave(2, "none", &[("x".into(), None)]),
-        (0, vec![E::UnknownMemberId.code()])
+        g.leave(2, "none", &[leaving("x", None)]),
+        Ok(vec![Err(E::UnknownMemberId)])
     );
 }
 #[test]
@@ -408,7 +433,7 @@ fn static_member_rejoining_gets_its_assignment_without_rebalance() {
     let mut g = Groups::new(config());
     let a_req = || join_req("g", "", Some("inst-a"), true);
     let ra = take(&join(&mut g, 0, a_req()));
-    assert_eq!(ra.error, 0, "static members skip MEMBER_ID_REQUIRED");
+    assert_eq!(ra.error, None, "static members skip MEMBER_ID_REQUIRED");
     let a = ra.member_id.clone();
     assert!(a.starts_with("inst-a-"));
     let (b, b_join) = join_v4(&mut g, 0, "g");
@@ -444,7 +469,7 @@ fn static_member_rejoining_gets_its_assignment_without_rebalance() {
     let written = confirm(&mut g, 1000);
     assert!(matches!(&written[..], [Record::Group { value: Some(v), .. }] if v.generation == 2));
     let r = take(&again);
-    assert_eq!(r.error, 0);
+    assert_eq!(r.error, None);
     assert_eq!(r.generation, 2, "no new generation");
     assert_ne!(r.member_id, a);
     assert_eq!(
@@ -458,17 +483,17 @@ fn static_member_rejoining_gets_its_assignment_without_rebalance() {
     // It gets its old assignment back; b is undisturbed.
     let s = sync(&mut g, 1001, "g", &a2, 2, vec![]);
     assert_eq!(take(&s).assignment, Bytes::from_static(b"A"));
-    assert_eq!(g.heartbeat(1002, "g", &b, None, 2), 0);
+    assert_eq!(g.heartbeat(1002, "g", &b, None, 2), Ok(()));
     // The old incarnation is fenced.
     assert_eq!(
         g.heartbeat(1002, "g", &a, Some("inst-a"), 2),
-        E::FencedInstanceId.code()
+        Err(E::FencedInstanceId)
     );
-    assert_eq!(g.heartbeat(1002, "g", &a2, Some("inst-a"), 2), 0);
+    assert_eq!(g.heartbeat(1002, "g", &a2, Some("inst-a"), 2), Ok(()));
     // Removing a static member by instance id (admin LeaveGroup) rebalances.
     assert_eq!(
-        g.leave(1003, "g", &[(String::new(), Some("inst-a".into()))]),
-        (0, vec![0])
+        g.leave(1003, "g", &[leaving("", Some("inst-a"))]),
+        Ok(vec![Ok(())])
     );
     assert_eq!(g.group("g").unwrap().state, GroupState::PreparingRebalance);
 }
@@ -476,21 +501,11 @@ fn static_member_rejoining_gets_its_assignment_without_rebalance() {
 #[test]
 fn static_member_that_does_not_rejoin_stays_until_its_session_expires() {
     let mut g = Groups::new(config());
-    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
-    let a = ra.member_id;
-    sync(
-        &mut g,
-        0,
-        "g",
-        &a,
-        1,
-        vec![(a.clone(), Bytes::from_static(b"A"))],
-    );
-    confirm(&mut g, 0);
+    let (a, _) = stable_static(&mut g, "i");
     let (b, b_join) = join_v4(&mut g, 100, "g");
     // a is alive (heartbeats) but does not rejoin.
     for t in (5000..100 + REBALANCE as i64).step_by(5000) {
-        g.heartbeat(t, "g", &a, Some("i"), 1);
+        let _ = g.heartbeat(t, "g", &a, Some("i"), 1);
         g.tick(t);
     }
     g.tick(100 + REBALANCE as i64 + 1);

@@ -3,6 +3,13 @@
 
 use super::*;
 
+fn deleted(group_id: &str, result: Outcome) -> DeletedGroup {
+    DeletedGroup {
+        group_id: group_id.into(),
+        result,
+    }
+}
+
 #[test]
 fn simple_consumer_commits_and_fetches() {
     let mut g = Groups::new(config());
@@ -10,23 +17,26 @@ fn simple_consumer_commits_and_fetches() {
     assert!(c.borrow().is_none(), "answered only once persisted");
     let written = confirm(&mut g, 5);
     assert_eq!(written.len(), 2);
-    assert_eq!(take(&c), vec![0, 0]);
-    let fetched = g.fetch_offsets("simple", Some(&[("t".into(), 1), ("t".into(), 2)]));
-    assert_eq!(fetched[0].2.as_ref().unwrap().offset, 20);
-    assert_eq!(fetched[0].2.as_ref().unwrap().metadata, "m20");
-    assert!(fetched[1].2.is_none());
+    assert_eq!(take(&c), vec![Ok(()), Ok(())]);
+    let fetched = g.fetch_offsets(
+        "simple",
+        Some(&[TopicPartition::new("t", 1), TopicPartition::new("t", 2)]),
+    );
+    assert_eq!(fetched[0].value.as_ref().unwrap().offset, 20);
+    assert_eq!(fetched[0].value.as_ref().unwrap().metadata, "m20");
+    assert!(fetched[1].value.is_none());
     assert_eq!(g.fetch_offsets("simple", None).len(), 2);
     assert_eq!(g.fetch_offsets("nothing", None).len(), 0);
     // A generation without a group: refused.
     assert_eq!(
         take(&commit(&mut g, 5, "other", "m", 3, &[("t", 0, 1)])),
-        vec![E::IllegalGeneration.code()]
+        vec![Err(E::IllegalGeneration)]
     );
     // Simple commits to a group with members: UNKNOWN_MEMBER_ID.
     stable_single(&mut g, 0, "managed");
     assert_eq!(
         take(&commit(&mut g, 5, "managed", "", -1, &[("t", 0, 1)])),
-        vec![E::UnknownMemberId.code()]
+        vec![Err(E::UnknownMemberId)]
     );
     // Metadata over the limit is refused per partition.
     let req = CommitRequest {
@@ -44,9 +54,9 @@ fn simple_consumer_commits_and_fetches() {
     let o = out.clone();
     g.commit(6, req, Box::new(move |r| *o.borrow_mut() = Some(r)));
     confirm(&mut g, 6);
-    assert_eq!(take(&out), vec![E::OffsetMetadataTooLarge.code(), 0]);
-    let v = g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
-        .2
+    assert_eq!(take(&out), vec![Err(E::OffsetMetadataTooLarge), Ok(())]);
+    let v = g.fetch_offsets("simple", Some(&[TopicPartition::new("t", 1)]))[0]
+        .value
         .clone()
         .unwrap();
     assert_eq!((v.offset, v.leader_epoch, v.metadata.as_str()), (2, 7, ""));
@@ -68,26 +78,36 @@ fn describe_list_delete_and_offset_delete() {
     assert_eq!(
         listed,
         vec![
-            ("g".into(), "consumer".into(), GroupState::Stable),
-            ("simple".into(), "".into(), GroupState::Empty)
+            ListedGroup {
+                group_id: "g".into(),
+                protocol_type: "consumer".into(),
+                state: GroupState::Stable
+            },
+            ListedGroup {
+                group_id: "simple".into(),
+                protocol_type: "".into(),
+                state: GroupState::Empty
+            }
         ]
     );
     // OffsetDelete on a group subscribed to the topic.
-    let out: Slot<(i16, Vec<i16>)> = slot();
+    let out: Slot<GroupOutcomes> = slot();
     let o = out.clone();
     g.delete_offsets(
         "g",
-        vec![("t".into(), 0), ("other".into(), 0)],
-        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+        vec![TopicPartition::new("t", 0), TopicPartition::new("other", 0)],
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
     );
     let written = confirm(&mut g, 2);
-    assert_eq!(take(&out), (0, vec![E::GroupSubscribedToTopic.code(), 0]));
+    assert_eq!(take(&out), Ok(vec![Err(E::GroupSubscribedToTopic), Ok(())]));
     assert_eq!(written.len(), 1);
-    assert!(g.fetch_offsets("g", Some(&[("other".into(), 0)]))[0]
-        .2
-        .is_none());
+    assert!(
+        g.fetch_offsets("g", Some(&[TopicPartition::new("other", 0)]))[0]
+            .value
+            .is_none()
+    );
     // DeleteGroups: non-empty refused, empty deleted with tombstones, missing not found.
-    let out: Slot<Vec<(String, i16)>> = slot();
+    let out: Slot<Vec<DeletedGroup>> = slot();
     let o = out.clone();
     g.delete_groups(
         &["g".into(), "simple".into(), "missing".into()],
@@ -97,21 +117,21 @@ fn describe_list_delete_and_offset_delete() {
     assert_eq!(
         take(&out),
         vec![
-            ("g".into(), E::NonEmptyGroup.code()),
-            ("simple".into(), 0),
-            ("missing".into(), E::GroupIdNotFound.code())
+            deleted("g", Err(E::NonEmptyGroup)),
+            deleted("simple", Ok(())),
+            deleted("missing", Err(E::GroupIdNotFound))
         ]
     );
     assert_eq!(written.len(), 2, "offset and group tombstones");
     assert!(g.group("simple").is_none());
-    let out: Slot<(i16, Vec<i16>)> = slot();
+    let out: Slot<GroupOutcomes> = slot();
     let o = out.clone();
     g.delete_offsets(
         "simple",
-        vec![("t".into(), 0)],
-        Box::new(move |e, p| *o.borrow_mut() = Some((e, p))),
+        vec![TopicPartition::new("t", 0)],
+        Box::new(move |r| *o.borrow_mut() = Some(r)),
     );
-    assert_eq!(take(&out).0, E::GroupIdNotFound.code());
+    assert_eq!(take(&out), Err(E::GroupIdNotFound));
 }
 
 #[test]
@@ -130,20 +150,26 @@ fn expiry_removes_old_offsets_and_empty_groups() {
         &[("t", 0, 1), ("unsubscribed", 0, 1)],
     );
     confirm(&mut g, 0);
-    g.heartbeat(hour, "busy", &a, None, 1);
+    let _ = g.heartbeat(hour, "busy", &a, None, 1);
     g.expire(hour);
     let written = confirm(&mut g, hour);
     // simple/t-0 and busy/unsubscribed-0 expired; busy/t-0 is consumed, simple/t-1 is young.
     assert_eq!(written.len(), 2);
-    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 0)]))[0]
-        .2
-        .is_none());
-    assert!(g.fetch_offsets("simple", Some(&[("t".into(), 1)]))[0]
-        .2
-        .is_some());
-    assert!(g.fetch_offsets("busy", Some(&[("t".into(), 0)]))[0]
-        .2
-        .is_some());
+    assert!(
+        g.fetch_offsets("simple", Some(&[TopicPartition::new("t", 0)]))[0]
+            .value
+            .is_none()
+    );
+    assert!(
+        g.fetch_offsets("simple", Some(&[TopicPartition::new("t", 1)]))[0]
+            .value
+            .is_some()
+    );
+    assert!(
+        g.fetch_offsets("busy", Some(&[TopicPartition::new("t", 0)]))[0]
+            .value
+            .is_some()
+    );
     g.expire(hour + hour / 2);
     let written = confirm(&mut g, hour + hour / 2);
     assert!(
@@ -156,7 +182,7 @@ fn expiry_removes_old_offsets_and_empty_groups() {
         "only the offset: a simple group has no metadata"
     );
     // An empty consumer group expires from when it became empty.
-    g.leave(2 * hour, "busy", &[(a.clone(), None)]);
+    let _ = g.leave(2 * hour, "busy", &[leaving(&a, None)]);
     confirm(&mut g, 2 * hour);
     g.expire(3 * hour - 1);
     assert!(g.group("busy").is_some());
@@ -172,17 +198,8 @@ fn expiry_removes_old_offsets_and_empty_groups() {
 fn replay_of_written_records_rebuilds_the_state() {
     let mut g = Groups::new(config());
     let mut log = Vec::new();
-    let ra = take(&join(&mut g, 0, join_req("g", "", Some("i"), true)));
-    let a = ra.member_id;
-    sync(
-        &mut g,
-        0,
-        "g",
-        &a,
-        1,
-        vec![(a.clone(), Bytes::from_static(b"A"))],
-    );
-    log.extend(confirm(&mut g, 0));
+    let (a, written) = stable_static(&mut g, "i");
+    log.extend(written);
     commit(&mut g, 1, "g", &a, 1, &[("t", 0, 42)]);
     commit(&mut g, 1, "s", "", -1, &[("t", 0, 7)]);
     commit(&mut g, 1, "gone", "", -1, &[("t", 0, 7)]);
@@ -201,8 +218,8 @@ fn replay_of_written_records_rebuilds_the_state() {
             Bytes::from_static(b"A")
         );
         assert_eq!(
-            h.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
-                .2
+            h.fetch_offsets("g", Some(&[TopicPartition::new("t", 0)]))[0]
+                .value
                 .as_ref()
                 .unwrap()
                 .offset,
@@ -218,7 +235,7 @@ fn replay_of_written_records_rebuilds_the_state() {
     h.finish_load(10);
     check(&h);
     // The static member can come back under its instance id after the move.
-    assert_eq!(h.heartbeat(11, "g", &a, Some("i"), 1), 0);
+    assert_eq!(h.heartbeat(11, "g", &a, Some("i"), 1), Ok(()));
     // A snapshot of it replays to the same state.
     let mut s = Groups::new(config());
     for r in h.snapshot_records() {
