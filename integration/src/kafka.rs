@@ -90,15 +90,27 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
 }
 
 /// Sends `record`, polling for delivery reports while librdkafka's queue is full.
-pub fn send(producer: &TestProducer, mut record: BaseRecord<'_, [u8], [u8], Box<usize>>) {
+pub fn send(producer: &TestProducer, record: BaseRecord<'_, [u8], [u8], Box<usize>>) {
+    if let Err(e) = send_when_queued(producer, record, Duration::from_millis(10)) {
+        panic!("produce failed at send: {e}");
+    }
+}
+
+/// Sends `record` with any producer; while librdkafka's queue is full, polls for `poll`
+/// (which serves delivery reports and makes room) and tries again. Any other error is answered.
+pub fn send_when_queued<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    poll: Duration,
+) -> Result<(), KafkaError> {
     loop {
         match producer.send(record) {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
-                producer.poll(Duration::from_millis(10));
+                producer.poll(poll);
             }
-            Err((e, _)) => panic!("produce failed at send: {e}"),
+            Err((e, _)) => return Err(e),
         }
     }
 }
