@@ -104,17 +104,15 @@ impl Member {
         extra: &[(&str, &str)],
         log: Arc<Mutex<Vec<Consumed>>>,
     ) -> Member {
-        let mut config = kafka::config(bootstrap);
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("fetch.wait.max.ms", "100");
-        for (k, v) in extra {
-            config.set(*k, *v);
-        }
+        let settings = [
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+            ("fetch.wait.max.ms", "100"),
+        ];
+        let config = kafka::config_with(bootstrap, &settings, extra);
         let rebalances = Arc::new(AtomicUsize::new(0));
         let consumer: BaseConsumer<Counting> = config
             .create_with_context(Counting {
