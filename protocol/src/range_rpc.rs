@@ -13,8 +13,8 @@ use bytes::Bytes;
 use crate::model::StreamId;
 
 /// Append one batch of `count` offsets at `offset`. The first append of a range (at
-/// `range_start`) creates the range on this server.
-#[derive(Debug, Clone, Encode, Decode)]
+/// `range_start`) creates the range on this server. A range server keeps it as its WAL record.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Append {
     pub stream_id: StreamId,
     pub index: u32,

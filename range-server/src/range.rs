@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::cache::TailCache;
 use crate::metrics::Metrics;
 use crate::wal::WalRecord;
-use crate::wal::{BatchEntry, DataRecord, Location, RecoveredRange, SealRecord, Wal, WalError};
+use crate::wal::{BatchEntry, Location, RecoveredRange, SealRecord, Wal, WalError};
 
 /// Where an answer goes: every request message carries its own reply channel, so requests
 /// can be queued with `do_send` (which keeps their order) and answered later.
@@ -456,25 +456,15 @@ impl Handler<AppendMsg> for RangeActor {
             let _ = reply.send(Err(e));
             return;
         }
-        let payload = req.payload;
-        let record = WalRecord::Data(DataRecord {
-            stream_id: req.stream_id,
-            index: req.index,
-            epoch: req.epoch,
-            range_start: req.range_start,
-            offset: req.offset,
-            count: req.count,
-            confirmed: req.confirmed,
-            payload_crc: req.crc,
-            payload: payload.clone(),
-        });
         let kind = PendingKind::Append {
             offset: req.offset,
             count: req.count,
             crc: req.crc,
-            payload,
+            payload: req.payload.clone(),
             reply,
         };
+        // The accepted append is the WAL record, as received.
+        let record = WalRecord::Data(req);
         self.submit(record, kind, ctx.address());
     }
 }

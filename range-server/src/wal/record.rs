@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body, Data (kind 1):  u8 kind, u64 stream_id, u32 index, u64 epoch, u64 range_start,
-//!                       u64 offset, u32 count, u64 confirmed, u32 payload_crc, payload...
+//!                       u64 offset, u32 count, u64 confirmed, u32 crc, payload...
 //! body, Seal (kind 2):  u8 kind, u64 stream_id, u32 index, u64 epoch, u64 range_start,
 //!                       u64 local_end, u8 has_final_end, u64 final_end
 //! ```
@@ -21,21 +21,10 @@ const KIND_SEAL: u8 = 2;
 const DATA_HEADER: usize = 1 + 8 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
 const SEAL_BODY: usize = 1 + 8 + 4 + 8 + 8 + 8 + 1 + 8;
 
-/// One batch of a range, as written by an accepted append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataRecord {
-    pub stream_id: u64,
-    pub index: u32,
-    pub epoch: u64,
-    pub range_start: u64,
-    pub offset: u64,
-    pub count: u32,
-    /// The writer's confirmed offset carried by the append.
-    pub confirmed: u64,
-    /// CRC32C of `payload` (as received and checked on the wire).
-    pub payload_crc: u32,
-    pub payload: Bytes,
-}
+/// One batch of a range: the accepted append, as received (its `crc` is the CRC32C of
+/// `payload`, checked on the wire). Only its fields matter here; the body layout above is
+/// written by hand and does not depend on the wire encoding.
+pub type DataRecord = protocol::range_rpc::Append;
 
 /// The seal of a range: no append after it; `final_end` once PD decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +83,7 @@ impl WalRecord {
                 out.extend_from_slice(&d.offset.to_le_bytes());
                 out.extend_from_slice(&d.count.to_le_bytes());
                 out.extend_from_slice(&d.confirmed.to_le_bytes());
-                out.extend_from_slice(&d.payload_crc.to_le_bytes());
+                out.extend_from_slice(&d.crc.to_le_bytes());
                 out.extend_from_slice(&d.payload);
             }
             WalRecord::Seal(s) => {
@@ -148,7 +137,7 @@ impl WalRecord {
                 let offset = r.u64()?;
                 let count = r.u32()?;
                 let confirmed = r.u64()?;
-                let payload_crc = r.u32()?;
+                let crc = r.u32()?;
                 let payload = Bytes::new();
                 Ok(WalRecord::Data(DataRecord {
                     stream_id,
@@ -158,7 +147,7 @@ impl WalRecord {
                     offset,
                     count,
                     confirmed,
-                    payload_crc,
+                    crc,
                     payload,
                 }))
             }
@@ -235,7 +224,7 @@ mod tests {
             offset: 110,
             count: 5,
             confirmed: 105,
-            payload_crc: protocol::checksum(b"hello"),
+            crc: protocol::checksum(b"hello"),
             payload: Bytes::from_static(b"hello"),
         })
     }

@@ -16,7 +16,7 @@ fn data(stream_id: u64, offset: u64, payload: &[u8]) -> WalRecord {
         offset,
         count: 1,
         confirmed: offset,
-        payload_crc: protocol::checksum(payload),
+        crc: protocol::checksum(payload),
         payload: Bytes::copy_from_slice(payload),
     })
 }
