@@ -15,7 +15,7 @@ use protocol::model::RangeReport;
 use protocol::range_rpc::{
     Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
 };
-use protocol::{ErrorCode, RpcError};
+use protocol::{ErrorCode, Rpc, RpcError};
 use tokio::sync::oneshot;
 
 use crate::cache::TailCache;
@@ -291,32 +291,33 @@ impl RangeState {
 // ---------------------------------------------------------------------------------------
 // The actor
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AppendMsg {
-    pub req: Append,
-    pub reply: Reply<AppendResponse>,
+/// A request handed to a range actor, with where its answer goes.
+pub struct Request<R: Rpc> {
+    pub req: R,
+    pub reply: Reply<R::Response>,
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FetchMsg {
-    pub req: Fetch,
-    pub reply: Reply<FetchResponse>,
+impl<R: Rpc> Message for Request<R> {
+    type Result = ();
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SealMsg {
-    pub req: Seal,
-    pub reply: Reply<SealResponse>,
-}
+pub type AppendMsg = Request<Append>;
+pub type FetchMsg = Request<Fetch>;
+pub type SealMsg = Request<Seal>;
+pub type CommitMsg = Request<Commit>;
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CommitMsg {
-    pub req: Commit,
-    pub reply: Reply<()>,
+/// Hands `req` to the range actor now (`do_send`, so the requests of one caller keep their
+/// order); the receiver gets the answer.
+pub fn forward<R: Rpc>(
+    addr: &Addr<RangeActor>,
+    req: R,
+) -> oneshot::Receiver<Result<R::Response, RpcError>>
+where
+    RangeActor: Handler<Request<R>>,
+{
+    let (reply, rx) = oneshot::channel();
+    addr.do_send(Request { req, reply });
+    rx
 }
 
 #[derive(Message)]

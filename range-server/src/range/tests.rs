@@ -226,24 +226,18 @@ fn start(f: &Fixture) -> Addr<RangeActor> {
 }
 
 async fn ask_append(addr: &Addr<RangeActor>, req: Append) -> Result<AppendResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(AppendMsg { req, reply: tx });
-    rx.await.unwrap()
+    forward(addr, req).await.unwrap()
 }
 
 fn send_append(
     addr: &Addr<RangeActor>,
     req: Append,
 ) -> oneshot::Receiver<Result<AppendResponse, RpcError>> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(AppendMsg { req, reply: tx });
-    rx
+    forward(addr, req)
 }
 
 async fn ask_fetch(addr: &Addr<RangeActor>, req: Fetch) -> Result<FetchResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(FetchMsg { req, reply: tx });
-    rx.await.unwrap()
+    forward(addr, req).await.unwrap()
 }
 
 async fn ask_seal(
@@ -251,18 +245,14 @@ async fn ask_seal(
     epoch: u64,
     end: Option<u64>,
 ) -> Result<SealResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(SealMsg {
-        req: Seal {
-            stream_id: 1,
-            index: 0,
-            epoch,
-            range_start: 100,
-            end,
-        },
-        reply: tx,
-    });
-    rx.await.unwrap()
+    let req = Seal {
+        stream_id: 1,
+        index: 0,
+        epoch,
+        range_start: 100,
+        end,
+    };
+    forward(addr, req).await.unwrap()
 }
 
 #[actix::test]
