@@ -128,48 +128,36 @@ impl WalRecord {
 
     fn decode_header(body: &[u8]) -> Result<WalRecord, DecodeError> {
         let mut r = Reader { buf: body, pos: 0 };
+        // Fields are read in the order written, which is the body layout.
         match r.u8()? {
-            KIND_DATA => {
-                let stream_id = r.u64()?;
-                let index = r.u32()?;
-                let epoch = r.u64()?;
-                let range_start = r.u64()?;
-                let offset = r.u64()?;
-                let count = r.u32()?;
-                let confirmed = r.u64()?;
-                let crc = r.u32()?;
-                let payload = Bytes::new();
-                Ok(WalRecord::Data(DataRecord {
-                    stream_id,
-                    index,
-                    epoch,
-                    range_start,
-                    offset,
-                    count,
-                    confirmed,
-                    crc,
-                    payload,
-                }))
-            }
+            KIND_DATA => Ok(WalRecord::Data(DataRecord {
+                stream_id: r.u64()?,
+                index: r.u32()?,
+                epoch: r.u64()?,
+                range_start: r.u64()?,
+                offset: r.u64()?,
+                count: r.u32()?,
+                confirmed: r.u64()?,
+                crc: r.u32()?,
+                payload: Bytes::new(),
+            })),
             KIND_SEAL => {
-                let stream_id = r.u64()?;
-                let index = r.u32()?;
-                let epoch = r.u64()?;
-                let range_start = r.u64()?;
-                let local_end = r.u64()?;
-                let has_final = r.u8()?;
-                let final_end = r.u64()?;
+                let seal = SealRecord {
+                    stream_id: r.u64()?,
+                    index: r.u32()?,
+                    epoch: r.u64()?,
+                    range_start: r.u64()?,
+                    local_end: r.u64()?,
+                    final_end: {
+                        let has_final = r.u8()?;
+                        let final_end = r.u64()?;
+                        (has_final != 0).then_some(final_end)
+                    },
+                };
                 if r.pos != body.len() {
                     return Err(DecodeError::Trailing);
                 }
-                Ok(WalRecord::Seal(SealRecord {
-                    stream_id,
-                    index,
-                    epoch,
-                    range_start,
-                    local_end,
-                    final_end: (has_final != 0).then_some(final_end),
-                }))
+                Ok(WalRecord::Seal(seal))
             }
             other => Err(DecodeError::UnknownKind(other)),
         }
