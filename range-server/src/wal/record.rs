@@ -75,11 +75,7 @@ impl WalRecord {
         let body_start = out.len();
         match self {
             WalRecord::Data(d) => {
-                out.push(KIND_DATA);
-                out.extend_from_slice(&d.stream_id.to_le_bytes());
-                out.extend_from_slice(&d.index.to_le_bytes());
-                out.extend_from_slice(&d.epoch.to_le_bytes());
-                out.extend_from_slice(&d.range_start.to_le_bytes());
+                put_head(out, KIND_DATA, d.stream_id, d.index, d.epoch, d.range_start);
                 out.extend_from_slice(&d.offset.to_le_bytes());
                 out.extend_from_slice(&d.count.to_le_bytes());
                 out.extend_from_slice(&d.confirmed.to_le_bytes());
@@ -87,11 +83,7 @@ impl WalRecord {
                 out.extend_from_slice(&d.payload);
             }
             WalRecord::Seal(s) => {
-                out.push(KIND_SEAL);
-                out.extend_from_slice(&s.stream_id.to_le_bytes());
-                out.extend_from_slice(&s.index.to_le_bytes());
-                out.extend_from_slice(&s.epoch.to_le_bytes());
-                out.extend_from_slice(&s.range_start.to_le_bytes());
+                put_head(out, KIND_SEAL, s.stream_id, s.index, s.epoch, s.range_start);
                 out.extend_from_slice(&s.local_end.to_le_bytes());
                 out.push(u8::from(s.final_end.is_some()));
                 out.extend_from_slice(&s.final_end.unwrap_or(0).to_le_bytes());
@@ -162,6 +154,15 @@ impl WalRecord {
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
+}
+
+/// Writes what every body starts with: its kind and the range it belongs to.
+fn put_head(out: &mut Vec<u8>, kind: u8, stream_id: u64, index: u32, epoch: u64, start: u64) {
+    out.push(kind);
+    out.extend_from_slice(&stream_id.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&start.to_le_bytes());
 }
 
 /// Parses a frame header: `(body length, crc)`.
