@@ -1,5 +1,6 @@
 //! Process chores shared by the binaries: publishing bound addresses for scripts and tests,
-//! and waiting for a shutdown signal. Owns no long-lived state.
+//! and waiting for a shutdown signal. Owns no long-lived state and knows no process's
+//! configuration.
 
 use std::io::Write;
 use std::path::Path;

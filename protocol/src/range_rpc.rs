@@ -6,6 +6,9 @@
 //! server can keep it in its WAL record and tail cache without copying. They go through serde
 //! (`#[bincode(with_serde)]`), which writes a length-prefixed byte string: the same bytes on the
 //! wire as a `Vec<u8>` field.
+//!
+//! Message types and their opcode table only: no range rules (those are the range server's),
+//! and no field may be renamed or reordered.
 
 use bincode::{Decode, Encode};
 use bytes::Bytes;
