@@ -1,5 +1,6 @@
 //! Process chores shared by the binaries: publishing bound addresses for scripts and tests,
-//! and waiting for a shutdown signal. Owns no long-lived state.
+//! and waiting for a shutdown signal. Owns no long-lived state and knows no process's
+//! configuration.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +16,17 @@ pub fn write_file_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Res
     }
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Publishes the addresses a process bound for scripts and tests: one file per `(name, text)`
+/// in `dir`, each written atomically and holding exactly `text`, in the order given (readers
+/// wait for the last one). An error names the file it could not write.
+pub fn publish_addresses(dir: &Path, files: &[(&str, String)]) -> std::io::Result<()> {
+    for (name, text) in files {
+        write_file_atomic(dir, name, text)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.

@@ -78,27 +78,48 @@ impl ProducerContext for Collector {
 
 pub type TestProducer = BaseProducer<Collector>;
 
-/// A producer for `bootstrap` with the `extra` settings on top of [`config`].
-pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
+/// [`config`] with `settings` on top, then `extra` (a caller's additions, which win).
+pub fn config_with(
+    bootstrap: &str,
+    settings: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> ClientConfig {
     let mut c = config(bootstrap);
-    c.set("message.timeout.ms", "60000");
-    for (k, v) in extra {
+    for (k, v) in settings.iter().chain(extra) {
         c.set(*k, *v);
     }
-    c.create_with_context(Collector::default())
+    c
+}
+
+/// A producer for `bootstrap` with the `extra` settings on top of [`config`].
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
+    config_with(bootstrap, &[("message.timeout.ms", "60000")], extra)
+        .create_with_context(Collector::default())
         .expect("create producer")
 }
 
 /// Sends `record`, polling for delivery reports while librdkafka's queue is full.
-pub fn send(producer: &TestProducer, mut record: BaseRecord<'_, [u8], [u8], Box<usize>>) {
+pub fn send(producer: &TestProducer, record: BaseRecord<'_, [u8], [u8], Box<usize>>) {
+    if let Err(e) = send_when_queued(producer, record, Duration::from_millis(10)) {
+        panic!("produce failed at send: {e}");
+    }
+}
+
+/// Sends `record` with any producer; while librdkafka's queue is full, polls for `poll`
+/// (which serves delivery reports and makes room) and tries again. Any other error is answered.
+pub fn send_when_queued<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    poll: Duration,
+) -> Result<(), KafkaError> {
     loop {
         match producer.send(record) {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
-                producer.poll(Duration::from_millis(10));
+                producer.poll(poll);
             }
-            Err((e, _)) => panic!("produce failed at send: {e}"),
+            Err((e, _)) => return Err(e),
         }
     }
 }
@@ -115,16 +136,16 @@ pub fn flush(producer: &TestProducer, timeout: Duration) -> Vec<Delivery> {
 /// A consumer that is only ever `assign`ed (no group membership, no commits): reads from
 /// the earliest offset when an assigned offset is out of range.
 pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
-    let mut c = config(bootstrap);
-    c.set("group.id", "strata-test-unused")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100");
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c.create().expect("create consumer")
+    let settings = [
+        ("group.id", "strata-test-unused"),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.wait.max.ms", "100"),
+    ];
+    config_with(bootstrap, &settings, extra)
+        .create()
+        .expect("create consumer")
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {

@@ -41,6 +41,13 @@ fn check_deliveries(cluster: &Cluster, deliveries: &[Delivery], n: usize) {
 
 /// 8 partitions, 100,000 keyed messages with acks=all, every partition read
 /// from the beginning: every message exactly once, in order per partition, bytes equal.
+/// Asserts that `r` holds `key` and `value`; `at` says which record, for the failure message
+/// (values are compared without printing them: they are long).
+fn assert_key_and_value(r: &kafka::Record, key: &[u8], value: &[u8], at: &str) {
+    assert_eq!(r.key.as_deref(), Some(key), "key at {at}");
+    assert!(r.value.as_deref() == Some(value), "value at {at} differs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
     let topic = "keyed";
@@ -139,17 +146,8 @@ async fn keyed_messages_arrive_once_in_order_on_8_partitions() {
                 r.offset
             );
             let id = expected[&r.offset];
-            assert_eq!(
-                r.key.as_deref(),
-                Some(&key(id)[..]),
-                "key at {p}/{}",
-                r.offset
-            );
-            assert!(
-                r.value.as_deref() == Some(&value(id)[..]),
-                "value at {p}/{} differs from message {id} sent there",
-                r.offset
-            );
+            let at = format!("{p}/{} (message {id} was sent there)", r.offset);
+            assert_key_and_value(r, &key(id), &value(id), &at);
         }
     }
     // Nothing beyond what was acknowledged.
@@ -211,17 +209,8 @@ async fn every_compression_codec_round_trips() {
         let by_offset: HashMap<i64, usize> = deliveries.iter().map(|d| (d.offset, d.id)).collect();
         for r in &records {
             let id = by_offset[&r.offset];
-            assert_eq!(
-                r.key.as_deref(),
-                Some(format!("{codec}-{id}").as_bytes()),
-                "{codec}: key at offset {}",
-                r.offset
-            );
-            assert!(
-                r.value.as_deref() == Some(&value(id)[..]),
-                "{codec}: value at offset {} differs",
-                r.offset
-            );
+            let at = format!("{codec}, offset {}", r.offset);
+            assert_key_and_value(r, format!("{codec}-{id}").as_bytes(), &value(id), &at);
         }
         // Stored as sent: the fetched batches carry the codec. (librdkafka sends a batch
         // uncompressed when compressing does not make it smaller, so some may be plain.)

@@ -104,17 +104,15 @@ impl Member {
         extra: &[(&str, &str)],
         log: Arc<Mutex<Vec<Consumed>>>,
     ) -> Member {
-        let mut config = kafka::config(bootstrap);
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("fetch.wait.max.ms", "100");
-        for (k, v) in extra {
-            config.set(*k, *v);
-        }
+        let settings = [
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+            ("fetch.wait.max.ms", "100"),
+        ];
+        let config = kafka::config_with(bootstrap, &settings, extra);
         let rebalances = Arc::new(AtomicUsize::new(0));
         let consumer: BaseConsumer<Counting> = config
             .create_with_context(Counting {
@@ -177,6 +175,23 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until the live members' assignments partition `0..partitions` exactly, each member
 /// holding at least one (when there are fewer members than partitions).
+/// [`wait_for_assignment`], then asserts every member holds the same number of partitions
+/// (`partitions` divided among them).
+fn wait_for_even_assignment(
+    cluster: &Cluster,
+    members: &[Member],
+    partitions: i32,
+) -> Vec<Vec<i32>> {
+    let assignments = wait_for_assignment(cluster, members, partitions);
+    let each = partitions as usize / members.len();
+    assert!(
+        assignments.iter().all(|a| a.len() == each),
+        "{} × {each} partitions: {assignments:?}",
+        members.len()
+    );
+    assignments
+}
+
 fn wait_for_assignment(cluster: &Cluster, members: &[Member], partitions: i32) -> Vec<Vec<i32>> {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -255,32 +270,20 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
         let mut members: Vec<Member> = (0..3)
             .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
             .collect();
-        let first = wait_for_assignment(&cluster, &members, 12);
-        assert!(
-            first.iter().all(|a| a.len() == 4),
-            "3 × 4 partitions: {first:?}"
-        );
+        wait_for_even_assignment(&cluster, &members, 12);
         wait_for_consumed(&cluster, &log, &produced);
 
         // A fourth member joins while records keep coming.
         members.push(Member::start(&bs, group, topic, 3, &[], log.clone()));
         produced.extend(produce(&cluster, topic, 600, "b"));
-        let second = wait_for_assignment(&cluster, &members, 12);
-        assert!(
-            second.iter().all(|a| a.len() == 3),
-            "4 × 3 partitions: {second:?}"
-        );
+        wait_for_even_assignment(&cluster, &members, 12);
         produced.extend(produce(&cluster, topic, 600, "c"));
         wait_for_consumed(&cluster, &log, &produced);
 
         // One member leaves (LeaveGroup on close) while records keep coming.
         members[0].close();
         produced.extend(produce(&cluster, topic, 600, "d"));
-        let third = wait_for_assignment(&cluster, &members[1..], 12);
-        assert!(
-            third.iter().all(|a| a.len() == 4),
-            "3 × 4 partitions: {third:?}"
-        );
+        wait_for_even_assignment(&cluster, &members[1..], 12);
         wait_for_consumed(&cluster, &log, &produced);
         let failed_commits = log.lock().unwrap().iter().filter(|c| !c.committed).count();
         eprintln!(
@@ -854,14 +857,12 @@ async fn cooperative_sticky_rebalances_incrementally() {
         let mut members: Vec<Member> = (0..2)
             .map(|i| Member::start(&bs, group, topic, i, &extra, log.clone()))
             .collect();
-        let two = wait_for_assignment(&cluster, &members, 6);
-        assert!(two.iter().all(|a| a.len() == 3), "{two:?}");
+        let two = wait_for_even_assignment(&cluster, &members, 6);
         wait_for_consumed(&cluster, &log, &produced);
 
         members.push(Member::start(&bs, group, topic, 2, &extra, log.clone()));
         produced.extend(produce(&cluster, topic, 300, "q"));
-        let three = wait_for_assignment(&cluster, &members, 6);
-        assert!(three.iter().all(|a| a.len() == 2), "{three:?}");
+        let three = wait_for_even_assignment(&cluster, &members, 6);
         // Sticky: the first two kept two of their three partitions each.
         for i in 0..2 {
             let kept = three[i].iter().filter(|p| two[i].contains(p)).count();

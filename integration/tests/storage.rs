@@ -110,12 +110,22 @@ async fn verify_through_client(
     }
 }
 
+/// `servers` range servers, a client, and a new stream on every one of them, confirmed by
+/// `ack_count`.
+async fn cluster_with_stream(servers: usize, ack_count: u8) -> (Cluster, StreamClient, StreamInfo) {
+    let cluster = Cluster::start(servers).await;
+    let client = StreamClient::new(&[cluster.pd_addr()]);
+    let replica = u8::try_from(servers).expect("a replica count");
+    let stream = client
+        .create_stream(replica, ack_count)
+        .await
+        .expect("create");
+    (cluster, client, stream)
+}
+
 /// Three range servers, a client, and a new stream replicated to all three (acks from two).
 async fn three_replica_stream() -> (Cluster, StreamClient, StreamInfo) {
-    let cluster = Cluster::start(3).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(3, 2).await.expect("create");
-    (cluster, client, stream)
+    cluster_with_stream(3, 2).await
 }
 
 async fn range_server_addr(client: &StreamClient, node: u64) -> String {
@@ -196,9 +206,7 @@ async fn hundred_thousand_appends_read_back_from_client_and_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_range_server_mid_append_loses_nothing_confirmed() {
-    let mut cluster = Cluster::start(3).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(3, 2).await.expect("create");
+    let (mut cluster, client, stream) = three_replica_stream().await;
     let mut writer = client.open(stream.id).await.expect("open");
     let first = writer.confirmed();
     let before = append_many(&mut writer, 2, 0, 5_000, 128).await;
@@ -261,9 +269,7 @@ async fn killing_a_range_server_mid_append_loses_nothing_confirmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_every_process_keeps_every_confirmed_append() {
-    let mut cluster = Cluster::start(3).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(3, 2).await.expect("create");
+    let (mut cluster, client, stream) = three_replica_stream().await;
     let mut writer = client.open(stream.id).await.expect("open");
     let written = append_many(&mut writer, 3, 0, 20_000, 256).await;
     // Leave appends in flight: they may or may not survive, but nothing confirmed may be lost.
@@ -332,9 +338,7 @@ async fn a_second_writer_fences_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_wal_tail_recovers_to_the_last_good_record() {
     for flip_bit in [false, true] {
-        let mut cluster = Cluster::start(1).await;
-        let client = StreamClient::new(&[cluster.pd_addr()]);
-        let stream = client.create_stream(1, 1).await.expect("create");
+        let (mut cluster, client, stream) = cluster_with_stream(1, 1).await;
         let mut writer = client.open(stream.id).await.expect("open");
         let written = append_many(&mut writer, 5, 0, 200, 1).await;
         cluster.range_server(0).kill();
@@ -419,9 +423,7 @@ fn error_code_of(answer: &[u8]) -> ErrorCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_errors_and_everyone_else_is_served() {
-    let cluster = Cluster::start(1).await;
-    let client = StreamClient::new(&[cluster.pd_addr()]);
-    let stream = client.create_stream(1, 1).await.expect("create");
+    let (cluster, client, stream) = cluster_with_stream(1, 1).await;
     let mut writer = client.open(stream.id).await.expect("open");
     let before = append_many(&mut writer, 6, 0, 10, 4).await;
     let targets = [cluster.pd_addr(), cluster.range_servers[0].rpc_addr.clone()];

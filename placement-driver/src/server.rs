@@ -344,10 +344,14 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         .await
         .map_err(io(format!("listen {}", config.http_listen)))?;
 
-    actors::process::write_file_atomic(&config.data, "rpc.addr", &rpc_addr.to_string())
-        .map_err(io("write rpc.addr"))?;
-    actors::process::write_file_atomic(&config.data, "http.addr", &http_addr.to_string())
-        .map_err(io("write http.addr"))?;
+    actors::process::publish_addresses(
+        &config.data,
+        &[
+            ("rpc.addr", rpc_addr.to_string()),
+            ("http.addr", http_addr.to_string()),
+        ],
+    )
+    .map_err(io("write the address files"))?;
     tracing::info!(
         node_id = config.node_id,
         rpc = %rpc_addr,

@@ -55,6 +55,12 @@ impl PdService {
         Ok(f(&g))
     }
 
+    /// [`Self::read`] after [`Self::ensure_leader`]: the applied state, current as of now.
+    async fn linearizable_read<T>(&self, f: impl FnOnce(&Shared) -> T) -> Result<T, RpcError> {
+        self.ensure_leader().await?;
+        self.read(f)
+    }
+
     /// The `NotLeader` error, naming the leader's address when known.
     fn not_leader(&self, leader: Option<NodeId>) -> RpcError {
         let addr = leader.and_then(|id| {
@@ -186,8 +192,8 @@ impl PdService {
     }
 
     pub async fn describe_stream(&self, req: DescribeStream) -> Result<StreamInfo, RpcError> {
-        self.ensure_leader().await?;
-        self.read(|s| s.state.stream(req.stream_id).map(|s| s.to_info()))?
+        self.linearizable_read(|s| s.state.stream(req.stream_id).map(|s| s.to_info()))
+            .await?
             .map_err(RpcError::from)
     }
 
@@ -240,19 +246,18 @@ impl PdService {
     }
 
     pub async fn list_nodes(&self, _req: ListNodes) -> Result<Vec<NodeInfo>, RpcError> {
-        self.ensure_leader().await?;
-        self.read(|s| {
+        self.linearizable_read(|s| {
             s.state
                 .nodes
                 .values()
                 .map(|n| n.to_info(self.liveness.alive(n.id)))
                 .collect()
         })
+        .await
     }
 
     pub async fn list_streams(&self, _req: ListStreams) -> Result<Vec<StreamInfo>, RpcError> {
-        self.ensure_leader().await?;
-        self.read(|s| {
+        self.linearizable_read(|s| {
             s.state
                 .streams
                 .values()
@@ -260,6 +265,7 @@ impl PdService {
                 .map(|s| s.to_info())
                 .collect()
         })
+        .await
     }
 
     pub async fn allocate_ids(&self, req: AllocateIds) -> Result<u64, RpcError> {
@@ -374,8 +380,8 @@ impl PdService {
     }
 
     pub async fn list_topics(&self, _req: ListTopics) -> Result<Vec<TopicInfo>, RpcError> {
-        self.ensure_leader().await?;
-        self.read(|s| s.state.topics.values().map(|t| t.to_info()).collect())
+        self.linearizable_read(|s| s.state.topics.values().map(|t| t.to_info()).collect())
+            .await
     }
 
     /// The cluster id; fixes one through Raft if none is set yet (normally done by the leader at

@@ -1,5 +1,6 @@
 //! Typed error codes carried in error responses. Each code names one fault so the caller can
-//! act on it (retry, re-open, give up) without parsing messages.
+//! act on it (retry, re-open, give up) without parsing messages. Codes are part of the wire:
+//! never renumber or reuse one.
 
 use bincode::{Decode, Encode};
 

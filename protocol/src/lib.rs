@@ -6,6 +6,20 @@
 //! ([`codec`]); everything else sees typed messages. It does no I/O of its own and holds no
 //! state.
 
+/// Gives each request type its opcode and response type, one `Request => Response = opcode`
+/// line each: the table of a module's opcodes, which are part of the wire format (never renumber
+/// or reuse one).
+macro_rules! rpc {
+    ($($req:ty => $resp:ty = $code:expr),* $(,)?) => {
+        $(
+            impl $crate::Rpc for $req {
+                const OPCODE: $crate::Opcode = $crate::Opcode($code);
+                type Response = $resp;
+            }
+        )*
+    };
+}
+
 pub mod codec;
 pub mod error;
 pub mod frame;
@@ -27,4 +41,44 @@ pub trait Rpc: Message + Send + 'static {
 /// Checksum used for every record payload, on the wire and on disk (CRC32C, Castagnoli).
 pub fn checksum(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pd::*;
+    use crate::range_rpc::*;
+    use crate::Rpc;
+
+    #[test]
+    fn opcodes_stay_as_published() {
+        let pd = [
+            RegisterNode::OPCODE,
+            Heartbeat::OPCODE,
+            CreateStream::OPCODE,
+            DescribeStream::OPCODE,
+            OpenStream::OPCODE,
+            CreateRange::OPCODE,
+            SealRange::OPCODE,
+            TrimStream::OPCODE,
+            DeleteStream::OPCODE,
+            ListNodes::OPCODE,
+            Watch::OPCODE,
+            AllocateIds::OPCODE,
+            ListStreams::OPCODE,
+            CreateTopic::OPCODE,
+            DeleteTopic::OPCODE,
+            CreatePartitions::OPCODE,
+            AlterTopicConfigs::OPCODE,
+            ListTopics::OPCODE,
+            GetClusterInfo::OPCODE,
+            RaftMessage::OPCODE,
+        ]
+        .map(|o| o.0);
+        let pd_expected = [
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 50,
+        ];
+        assert_eq!(pd, pd_expected);
+        let range = [Append::OPCODE, Fetch::OPCODE, Seal::OPCODE, Commit::OPCODE].map(|o| o.0);
+        assert_eq!(range, [100, 101, 102, 103]);
+    }
 }

@@ -1,5 +1,6 @@
 //! The shared data model: nodes, streams, ranges, as the placement driver keeps them and every
-//! other process sees them.
+//! other process sees them. Plain data with small read-only helpers: no rules, no I/O; fields
+//! are bincode on the wire, so never renamed or reordered.
 
 use bincode::{Decode, Encode};
 

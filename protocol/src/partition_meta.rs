@@ -1,6 +1,7 @@
 //! Records of a Kafka partition's meta stream: a small key-value log that a broker
 //! replays when it opens the partition. Written by one broker, read by the next owner, so it
-//! is part of the wire contract between processes over time.
+//! is part of the wire contract between processes over time: never reorder or rename a field
+//! or variant. Replay rules belong to the broker, not here.
 
 use bincode::{Decode, Encode};
 

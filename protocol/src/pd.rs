@@ -1,21 +1,11 @@
-//! Requests served by the placement driver.
+//! Requests served by the placement driver and their opcodes (the table at the end). Message
+//! types only: no behaviour, and no field or variant may be renamed or reordered (bincode).
 
 use bincode::{Decode, Encode};
 
-use crate::frame::Opcode;
 use crate::model::{
     NodeId, NodeInfo, NodeKind, RangeInfo, RangeReport, StreamId, StreamInfo, TopicInfo,
 };
-use crate::Rpc;
-
-macro_rules! rpc {
-    ($req:ty => $resp:ty, $code:expr) => {
-        impl Rpc for $req {
-            const OPCODE: Opcode = Opcode($code);
-            type Response = $resp;
-        }
-    };
-}
 
 /// Join the cluster, or re-join with the id kept from an earlier run.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -31,7 +21,6 @@ pub struct RegisterNodeResponse {
     /// A node whose last heartbeat is older than this is considered dead.
     pub lease_ms: u64,
 }
-rpc!(RegisterNode => RegisterNodeResponse, 1);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct Heartbeat {
@@ -43,20 +32,17 @@ pub struct Heartbeat {
 pub struct HeartbeatResponse {
     pub lease_ms: u64,
 }
-rpc!(Heartbeat => HeartbeatResponse, 2);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct CreateStream {
     pub replica: u8,
     pub ack_count: u8,
 }
-rpc!(CreateStream => StreamInfo, 3);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct DescribeStream {
     pub stream_id: StreamId,
 }
-rpc!(DescribeStream => StreamInfo, 4);
 
 /// Open a stream for writing: bumps its epoch, which fences every earlier writer.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -65,7 +51,6 @@ pub struct OpenStream {
     /// The new epoch is at least this (lets a broker use its Kafka leader epoch).
     pub min_epoch: u64,
 }
-rpc!(OpenStream => StreamInfo, 5);
 
 /// Create the next range of a stream, starting where the last sealed range ended.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -76,7 +61,6 @@ pub struct CreateRange {
     /// Range servers the writer just saw fail; avoided even if their lease is still current.
     pub exclude: Vec<NodeId>,
 }
-rpc!(CreateRange => RangeInfo, 6);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct SealRange {
@@ -85,7 +69,6 @@ pub struct SealRange {
     pub index: u32,
     pub end: u64,
 }
-rpc!(SealRange => RangeInfo, 7);
 
 /// Move the stream's start offset forward; data before it may be deleted.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -93,17 +76,14 @@ pub struct TrimStream {
     pub stream_id: StreamId,
     pub start_offset: u64,
 }
-rpc!(TrimStream => StreamInfo, 8);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct DeleteStream {
     pub stream_id: StreamId,
 }
-rpc!(DeleteStream => StreamInfo, 9);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct ListNodes {}
-rpc!(ListNodes => Vec<NodeInfo>, 10);
 
 /// Long-poll for changes after `since` (a revision from an earlier answer; 0 for all).
 #[derive(Debug, Clone, Encode, Decode)]
@@ -127,7 +107,6 @@ pub struct WatchResponse {
     pub reset: bool,
     pub events: Vec<Event>,
 }
-rpc!(Watch => WatchResponse, 11);
 
 /// Take `count` ids from the named allocator; answers the first one.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -135,11 +114,9 @@ pub struct AllocateIds {
     pub key: String,
     pub count: u64,
 }
-rpc!(AllocateIds => u64, 12);
 
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct ListStreams {}
-rpc!(ListStreams => Vec<StreamInfo>, 13);
 
 /// Raft traffic between placement-driver voters: an openraft message carried as bincode of its
 /// serde form. Opaque to everyone else.
@@ -154,7 +131,6 @@ pub enum RaftMessageKind {
     Vote,
     InstallSnapshot,
 }
-rpc!(RaftMessage => Vec<u8>, 50);
 
 /// Create a topic and, in the same step, a data and a meta stream for each partition.
 /// `AlreadyExists` when the name is taken; `InvalidArgument` for a bad name or count.
@@ -169,14 +145,12 @@ pub struct CreateTopic {
     /// Check everything, change nothing (Kafka's `validate_only`).
     pub validate_only: bool,
 }
-rpc!(CreateTopic => TopicInfo, 20);
 
 /// Delete a topic and its streams. `NotFound` when there is no such topic.
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct DeleteTopic {
     pub name: String,
 }
-rpc!(DeleteTopic => TopicInfo, 21);
 
 /// Grow a topic to `total` partitions (new ones get new streams and an owner).
 #[derive(Debug, Clone, Encode, Decode)]
@@ -185,7 +159,6 @@ pub struct CreatePartitions {
     pub total: u32,
     pub validate_only: bool,
 }
-rpc!(CreatePartitions => TopicInfo, 22);
 
 /// Change topic config overrides: with `replace_all`, `set` becomes the whole set (Kafka's
 /// AlterConfigs); otherwise `set` is merged and `remove` deleted (IncrementalAlterConfigs).
@@ -197,12 +170,10 @@ pub struct AlterTopicConfigs {
     pub replace_all: bool,
     pub validate_only: bool,
 }
-rpc!(AlterTopicConfigs => TopicInfo, 23);
 
 /// Every topic (deleted ones are gone).
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct ListTopics {}
-rpc!(ListTopics => Vec<TopicInfo>, 24);
 
 /// Identity of the cluster: a fixed id chosen when PD first started.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -211,4 +182,27 @@ pub struct GetClusterInfo {}
 pub struct ClusterInfo {
     pub cluster_id: String,
 }
-rpc!(GetClusterInfo => ClusterInfo, 25);
+
+// Opcodes 1-50: part of the wire format.
+rpc! {
+    RegisterNode => RegisterNodeResponse = 1,
+    Heartbeat => HeartbeatResponse = 2,
+    CreateStream => StreamInfo = 3,
+    DescribeStream => StreamInfo = 4,
+    OpenStream => StreamInfo = 5,
+    CreateRange => RangeInfo = 6,
+    SealRange => RangeInfo = 7,
+    TrimStream => StreamInfo = 8,
+    DeleteStream => StreamInfo = 9,
+    ListNodes => Vec<NodeInfo> = 10,
+    Watch => WatchResponse = 11,
+    AllocateIds => u64 = 12,
+    ListStreams => Vec<StreamInfo> = 13,
+    CreateTopic => TopicInfo = 20,
+    DeleteTopic => TopicInfo = 21,
+    CreatePartitions => TopicInfo = 22,
+    AlterTopicConfigs => TopicInfo = 23,
+    ListTopics => Vec<TopicInfo> = 24,
+    GetClusterInfo => ClusterInfo = 25,
+    RaftMessage => Vec<u8> = 50,
+}

@@ -6,17 +6,18 @@
 //! server can keep it in its WAL record and tail cache without copying. They go through serde
 //! (`#[bincode(with_serde)]`), which writes a length-prefixed byte string: the same bytes on the
 //! wire as a `Vec<u8>` field.
+//!
+//! Message types and their opcode table only: no range rules (those are the range server's),
+//! and no field may be renamed or reordered.
 
 use bincode::{Decode, Encode};
 use bytes::Bytes;
 
-use crate::frame::Opcode;
 use crate::model::StreamId;
-use crate::Rpc;
 
 /// Append one batch of `count` offsets at `offset`. The first append of a range (at
-/// `range_start`) creates the range on this server.
-#[derive(Debug, Clone, Encode, Decode)]
+/// `range_start`) creates the range on this server. A range server keeps it as its WAL record.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Append {
     pub stream_id: StreamId,
     pub index: u32,
@@ -35,10 +36,6 @@ pub struct Append {
 pub struct AppendResponse {
     /// Every offset below this is durable on this server.
     pub durable: u64,
-}
-impl Rpc for Append {
-    const OPCODE: Opcode = Opcode(100);
-    type Response = AppendResponse;
 }
 
 /// Read confirmed batches from `offset` until `end` (exclusive) or `max_bytes`.
@@ -66,10 +63,6 @@ pub struct FetchResponse {
     pub readable_end: u64,
     pub sealed_end: Option<u64>,
 }
-impl Rpc for Fetch {
-    const OPCODE: Opcode = Opcode(101);
-    type Response = FetchResponse;
-}
 
 /// Stop taking appends for a range at `epoch` and report the local end. With `end` set, also
 /// record the range's final end as decided at the placement driver.
@@ -88,10 +81,6 @@ pub struct SealResponse {
     /// The next offset this server would have accepted: the end of its local data.
     pub local_end: u64,
 }
-impl Rpc for Seal {
-    const OPCODE: Opcode = Opcode(102);
-    type Response = SealResponse;
-}
 
 /// Tell replicas how far the stream is confirmed when no append is there to carry it.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -101,9 +90,13 @@ pub struct Commit {
     pub epoch: u64,
     pub confirmed: u64,
 }
-impl Rpc for Commit {
-    const OPCODE: Opcode = Opcode(103);
-    type Response = ();
+
+// Opcodes 100-103: part of the wire format.
+rpc! {
+    Append => AppendResponse = 100,
+    Fetch => FetchResponse = 101,
+    Seal => SealResponse = 102,
+    Commit => () = 103,
 }
 
 #[cfg(test)]

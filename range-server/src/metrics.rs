@@ -1,110 +1,98 @@
 //! The range server's Prometheus metrics: one struct of cheap atomic handles, cloned into
-//! whoever updates them (WAL thread, range actors, cache) and registered once. Holds no other
-//! state and does no I/O.
+//! whoever updates them (WAL thread, range actors, cache) and registered once. Each metric is
+//! declared once, in the table below, with its field, exported name, help and initial value.
+//! Holds no other state and does no I/O.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug)]
-pub struct Metrics {
-    /// Appends acknowledged (durable).
-    pub appends: Counter,
-    /// Payload bytes of acknowledged appends.
-    pub append_bytes: Counter,
-    /// Appends refused (any error code).
-    pub append_errors: Counter,
-    /// Fetch requests answered with data.
-    pub fetches: Counter,
-    /// Fetched batches served from the tail cache / read from the WAL.
-    pub fetch_cache_hits: Counter,
-    pub fetch_disk_reads: Counter,
-    /// fdatasync calls of the WAL writer.
-    pub fsyncs: Counter,
-    /// Records per group commit.
-    pub group_size: Histogram,
-    /// Seconds per fdatasync.
-    pub fsync_seconds: Histogram,
-    /// Bytes written to the WAL (framed records).
-    pub wal_bytes: Counter,
-    /// 1 when the WAL refused writes after a disk error.
-    pub wal_failed: Gauge,
-    pub cache_bytes: Gauge,
-    pub ranges: Gauge,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            appends: Counter::default(),
-            append_bytes: Counter::default(),
-            append_errors: Counter::default(),
-            fetches: Counter::default(),
-            fetch_cache_hits: Counter::default(),
-            fetch_disk_reads: Counter::default(),
-            fsyncs: Counter::default(),
-            group_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
-            wal_bytes: Counter::default(),
-            wal_failed: Gauge::default(),
-            cache_bytes: Gauge::default(),
-            ranges: Gauge::default(),
+/// Declares [`Metrics`], its `Default` and [`Metrics::register`] from one table:
+/// `field: Type = initial value, "exported name" (under the `strata_rs` prefix), "help"`.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $init:expr, $name:literal, $help:literal;)*) => {
+        #[derive(Clone, Debug)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $field: $ty,)*
         }
-    }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                Metrics { $($field: $init,)* }
+            }
+        }
+
+        impl Metrics {
+            pub fn register(&self, registry: &mut Registry) {
+                let r = registry.sub_registry_with_prefix("strata_rs");
+                $(r.register($name, $help, self.$field.clone());)*
+            }
+        }
+    };
 }
 
-impl Metrics {
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("strata_rs");
-        r.register("appends", "Appends acknowledged", self.appends.clone());
-        r.register(
-            "append_bytes",
-            "Payload bytes of acknowledged appends",
-            self.append_bytes.clone(),
-        );
-        r.register(
-            "append_errors",
-            "Appends refused",
-            self.append_errors.clone(),
-        );
-        r.register("fetches", "Fetch requests answered", self.fetches.clone());
-        r.register(
-            "fetch_cache_hits",
-            "Fetched batches served from the tail cache",
-            self.fetch_cache_hits.clone(),
-        );
-        r.register(
-            "fetch_disk_reads",
-            "Fetched batches read from the WAL",
-            self.fetch_disk_reads.clone(),
-        );
-        r.register("wal_fsyncs", "WAL fdatasync calls", self.fsyncs.clone());
-        r.register(
-            "wal_group_size",
-            "Records per WAL group commit",
-            self.group_size.clone(),
-        );
-        r.register(
-            "wal_fsync_seconds",
-            "WAL fdatasync latency",
-            self.fsync_seconds.clone(),
-        );
-        r.register(
-            "wal_bytes",
-            "Bytes written to the WAL",
-            self.wal_bytes.clone(),
-        );
-        r.register(
+metrics! {
+    /// Appends acknowledged (durable).
+    appends: Counter = Counter::default(), "appends", "Appends acknowledged";
+    /// Payload bytes of acknowledged appends.
+    append_bytes: Counter = Counter::default(),
+        "append_bytes", "Payload bytes of acknowledged appends";
+    /// Appends refused (any error code).
+    append_errors: Counter = Counter::default(), "append_errors", "Appends refused";
+    /// Fetch requests answered with data.
+    fetches: Counter = Counter::default(), "fetches", "Fetch requests answered";
+    /// Fetched batches served from the tail cache / read from the WAL.
+    fetch_cache_hits: Counter = Counter::default(),
+        "fetch_cache_hits", "Fetched batches served from the tail cache";
+    fetch_disk_reads: Counter = Counter::default(),
+        "fetch_disk_reads", "Fetched batches read from the WAL";
+    /// fdatasync calls of the WAL writer.
+    fsyncs: Counter = Counter::default(), "wal_fsyncs", "WAL fdatasync calls";
+    /// Records per group commit.
+    group_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+        "wal_group_size", "Records per WAL group commit";
+    /// Seconds per fdatasync.
+    fsync_seconds: Histogram = Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        "wal_fsync_seconds", "WAL fdatasync latency";
+    /// Bytes written to the WAL (framed records).
+    wal_bytes: Counter = Counter::default(), "wal_bytes", "Bytes written to the WAL";
+    /// 1 when the WAL refused writes after a disk error.
+    wal_failed: Gauge = Gauge::default(),
+        "wal_failed", "1 when the WAL refuses writes after a disk error";
+    cache_bytes: Gauge = Gauge::default(), "cache_bytes", "Bytes in the tail cache";
+    ranges: Gauge = Gauge::default(), "ranges", "Ranges held by this server";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_under_its_name() {
+        let mut registry = Registry::default();
+        Metrics::default().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in [
+            "appends_total",
+            "append_bytes_total",
+            "append_errors_total",
+            "fetches_total",
+            "fetch_cache_hits_total",
+            "fetch_disk_reads_total",
+            "wal_fsyncs_total",
+            "wal_group_size_bucket",
+            "wal_fsync_seconds_bucket",
+            "wal_bytes_total",
             "wal_failed",
-            "1 when the WAL refuses writes after a disk error",
-            self.wal_failed.clone(),
-        );
-        r.register(
             "cache_bytes",
-            "Bytes in the tail cache",
-            self.cache_bytes.clone(),
-        );
-        r.register("ranges", "Ranges held by this server", self.ranges.clone());
+            "ranges",
+        ] {
+            assert!(
+                text.contains(&format!("\nstrata_rs_{name}")),
+                "{name} missing from {text}"
+            );
+        }
     }
 }

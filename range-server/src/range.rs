@@ -15,21 +15,17 @@ use protocol::model::RangeReport;
 use protocol::range_rpc::{
     Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
 };
-use protocol::{ErrorCode, RpcError};
+use protocol::{ErrorCode, Rpc, RpcError};
 use tokio::sync::oneshot;
 
 use crate::cache::TailCache;
 use crate::metrics::Metrics;
 use crate::wal::WalRecord;
-use crate::wal::{BatchEntry, DataRecord, Location, RecoveredRange, SealRecord, Wal, WalError};
+use crate::wal::{BatchEntry, Location, RecoveredRange, SealRecord, Wal, WalError};
 
 /// Where an answer goes: every request message carries its own reply channel, so requests
 /// can be queued with `do_send` (which keeps their order) and answered later.
 pub type Reply<T> = oneshot::Sender<Result<T, RpcError>>;
-
-fn err(code: ErrorCode, message: String) -> RpcError {
-    RpcError::new(code, message)
-}
 
 /// The bookkeeping of one range, without I/O.
 #[derive(Debug, Clone)]
@@ -76,13 +72,17 @@ impl RangeState {
         format!("range {}/{}", self.stream_id, self.index)
     }
 
+    /// An error about this range: `range <stream>/<index>: <what>`.
+    fn error(&self, code: ErrorCode, what: std::fmt::Arguments) -> RpcError {
+        RpcError::new(code, format!("{}: {what}", self.name()))
+    }
+
     fn check_epoch(&self, epoch: u64) -> Result<(), RpcError> {
         if epoch < self.epoch {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::Fenced,
-                format!(
-                    "{}: epoch {epoch} is older than the range's epoch {}",
-                    self.name(),
+                format_args!(
+                    "epoch {epoch} is older than the range's epoch {}",
                     self.epoch
                 ),
             ));
@@ -95,76 +95,64 @@ impl RangeState {
     pub fn check_append(&mut self, req: &Append) -> Result<(), RpcError> {
         self.check_epoch(req.epoch)?;
         if self.sealed {
-            return Err(err(
+            return Err(RpcError::new(
                 ErrorCode::RangeSealed,
                 format!("{} is sealed", self.name()),
             ));
         }
         if protocol::checksum(&req.payload) != req.crc {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::BadChecksum,
-                format!(
-                    "{}: payload CRC mismatch at offset {}",
-                    self.name(),
-                    req.offset
-                ),
+                format_args!("payload CRC mismatch at offset {}", req.offset),
             ));
         }
         if req.range_start != self.start {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::InvalidArgument,
-                format!(
-                    "{}: range start {} differs from this server's {}",
-                    self.name(),
-                    req.range_start,
-                    self.start
+                format_args!(
+                    "range start {} differs from this server's {}",
+                    req.range_start, self.start
                 ),
             ));
         }
         if req.count == 0 {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::InvalidArgument,
-                format!("{}: a batch must hold at least one offset", self.name()),
+                format_args!("a batch must hold at least one offset"),
             ));
         }
         let end = req.offset.checked_add(req.count as u64).ok_or_else(|| {
-            err(
+            self.error(
                 ErrorCode::InvalidArgument,
-                format!("{}: offset {} overflows", self.name(), req.offset),
+                format_args!("offset {} overflows", req.offset),
             )
         })?;
         self.epoch = self.epoch.max(req.epoch);
         self.confirmed = self.confirmed.max(req.confirmed);
         if end <= self.durable {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::AlreadyCommitted,
-                format!(
-                    "{}: offsets {}..{end} are already durable (durable end {})",
-                    self.name(),
-                    req.offset,
-                    self.durable
+                format_args!(
+                    "offsets {}..{end} are already durable (durable end {})",
+                    req.offset, self.durable
                 ),
             ));
         }
         if req.offset < self.next {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::InFlight,
-                format!(
-                    "{}: offset {} is being written (next {})",
-                    self.name(),
-                    req.offset,
-                    self.next
+                format_args!(
+                    "offset {} is being written (next {})",
+                    req.offset, self.next
                 ),
             ));
         }
         if req.offset > self.next {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::Overtaking,
-                format!(
-                    "{}: offset {} is past the next expected offset {}",
-                    self.name(),
-                    req.offset,
-                    self.next
+                format_args!(
+                    "offset {} is past the next expected offset {}",
+                    req.offset, self.next
                 ),
             ));
         }
@@ -184,20 +172,16 @@ impl RangeState {
         self.check_epoch(epoch)?;
         if let Some(e) = end {
             if e < self.start {
-                return Err(err(
+                return Err(self.error(
                     ErrorCode::InvalidArgument,
-                    format!(
-                        "{}: end {e} is before the range start {}",
-                        self.name(),
-                        self.start
-                    ),
+                    format_args!("end {e} is before the range start {}", self.start),
                 ));
             }
             if let Some(known) = self.final_end {
                 if known != e {
-                    return Err(err(
+                    return Err(self.error(
                         ErrorCode::InvalidArgument,
-                        format!("{}: already sealed at {known}, not {e}", self.name()),
+                        format_args!("already sealed at {known}, not {e}"),
                     ));
                 }
             }
@@ -253,22 +237,19 @@ impl RangeState {
             return Ok(Vec::new());
         }
         if req.offset < self.start {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::OffsetOutOfRange,
-                format!(
-                    "{}: offset {} is before the range start {}",
-                    self.name(),
-                    req.offset,
-                    self.start
+                format_args!(
+                    "offset {} is before the range start {}",
+                    req.offset, self.start
                 ),
             ));
         }
         if req.offset >= readable {
-            return Err(err(
+            return Err(self.error(
                 ErrorCode::OffsetOutOfRange,
-                format!(
-                    "{}: offset {} is at or past the readable end {readable}",
-                    self.name(),
+                format_args!(
+                    "offset {} is at or past the readable end {readable}",
                     req.offset
                 ),
             ));
@@ -310,32 +291,33 @@ impl RangeState {
 // ---------------------------------------------------------------------------------------
 // The actor
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AppendMsg {
-    pub req: Append,
-    pub reply: Reply<AppendResponse>,
+/// A request handed to a range actor, with where its answer goes.
+pub struct Request<R: Rpc> {
+    pub req: R,
+    pub reply: Reply<R::Response>,
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FetchMsg {
-    pub req: Fetch,
-    pub reply: Reply<FetchResponse>,
+impl<R: Rpc> Message for Request<R> {
+    type Result = ();
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SealMsg {
-    pub req: Seal,
-    pub reply: Reply<SealResponse>,
-}
+pub type AppendMsg = Request<Append>;
+pub type FetchMsg = Request<Fetch>;
+pub type SealMsg = Request<Seal>;
+pub type CommitMsg = Request<Commit>;
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CommitMsg {
-    pub req: Commit,
-    pub reply: Reply<()>,
+/// Hands `req` to the range actor now (`do_send`, so the requests of one caller keep their
+/// order); the receiver gets the answer.
+pub fn forward<R: Rpc>(
+    addr: &Addr<RangeActor>,
+    req: R,
+) -> oneshot::Receiver<Result<R::Response, RpcError>>
+where
+    RangeActor: Handler<Request<R>>,
+{
+    let (reply, rx) = oneshot::channel();
+    addr.do_send(Request { req, reply });
+    rx
 }
 
 #[derive(Message)]
@@ -475,25 +457,15 @@ impl Handler<AppendMsg> for RangeActor {
             let _ = reply.send(Err(e));
             return;
         }
-        let payload = req.payload;
-        let record = WalRecord::Data(DataRecord {
-            stream_id: req.stream_id,
-            index: req.index,
-            epoch: req.epoch,
-            range_start: req.range_start,
-            offset: req.offset,
-            count: req.count,
-            confirmed: req.confirmed,
-            payload_crc: req.crc,
-            payload: payload.clone(),
-        });
         let kind = PendingKind::Append {
             offset: req.offset,
             count: req.count,
             crc: req.crc,
-            payload,
+            payload: req.payload.clone(),
             reply,
         };
+        // The accepted append is the WAL record, as received.
+        let record = WalRecord::Data(req);
         self.submit(record, kind, ctx.address());
     }
 }

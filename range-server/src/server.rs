@@ -80,6 +80,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let what = what.to_string();
         move |source| ServerError::Io { what, source }
     };
+    let bind = |what: &'static str, addr: &str| {
+        let addr = addr.to_string();
+        move |source| ServerError::Bind { what, addr, source }
+    };
     std::fs::create_dir_all(&config.data).map_err(io("create the data directory"))?;
     let metrics = Metrics::default();
     let started = Instant::now();
@@ -115,11 +119,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         },
     )
     .await
-    .map_err(|source| ServerError::Bind {
-        what: "RPC",
-        addr: config.listen.clone(),
-        source,
-    })?;
+    .map_err(bind("RPC", &config.listen))?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
@@ -130,20 +130,20 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Arc::new(move || health_wal.is_healthy()),
     )
     .await
-    .map_err(|source| ServerError::Bind {
-        what: "HTTP",
-        addr: config.http_listen.clone(),
-        source,
-    })?;
+    .map_err(bind("HTTP", &config.http_listen))?;
 
     let advertise = config
         .advertise
         .clone()
         .unwrap_or_else(|| rpc_addr.to_string());
-    actors::process::write_file_atomic(&config.data, "rpc.addr", &format!("{rpc_addr}\n"))
-        .map_err(io("write rpc.addr"))?;
-    actors::process::write_file_atomic(&config.data, "http.addr", &format!("{http_addr}\n"))
-        .map_err(io("write http.addr"))?;
+    actors::process::publish_addresses(
+        &config.data,
+        &[
+            ("rpc.addr", format!("{rpc_addr}\n")),
+            ("http.addr", format!("{http_addr}\n")),
+        ],
+    )
+    .map_err(io("write the address files"))?;
 
     tracing::info!(
         rpc = %rpc_addr, http = %http_addr, advertise = %advertise, data = %config.data.display(),

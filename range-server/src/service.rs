@@ -12,7 +12,7 @@ use protocol::range_rpc::{
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::oneshot;
 
-use crate::range::{AppendMsg, CommitMsg, FetchMsg, RangeState, SealMsg};
+use crate::range::{forward, RangeState};
 use crate::registry::RangeRegistry;
 
 /// Awaits an answer. The request was already handed to the actor when `rx` was made.
@@ -70,9 +70,7 @@ pub fn append(
             })
         }
     };
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(AppendMsg { req, reply: tx });
-    rx
+    forward(&addr, req)
 }
 
 pub fn fetch(
@@ -82,9 +80,7 @@ pub fn fetch(
     let Some(addr) = ranges.get((req.stream_id, req.index)) else {
         return ready(Err(not_found(req.stream_id, req.index)));
     };
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(FetchMsg { req, reply: tx });
-    rx
+    forward(&addr, req)
 }
 
 /// Seals a range; a range never seen here gets a sealed placeholder, so a stale writer's
@@ -96,18 +92,14 @@ pub fn seal(
     let addr = ranges.get_or_create((req.stream_id, req.index), || {
         RangeState::new(req.stream_id, req.index, req.epoch, req.range_start)
     });
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(SealMsg { req, reply: tx });
-    rx
+    forward(&addr, req)
 }
 
 pub fn commit(ranges: &RangeRegistry, req: Commit) -> oneshot::Receiver<Result<(), RpcError>> {
     let Some(addr) = ranges.get((req.stream_id, req.index)) else {
         return ready(Err(not_found(req.stream_id, req.index)));
     };
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(CommitMsg { req, reply: tx });
-    rx
+    forward(&addr, req)
 }
 
 /// Routes Append, Fetch, Seal and Commit to the ranges in `ranges`.

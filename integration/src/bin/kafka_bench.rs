@@ -306,22 +306,13 @@ fn main() {
         }
         value[0..8].copy_from_slice(&now_us().to_be_bytes());
         value[16..24].copy_from_slice(&sent.to_be_bytes());
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
+        let record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
             BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
                 .partition(partition)
                 .payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => {
-                    eprintln!("send failed: {e}");
-                    std::process::exit(1);
-                }
-            }
+        if let Err(e) = kafka::send_when_queued(&producer, record, Duration::from_millis(1)) {
+            eprintln!("send failed: {e}");
+            std::process::exit(1);
         }
         sent += 1;
         partition = (partition + 1) % partitions;

@@ -124,13 +124,20 @@ fn fetch(offset: u64, end: u64, max_bytes: u32) -> Fetch {
     }
 }
 
-#[test]
-fn fetch_from_inside_a_batch_and_readable_end() {
+/// A range at 100 holding durable, unconfirmed batches at 100 (10 offsets), 110 (5), 115 (5)
+/// and 120 (10).
+fn four_durable_batches() -> RangeState {
     let mut s = RangeState::new(1, 0, 1, 100);
     for (off, count) in [(100u64, 10u32), (110, 5), (115, 5), (120, 10)] {
         s.check_append(&append(off, count, 1, b"p")).unwrap();
         s.batch_durable(off, entry(count, 100));
     }
+    s
+}
+
+#[test]
+fn fetch_from_inside_a_batch_and_readable_end() {
+    let mut s = four_durable_batches();
     // Nothing confirmed yet.
     assert_eq!(
         code(s.plan_fetch(&fetch(100, u64::MAX, 1000))),
@@ -173,11 +180,7 @@ fn fetch_from_inside_a_batch_and_readable_end() {
 fn a_reader_with_the_sealed_end_from_pd_reads_past_the_last_commit() {
     // The writer confirmed only up to 110 here; PD sealed the range at 120 and this replica
     // never got the seal notice. A reader that names end 120 (from PD) reads all of it.
-    let mut s = RangeState::new(1, 0, 1, 100);
-    for (off, count) in [(100u64, 10u32), (110, 5), (115, 5), (120, 10)] {
-        s.check_append(&append(off, count, 1, b"p")).unwrap();
-        s.batch_durable(off, entry(count, 100));
-    }
+    let mut s = four_durable_batches();
     s.commit(1, 110).unwrap();
     let open = s.plan_fetch(&fetch(100, u64::MAX, 10_000)).unwrap();
     assert_eq!(open.iter().map(|p| p.0).collect::<Vec<_>>(), vec![100]);
@@ -223,24 +226,18 @@ fn start(f: &Fixture) -> Addr<RangeActor> {
 }
 
 async fn ask_append(addr: &Addr<RangeActor>, req: Append) -> Result<AppendResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(AppendMsg { req, reply: tx });
-    rx.await.unwrap()
+    forward(addr, req).await.unwrap()
 }
 
 fn send_append(
     addr: &Addr<RangeActor>,
     req: Append,
 ) -> oneshot::Receiver<Result<AppendResponse, RpcError>> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(AppendMsg { req, reply: tx });
-    rx
+    forward(addr, req)
 }
 
 async fn ask_fetch(addr: &Addr<RangeActor>, req: Fetch) -> Result<FetchResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(FetchMsg { req, reply: tx });
-    rx.await.unwrap()
+    forward(addr, req).await.unwrap()
 }
 
 async fn ask_seal(
@@ -248,18 +245,14 @@ async fn ask_seal(
     epoch: u64,
     end: Option<u64>,
 ) -> Result<SealResponse, RpcError> {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(SealMsg {
-        req: Seal {
-            stream_id: 1,
-            index: 0,
-            epoch,
-            range_start: 100,
-            end,
-        },
-        reply: tx,
-    });
-    rx.await.unwrap()
+    let req = Seal {
+        stream_id: 1,
+        index: 0,
+        epoch,
+        range_start: 100,
+        end,
+    };
+    forward(addr, req).await.unwrap()
 }
 
 #[actix::test]

@@ -258,7 +258,7 @@ impl Wal {
         locs.iter()
             .map(|loc| match self.read_blocking(*loc)? {
                 WalRecord::Data(d) => {
-                    if protocol::checksum(&d.payload) != d.payload_crc {
+                    if protocol::checksum(&d.payload) != d.crc {
                         return Err(WalError::Corrupt(*loc, "payload CRC mismatch".into()));
                     }
                     Ok(d)

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body, Data (kind 1):  u8 kind, u64 stream_id, u32 index, u64 epoch, u64 range_start,
-//!                       u64 offset, u32 count, u64 confirmed, u32 payload_crc, payload...
+//!                       u64 offset, u32 count, u64 confirmed, u32 crc, payload...
 //! body, Seal (kind 2):  u8 kind, u64 stream_id, u32 index, u64 epoch, u64 range_start,
 //!                       u64 local_end, u8 has_final_end, u64 final_end
 //! ```
@@ -21,21 +21,10 @@ const KIND_SEAL: u8 = 2;
 const DATA_HEADER: usize = 1 + 8 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
 const SEAL_BODY: usize = 1 + 8 + 4 + 8 + 8 + 8 + 1 + 8;
 
-/// One batch of a range, as written by an accepted append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataRecord {
-    pub stream_id: u64,
-    pub index: u32,
-    pub epoch: u64,
-    pub range_start: u64,
-    pub offset: u64,
-    pub count: u32,
-    /// The writer's confirmed offset carried by the append.
-    pub confirmed: u64,
-    /// CRC32C of `payload` (as received and checked on the wire).
-    pub payload_crc: u32,
-    pub payload: Bytes,
-}
+/// One batch of a range: the accepted append, as received (its `crc` is the CRC32C of
+/// `payload`, checked on the wire). Only its fields matter here; the body layout above is
+/// written by hand and does not depend on the wire encoding.
+pub type DataRecord = protocol::range_rpc::Append;
 
 /// The seal of a range: no append after it; `final_end` once PD decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,23 +75,15 @@ impl WalRecord {
         let body_start = out.len();
         match self {
             WalRecord::Data(d) => {
-                out.push(KIND_DATA);
-                out.extend_from_slice(&d.stream_id.to_le_bytes());
-                out.extend_from_slice(&d.index.to_le_bytes());
-                out.extend_from_slice(&d.epoch.to_le_bytes());
-                out.extend_from_slice(&d.range_start.to_le_bytes());
+                put_head(out, KIND_DATA, d.stream_id, d.index, d.epoch, d.range_start);
                 out.extend_from_slice(&d.offset.to_le_bytes());
                 out.extend_from_slice(&d.count.to_le_bytes());
                 out.extend_from_slice(&d.confirmed.to_le_bytes());
-                out.extend_from_slice(&d.payload_crc.to_le_bytes());
+                out.extend_from_slice(&d.crc.to_le_bytes());
                 out.extend_from_slice(&d.payload);
             }
             WalRecord::Seal(s) => {
-                out.push(KIND_SEAL);
-                out.extend_from_slice(&s.stream_id.to_le_bytes());
-                out.extend_from_slice(&s.index.to_le_bytes());
-                out.extend_from_slice(&s.epoch.to_le_bytes());
-                out.extend_from_slice(&s.range_start.to_le_bytes());
+                put_head(out, KIND_SEAL, s.stream_id, s.index, s.epoch, s.range_start);
                 out.extend_from_slice(&s.local_end.to_le_bytes());
                 out.push(u8::from(s.final_end.is_some()));
                 out.extend_from_slice(&s.final_end.unwrap_or(0).to_le_bytes());
@@ -139,52 +120,49 @@ impl WalRecord {
 
     fn decode_header(body: &[u8]) -> Result<WalRecord, DecodeError> {
         let mut r = Reader { buf: body, pos: 0 };
+        // Fields are read in the order written, which is the body layout.
         match r.u8()? {
-            KIND_DATA => {
-                let stream_id = r.u64()?;
-                let index = r.u32()?;
-                let epoch = r.u64()?;
-                let range_start = r.u64()?;
-                let offset = r.u64()?;
-                let count = r.u32()?;
-                let confirmed = r.u64()?;
-                let payload_crc = r.u32()?;
-                let payload = Bytes::new();
-                Ok(WalRecord::Data(DataRecord {
-                    stream_id,
-                    index,
-                    epoch,
-                    range_start,
-                    offset,
-                    count,
-                    confirmed,
-                    payload_crc,
-                    payload,
-                }))
-            }
+            KIND_DATA => Ok(WalRecord::Data(DataRecord {
+                stream_id: r.u64()?,
+                index: r.u32()?,
+                epoch: r.u64()?,
+                range_start: r.u64()?,
+                offset: r.u64()?,
+                count: r.u32()?,
+                confirmed: r.u64()?,
+                crc: r.u32()?,
+                payload: Bytes::new(),
+            })),
             KIND_SEAL => {
-                let stream_id = r.u64()?;
-                let index = r.u32()?;
-                let epoch = r.u64()?;
-                let range_start = r.u64()?;
-                let local_end = r.u64()?;
-                let has_final = r.u8()?;
-                let final_end = r.u64()?;
+                let seal = SealRecord {
+                    stream_id: r.u64()?,
+                    index: r.u32()?,
+                    epoch: r.u64()?,
+                    range_start: r.u64()?,
+                    local_end: r.u64()?,
+                    final_end: {
+                        let has_final = r.u8()?;
+                        let final_end = r.u64()?;
+                        (has_final != 0).then_some(final_end)
+                    },
+                };
                 if r.pos != body.len() {
                     return Err(DecodeError::Trailing);
                 }
-                Ok(WalRecord::Seal(SealRecord {
-                    stream_id,
-                    index,
-                    epoch,
-                    range_start,
-                    local_end,
-                    final_end: (has_final != 0).then_some(final_end),
-                }))
+                Ok(WalRecord::Seal(seal))
             }
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
+}
+
+/// Writes what every body starts with: its kind and the range it belongs to.
+fn put_head(out: &mut Vec<u8>, kind: u8, stream_id: u64, index: u32, epoch: u64, start: u64) {
+    out.push(kind);
+    out.extend_from_slice(&stream_id.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&start.to_le_bytes());
 }
 
 /// Parses a frame header: `(body length, crc)`.
@@ -235,7 +213,7 @@ mod tests {
             offset: 110,
             count: 5,
             confirmed: 105,
-            payload_crc: protocol::checksum(b"hello"),
+            crc: protocol::checksum(b"hello"),
             payload: Bytes::from_static(b"hello"),
         })
     }

@@ -170,7 +170,7 @@ fn apply(out: &mut Recovered, record: WalRecord, payload_len: usize, loc: Locati
                 d.offset,
                 BatchEntry {
                     count: d.count,
-                    crc: d.payload_crc,
+                    crc: d.crc,
                     payload_len: payload_len as u32,
                     loc,
                 },

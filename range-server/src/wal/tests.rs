@@ -16,7 +16,7 @@ fn data(stream_id: u64, offset: u64, payload: &[u8]) -> WalRecord {
         offset,
         count: 1,
         confirmed: offset,
-        payload_crc: protocol::checksum(payload),
+        crc: protocol::checksum(payload),
         payload: Bytes::copy_from_slice(payload),
     })
 }
@@ -41,6 +41,18 @@ fn append(wal: &Wal, rec: WalRecord) -> Result<Location, WalError> {
         }),
     );
     rx.recv().unwrap()
+}
+
+/// Appends records at offsets `0..count` of `stream_id` (index 0), one offset each.
+fn append_many(
+    wal: &Wal,
+    stream_id: u64,
+    count: u64,
+    payload: impl Fn(u64) -> Vec<u8>,
+) -> Vec<Location> {
+    (0..count)
+        .map(|i| append(wal, data(stream_id, i, &payload(i))).unwrap())
+        .collect()
 }
 
 #[test]
@@ -99,12 +111,10 @@ fn group_commit_covers_many_appends_with_fewer_syncs() {
 #[test]
 fn segments_roll_and_recover_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut locs = Vec::new();
+    let locs;
     {
         let (wal, _, _) = open(dir.path(), 1000);
-        for i in 0..30 {
-            locs.push(append(&wal, data(5, i, &[7u8; 200])).unwrap());
-        }
+        locs = append_many(&wal, 5, 30, |_| vec![7u8; 200]);
         assert!(locs.last().unwrap().segment > locs[0].segment);
         // A segment never grows past the limit.
         for l in &locs {
@@ -141,9 +151,7 @@ fn recovery_after_truncated_last_record() {
     let last;
     {
         let (wal, _, _) = open(dir.path(), 1 << 20);
-        for i in 0..10 {
-            append(&wal, data(1, i, b"0123456789")).unwrap();
-        }
+        append_many(&wal, 1, 10, |_| b"0123456789".to_vec());
         last = append(&wal, data(1, 10, b"torn record")).unwrap();
     }
     let seg = dir.path().join(segment_name(last.segment));
@@ -169,12 +177,10 @@ use std::fs::OpenOptions;
 #[test]
 fn recovery_after_flipped_bit_discards_later_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut locs = Vec::new();
+    let locs;
     {
         let (wal, _, _) = open(dir.path(), 600);
-        for i in 0..12 {
-            locs.push(append(&wal, data(2, i, &[i as u8; 150])).unwrap());
-        }
+        locs = append_many(&wal, 2, 12, |i| vec![i as u8; 150]);
     }
     // Flip one bit in the payload of record 4 (in the first segment or two).
     let bad = locs[4];
