@@ -11,7 +11,8 @@ use stream_client::{PdClient, StreamClient};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::partition::PartitionHandle;
+use crate::owner::OwnerHandle;
+use crate::partition::Partition;
 
 /// A consistent view of the cluster as PD last told it.
 #[derive(Debug, Default)]
@@ -46,7 +47,7 @@ pub struct Broker {
     pub streams: StreamClient,
     pub metadata: RefCell<Rc<ClusterSnapshot>>,
     /// Partition actors this broker runs, by (topic, partition).
-    pub partitions: RefCell<HashMap<(String, u32), PartitionHandle>>,
+    pub partitions: RefCell<HashMap<(String, u32), OwnerHandle<Partition>>>,
     pub metrics: Metrics,
     /// Woken whenever a new metadata snapshot is installed.
     pub metadata_changed: tokio::sync::Notify,
@@ -59,7 +60,7 @@ impl Broker {
         self.metadata.borrow().clone()
     }
 
-    pub fn partition(&self, topic: &str, index: u32) -> Option<PartitionHandle> {
+    pub fn partition(&self, topic: &str, index: u32) -> Option<OwnerHandle<Partition>> {
         self.partitions
             .borrow()
             .get(&(topic.to_string(), index))

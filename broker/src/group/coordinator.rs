@@ -44,8 +44,6 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The coordinator actor of one `__consumer_offsets` partition.
 pub type GroupCoordinator = StreamOwner<Coordinator>;
-/// A running coordinator, as the broker's table knows it.
-pub type CoordinatorHandle = OwnerHandle<Coordinator>;
 
 /// What a coordinator keeps: its groups and how much it wrote since its last snapshot.
 pub struct Coordinator {
@@ -73,12 +71,7 @@ impl OwnedState for Coordinator {
         }
     }
 
-    async fn load(
-        broker: SharedBroker,
-        partition: u32,
-        _leader_epoch: u32,
-        opened: &Opened,
-    ) -> Result<Self, RpcError> {
+    async fn load(broker: SharedBroker, partition: u32, opened: &Opened) -> Result<Self, RpcError> {
         // The latest complete snapshot in the meta stream.
         let mut assembler = SnapshotAssembler::default();
         let mut meta = opened.scan_meta().await?;

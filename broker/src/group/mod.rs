@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::context::ClusterSnapshot;
-pub use coordinator::{Coordinator, CoordinatorHandle, GroupCoordinator};
+pub use coordinator::{Coordinator, GroupCoordinator};
 
 /// Name of the internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -83,7 +83,7 @@ pub fn partition_for(group_id: &str, partitions: u32) -> u32 {
 }
 
 /// Coordinators this broker runs, by `__consumer_offsets` partition.
-pub type Coordinators = HashMap<u32, CoordinatorHandle>;
+pub type Coordinators = HashMap<u32, crate::owner::OwnerHandle<Coordinator>>;
 
 /// The `__consumer_offsets` partition of `group_id`, if the topic exists.
 pub fn offsets_partition(snapshot: &ClusterSnapshot, group_id: &str) -> Option<u32> {

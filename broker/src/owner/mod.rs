@@ -111,7 +111,6 @@ pub trait OwnedState: Sized + Unpin + 'static {
     fn load(
         broker: SharedBroker,
         key: Self::Key,
-        leader_epoch: u32,
         opened: &Opened,
     ) -> impl Future<Output = Result<Self, RpcError>>;
 
@@ -323,7 +322,7 @@ async fn open_and_load<S: OwnedState>(
         .open_with_epoch(assignment.meta_stream, epoch)
         .await?;
     let opened = Opened { client, data, meta };
-    let state = S::load(broker, key, assignment.leader_epoch, &opened).await?;
+    let state = S::load(broker, key, &opened).await?;
     Ok((state, opened))
 }
 

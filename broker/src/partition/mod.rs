@@ -43,8 +43,6 @@ const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The partition actor.
 pub type PartitionActor = StreamOwner<Partition>;
-/// A running partition actor, as the broker's table knows it.
-pub type PartitionHandle = OwnerHandle<Partition>;
 
 /// What one partition keeps in memory (rebuilt from its streams on open).
 pub struct Partition {
@@ -117,7 +115,6 @@ impl OwnedState for Partition {
     async fn load(
         broker: SharedBroker,
         _key: Self::Key,
-        _leader_epoch: u32,
         opened: &Opened,
     ) -> Result<Self, RpcError> {
         let replayed = replay::replay(opened).await?;
