@@ -19,11 +19,23 @@ use protocol::{ErrorCode, RpcError};
 
 use crate::balancer;
 use crate::liveness::Liveness;
-use crate::state::{Command, Kind, Response};
+use crate::state::{Command, Kind, PdState, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
-use crate::topics::TopicSpec;
+use crate::topics::{TopicRecord, TopicSpec};
 use crate::watch::WatchHub;
 use crate::{NodeId, Raft};
+
+/// Handlers whose whole work is one Raft command carrying the request's fields as they are:
+/// `handler(Request) -> Answer via write_fn: Command { fields }`.
+macro_rules! command_handlers {
+    ($($handler:ident($req:ident) -> $answer:ident via $write:ident: $command:ident { $($field:ident),* };)*) => {
+        $(
+            pub async fn $handler(&self, req: $req) -> Result<$answer, RpcError> {
+                self.$write(Command::$command { $($field: req.$field),* }).await
+            }
+        )*
+    };
+}
 
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]
@@ -183,26 +195,18 @@ impl PdService {
         })
     }
 
-    pub async fn create_stream(&self, req: CreateStream) -> Result<StreamInfo, RpcError> {
-        self.write_stream(Command::CreateStream {
-            replica: req.replica,
-            ack_count: req.ack_count,
-        })
-        .await
+    command_handlers! {
+        create_stream(CreateStream) -> StreamInfo via write_stream: CreateStream { replica, ack_count };
+        open_stream(OpenStream) -> StreamInfo via write_stream: OpenStream { stream_id, min_epoch };
+        seal_range(SealRange) -> RangeInfo via write_range: SealRange { stream_id, epoch, index, end };
+        trim_stream(TrimStream) -> StreamInfo via write_stream: TrimStream { stream_id, start_offset };
+        delete_stream(DeleteStream) -> StreamInfo via write_stream: DeleteStream { stream_id };
     }
 
     pub async fn describe_stream(&self, req: DescribeStream) -> Result<StreamInfo, RpcError> {
         self.linearizable_read(|s| s.state.stream(req.stream_id).map(|s| s.to_info()))
             .await?
             .map_err(RpcError::from)
-    }
-
-    pub async fn open_stream(&self, req: OpenStream) -> Result<StreamInfo, RpcError> {
-        self.write_stream(Command::OpenStream {
-            stream_id: req.stream_id,
-            min_epoch: req.min_epoch,
-        })
-        .await
     }
 
     pub async fn create_range(&self, req: CreateRange) -> Result<RangeInfo, RpcError> {
@@ -220,31 +224,6 @@ impl PdService {
         .await
     }
 
-    pub async fn seal_range(&self, req: SealRange) -> Result<RangeInfo, RpcError> {
-        self.write_range(Command::SealRange {
-            stream_id: req.stream_id,
-            epoch: req.epoch,
-            index: req.index,
-            end: req.end,
-        })
-        .await
-    }
-
-    pub async fn trim_stream(&self, req: TrimStream) -> Result<StreamInfo, RpcError> {
-        self.write_stream(Command::TrimStream {
-            stream_id: req.stream_id,
-            start_offset: req.start_offset,
-        })
-        .await
-    }
-
-    pub async fn delete_stream(&self, req: DeleteStream) -> Result<StreamInfo, RpcError> {
-        self.write_stream(Command::DeleteStream {
-            stream_id: req.stream_id,
-        })
-        .await
-    }
-
     pub async fn list_nodes(&self, _req: ListNodes) -> Result<Vec<NodeInfo>, RpcError> {
         self.linearizable_read(|s| {
             s.state
@@ -257,15 +236,8 @@ impl PdService {
     }
 
     pub async fn list_streams(&self, _req: ListStreams) -> Result<Vec<StreamInfo>, RpcError> {
-        self.linearizable_read(|s| {
-            s.state
-                .streams
-                .values()
-                .filter(|s| !s.deleted)
-                .map(|s| s.to_info())
-                .collect()
-        })
-        .await
+        self.linearizable_read(|s| s.state.live_streams().map(|s| s.to_info()).collect())
+            .await
     }
 
     pub async fn allocate_ids(&self, req: AllocateIds) -> Result<u64, RpcError> {
@@ -286,6 +258,17 @@ impl PdService {
             Response::Topic(t) => Ok(t.to_info()),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A `validate_only` answer: the topic as `plan` finds it would be after the change, with
+    /// nothing proposed.
+    fn planned_topic(
+        &self,
+        plan: impl FnOnce(&PdState) -> Result<TopicRecord, StateError>,
+    ) -> Result<TopicInfo, RpcError> {
+        self.read(|s| plan(&s.state))?
+            .map(|t| t.to_info())
+            .map_err(RpcError::from)
     }
 
     /// Leaders for `count` new partitions, chosen among live brokers.
@@ -314,10 +297,7 @@ impl PdService {
             internal: req.internal,
         };
         if req.validate_only {
-            return self
-                .read(|s| s.state.plan_create_topic(&spec))?
-                .map(|t| t.to_info())
-                .map_err(RpcError::from);
+            return self.planned_topic(|s| s.plan_create_topic(&spec));
         }
         let name = spec.name.clone();
         let topic = self.write_topic(Command::CreateTopic(spec)).await?;
@@ -344,12 +324,7 @@ impl PdService {
         let leaders = self.pick_leaders(new)?;
         if req.validate_only {
             return self
-                .read(|s| {
-                    s.state
-                        .plan_create_partitions(&req.name, req.total, &leaders)
-                })?
-                .map(|t| t.to_info())
-                .map_err(RpcError::from);
+                .planned_topic(|s| s.plan_create_partitions(&req.name, req.total, &leaders));
         }
         self.write_topic(Command::CreatePartitions {
             name: req.name,
@@ -362,13 +337,9 @@ impl PdService {
     pub async fn alter_topic_configs(&self, req: AlterTopicConfigs) -> Result<TopicInfo, RpcError> {
         if req.validate_only {
             self.ensure_leader().await?;
-            return self
-                .read(|s| {
-                    s.state
-                        .plan_alter_configs(&req.name, &req.set, &req.remove, req.replace_all)
-                })?
-                .map(|t| t.to_info())
-                .map_err(RpcError::from);
+            return self.planned_topic(|s| {
+                s.plan_alter_configs(&req.name, &req.set, &req.remove, req.replace_all)
+            });
         }
         self.write_topic(Command::AlterTopicConfigs {
             name: req.name,
@@ -418,7 +389,7 @@ impl PdService {
                 balancer::live_loads(&s.state, alive).into_keys().collect();
             let partitions = s.state.topics.values().flat_map(|t| &t.partitions);
             Counts {
-                streams: s.state.streams.values().filter(|s| !s.deleted).count(),
+                streams: s.state.live_streams().count(),
                 nodes_alive: s.state.nodes.values().filter(|n| alive(n.id)).count(),
                 topics: s.state.topics.len(),
                 partitions: partitions.clone().count(),

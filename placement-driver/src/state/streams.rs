@@ -55,10 +55,15 @@ impl PdState {
         }
     }
 
+    /// Every live (not deleted) stream.
+    pub fn live_streams(&self) -> impl Iterator<Item = &StreamRecord> {
+        self.streams.values().filter(|s| !s.deleted)
+    }
+
     /// Open ranges per range server (only the last range of a live stream can be open).
     pub fn open_ranges(&self) -> BTreeMap<u64, usize> {
         let mut counts = BTreeMap::new();
-        for s in self.streams.values().filter(|s| !s.deleted) {
+        for s in self.live_streams() {
             if let Some(last) = s.ranges.last().filter(|r| r.end.is_none()) {
                 for id in &last.servers {
                     *counts.entry(*id).or_insert(0) += 1;
