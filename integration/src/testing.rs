@@ -31,12 +31,23 @@ pub async fn start_with_topics(
     let guard = serial().await;
     let cluster = builder.start().await;
     for (topic, partitions) in topics {
-        ok(
-            &cluster,
-            kafka::create_topic(&cluster.bootstrap(), topic, *partitions, &[]).await,
-        );
+        create_topic(&cluster, topic, *partitions, &[]).await;
     }
     (guard, cluster)
+}
+
+/// Creates `topic` with `partitions` and the config overrides `configs`, failing the test with
+/// the logs if it cannot be created.
+pub async fn create_topic(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    ok(
+        cluster,
+        kafka::create_topic(&cluster.bootstrap(), topic, partitions, configs).await,
+    );
 }
 
 /// Fails the test with `msg`, the problems in the broker logs and the tail of every log.

@@ -58,6 +58,13 @@ fn produce(
     deliveries.iter().map(|d| (d.partition, d.offset)).collect()
 }
 
+/// Produces `value` alone to partition 0 of `topic` and checks that it is the partition's
+/// first record (offset 0); `what` names it in the failure.
+fn produce_first(cluster: &Cluster, topic: &str, value: &[u8], what: &str) {
+    let offsets = produce(cluster, topic, Some(0), &[value.to_vec()], None, false);
+    assert_eq!(offsets, vec![(0, 0)], "{what}");
+}
+
 /// Two brokers that auto-create topics with three partitions.
 async fn auto_creating_cluster() -> Cluster {
     Cluster::builder()
@@ -183,7 +190,7 @@ async fn delete_topics_removes_topic_and_streams() {
     let cluster = auto_creating_cluster().await;
     let bs = cluster.bootstrap();
     let baseline = live_streams(&cluster).await;
-    ok(&cluster, kafka::create_topic(&bs, "doomed", 2, &[]).await);
+    create_topic(&cluster, "doomed", 2, &[]).await;
     produce(
         &cluster,
         "doomed",
@@ -234,11 +241,11 @@ async fn delete_topics_removes_topic_and_streams() {
     }
 
     // Re-created by the produce (auto-create is on): new, empty, --num-partitions wide.
-    let offsets = produce(&cluster, "doomed", Some(0), &[b"new".to_vec()], None, false);
-    assert_eq!(
-        offsets,
-        vec![(0, 0)],
-        "first message of the re-created topic"
+    produce_first(
+        &cluster,
+        "doomed",
+        b"new",
+        "first message of the re-created topic",
     );
     ok(
         &cluster,
@@ -443,11 +450,7 @@ async fn alter(cluster: &Cluster, topic: &str, set: &[(&str, &str)]) -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_and_alter_topic_configs() {
     let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(2), &[("cfg", 1)]).await;
-    let bs = cluster.bootstrap();
-    ok(
-        &cluster,
-        kafka::create_topic(&bs, "cfg-created", 1, &[("retention.ms", "3600000")]).await,
-    );
+    create_topic(&cluster, "cfg-created", 1, &[("retention.ms", "3600000")]).await;
 
     let c = describe(&cluster, "cfg").await;
     expect_config(&c, "retention.ms", "604800000", false, "defaults");
@@ -613,10 +616,7 @@ async fn retention_trims_old_data() {
     let bs = cluster.bootstrap();
 
     // retention.ms: 10 batches an hour old, then 10 batches from now; 10 minutes retention.
-    ok(
-        &cluster,
-        kafka::create_topic(&bs, "ret-ms", 1, &[("retention.ms", "600000")]).await,
-    );
+    create_topic(&cluster, "ret-ms", 1, &[("retention.ms", "600000")]).await;
     let old: Vec<Vec<u8>> = (0..10).map(|i| format!("old {i}").into_bytes()).collect();
     let new: Vec<Vec<u8>> = (0..10).map(|i| format!("new {i}").into_bytes()).collect();
     produce(
@@ -678,10 +678,7 @@ async fn retention_trims_old_data() {
     );
 
     // retention.bytes: 100 batches of about 1 KiB, 20 KB retained.
-    ok(
-        &cluster,
-        kafka::create_topic(&bs, "ret-bytes", 1, &[("retention.bytes", "20000")]).await,
-    );
+    create_topic(&cluster, "ret-bytes", 1, &[("retention.bytes", "20000")]).await;
     let values: Vec<Vec<u8>> = (0..100).map(|i| value_for(5, i, 1000, false)).collect();
     produce(&cluster, "ret-bytes", Some(0), &values, None, true);
     trimmed_until(
@@ -762,10 +759,7 @@ async fn max_message_bytes_and_log_append_time() {
     let _serial = serial().await;
     let cluster = Cluster::builder().brokers(1).start().await;
     let bs = cluster.bootstrap();
-    ok(
-        &cluster,
-        kafka::create_topic(&bs, "small", 1, &[("max.message.bytes", "2000")]).await,
-    );
+    create_topic(&cluster, "small", 1, &[("max.message.bytes", "2000")]).await;
     let producer = kafka::producer(&bs, &[("acks", "all")]);
     let big = value_for(6, 0, 5000, false);
     kafka::send(
@@ -782,23 +776,20 @@ async fn max_message_bytes_and_log_append_time() {
         "a 5000-byte message to a topic with max.message.bytes=2000: {:?}",
         d[0]
     );
-    let offsets = produce(&cluster, "small", Some(0), &[b"fits".to_vec()], None, false);
-    assert_eq!(
-        offsets,
-        vec![(0, 0)],
-        "a small message after the refused one"
+    produce_first(
+        &cluster,
+        "small",
+        b"fits",
+        "a small message after the refused one",
     );
 
-    ok(
+    create_topic(
         &cluster,
-        kafka::create_topic(
-            &bs,
-            "appended",
-            1,
-            &[("message.timestamp.type", "LogAppendTime")],
-        )
-        .await,
-    );
+        "appended",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
     let before = now_ms();
     produce(
         &cluster,

@@ -170,7 +170,7 @@ async fn every_compression_codec_round_trips() {
     let bs = cluster.bootstrap();
     for (codec, id) in [("gzip", 1i16), ("snappy", 2), ("lz4", 3), ("zstd", 4)] {
         let topic = format!("codec-{codec}");
-        ok(&cluster, kafka::create_topic(&bs, &topic, 1, &[]).await);
+        create_topic(&cluster, &topic, 1, &[]).await;
         let producer = kafka::producer(
             &bs,
             &[
@@ -302,7 +302,7 @@ async fn offsets_for_times_survive_brokers_losing_their_disks() {
     let mut cluster = Cluster::builder().brokers(3).start().await;
     let bs = cluster.bootstrap();
     let topic = "times";
-    ok(&cluster, kafka::create_topic(&bs, topic, 2, &[]).await);
+    create_topic(&cluster, topic, 2, &[]).await;
 
     // Partition 0: ts(k) = base + 1000 k; partition 1: ts(k) = base + 1000 k + 500.
     // Five groups of 20, flushed per group, so batches hold many records each.
@@ -446,7 +446,7 @@ async fn partitions_spread_over_three_brokers_and_wrong_broker_is_refused() {
     let bs = cluster.bootstrap();
     let topic = "spread";
     const P: i32 = 12;
-    ok(&cluster, kafka::create_topic(&bs, topic, P, &[]).await);
+    create_topic(&cluster, topic, P, &[]).await;
 
     let addrs: BTreeSet<String> = (0..3).map(|i| cluster.kafka_addr(i)).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

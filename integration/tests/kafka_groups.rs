@@ -676,7 +676,7 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
         .await;
     let bs = cluster.bootstrap();
     let topic = "durable";
-    ok(&cluster, kafka::create_topic(&bs, topic, 4, &[]).await);
+    create_topic(&cluster, topic, 4, &[]).await;
     let group = "durable-group";
     let (mut cluster, committed, old_coordinator) = blocking(move || {
         produce(&cluster, topic, 400, "x");
@@ -956,7 +956,7 @@ async fn idle_group_offsets_expire_after_the_retention() {
         .start()
         .await;
     let bs = cluster.bootstrap();
-    ok(&cluster, kafka::create_topic(&bs, "expire-t", 1, &[]).await);
+    create_topic(&cluster, "expire-t", 1, &[]).await;
     blocking(move || {
         let group = "expiring-group";
         let mut c = coordinator_client(&bs, group);

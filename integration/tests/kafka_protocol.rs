@@ -212,11 +212,7 @@ async fn malformed_frames_close_the_connection_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_oversized_batches_are_refused() {
     let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("crc", 1)]).await;
-    let bs = cluster.bootstrap();
-    ok(
-        &cluster,
-        kafka::create_topic(&bs, "limit", 1, &[("max.message.bytes", "1024")]).await,
-    );
+    create_topic(&cluster, "limit", 1, &[("max.message.bytes", "1024")]).await;
     let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
     let (crc_id, _) = raw_wait_topic(&mut c, "crc", 1);
     let (limit_id, _) = raw_wait_topic(&mut c, "limit", 1);
