@@ -33,6 +33,24 @@ fn cluster(brokers: usize) -> ClusterBuilder {
         .broker_arg("--group-initial-rebalance-delay-ms", "300")
 }
 
+/// Starts a group-test cluster of `brokers` with `topics` (see [`start_with_topics`]) and runs
+/// `test` on a blocking thread (the clients block) with the cluster, its bootstrap address and
+/// the name of the test's group; the cluster stops after `test` returns.
+async fn group_test(
+    brokers: usize,
+    topics: &[(&str, i32)],
+    group: &'static str,
+    test: impl FnOnce(&Cluster, String, &'static str) + Send + 'static,
+) {
+    let (_serial, cluster) = start_with_topics(cluster(brokers), topics).await;
+    let bs = cluster.bootstrap();
+    blocking(move || {
+        test(&cluster, bs, group);
+        cluster
+    })
+    .await;
+}
+
 /// Produces `n` keyed messages to `topic`; answers `(partition, offset)` of each.
 fn produce(cluster: &Cluster, topic: &str, n: usize, tag: &str) -> Vec<(i32, i64)> {
     let producer = kafka::producer(&cluster.bootstrap(), &[("acks", "all"), ("linger.ms", "5")]);
@@ -261,11 +279,8 @@ fn wait_for_consumed(cluster: &Cluster, log: &Arc<Mutex<Vec<Consumed>>>, produce
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
     let topic = "shared";
-    let (_serial, cluster) = start_with_topics(cluster(3), &[(topic, 12)]).await;
-    let bs = cluster.bootstrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let group = "g-shared";
-    blocking(move || {
+    group_test(3, &[(topic, 12)], "g-shared", move |cluster, bs, group| {
+        let log = Arc::new(Mutex::new(Vec::new()));
         let mut produced = produce(&cluster, topic, 600, "a");
         let mut members: Vec<Member> = (0..3)
             .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
@@ -291,8 +306,6 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
             log.lock().unwrap().len(),
             failed_commits
         );
-        drop(members);
-        cluster
     })
     .await;
 }
@@ -302,10 +315,7 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_are_the_ones_clients_expect() {
     let topic = "raw-t";
-    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 2)]).await;
-    let bs = cluster.bootstrap();
-    blocking(move || {
-        let group = "raw-group";
+    group_test(2, &[(topic, 2)], "raw-group", move |cluster, bs, group| {
         let (coordinator_id, coordinator_addr) = find_coordinator(&cluster.kafka_addr(0), group);
         assert_eq!(
             find_coordinator(&cluster.kafka_addr(1), group).0,
@@ -437,31 +447,19 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         // Static membership: a restarted instance replaces its old member id, which is fenced.
         let sgroup = "raw-static";
         let mut s_conn = coordinator_client(&bs, sgroup);
-        let first = join(
-            &mut s_conn,
-            &join_request(sgroup, "", Some("inst-1"), topic),
-        );
-        assert_eq!(
-            (first.error_code, first.generation_id),
-            (0, 1),
-            "static members need no MEMBER_ID_REQUIRED"
-        );
-        let old = first.member_id.to_string();
+        // Joins as instance inst-1 and checks it is in generation 1; answers the member id.
+        let join_inst_1 = |c: &mut RawClient, what: &str| {
+            let r = join(c, &join_request(sgroup, "", Some("inst-1"), topic));
+            assert_eq!((r.error_code, r.generation_id), (0, 1), "{what}");
+            r.member_id.to_string()
+        };
+        let old = join_inst_1(&mut s_conn, "static members need no MEMBER_ID_REQUIRED");
         let sv = s_conn.version::<SyncGroupRequest>();
         let s = s_conn
             .call(&sync_request(sgroup, &old, 1, &[(&old, b"S1")]), sv)
             .expect("SyncGroup");
         assert_eq!(s.error_code, 0);
-        let again = join(
-            &mut s_conn,
-            &join_request(sgroup, "", Some("inst-1"), topic),
-        );
-        assert_eq!(
-            (again.error_code, again.generation_id),
-            (0, 1),
-            "no new generation"
-        );
-        let new = again.member_id.to_string();
+        let new = join_inst_1(&mut s_conn, "no new generation");
         assert_ne!(new, old);
         assert_eq!(
             heartbeat(&mut s_conn, sgroup, &old, Some("inst-1"), 1),
@@ -494,7 +492,6 @@ async fn protocol_errors_are_the_ones_clients_expect() {
         );
         let produced = raw_produce(&mut any, "__consumer_offsets", id, 0, batch).expect("Produce");
         assert_eq!(produced.error_code, code::INVALID_TOPIC_EXCEPTION);
-        cluster
     })
     .await;
 }
@@ -503,125 +500,126 @@ async fn protocol_errors_are_the_ones_clients_expect() {
 /// Kafka's do, for a live group and after its last member left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_list_delete_groups_and_offsets() {
-    let (_serial, cluster) = start_with_topics(cluster(2), &[("desc-t", 3), ("other-t", 1)]).await;
-    let bs = cluster.bootstrap();
-    blocking(move || {
-        let group = "desc-group";
-        let produced = produce(&cluster, "desc-t", 30, "d");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut member = Member::start(
-            &bs,
-            group,
-            "desc-t",
-            0,
-            &[("client.id", "describer")],
-            log.clone(),
-        );
-        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
-        wait_for_consumed(&cluster, &log, &produced);
-        let mut c = coordinator_client(&bs, group);
+    group_test(
+        2,
+        &[("desc-t", 3), ("other-t", 1)],
+        "desc-group",
+        move |cluster, bs, group| {
+            let produced = produce(&cluster, "desc-t", 30, "d");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let mut member = Member::start(
+                &bs,
+                group,
+                "desc-t",
+                0,
+                &[("client.id", "describer")],
+                log.clone(),
+            );
+            wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
+            wait_for_consumed(&cluster, &log, &produced);
+            let mut c = coordinator_client(&bs, group);
 
-        let d = describe(&mut c, group);
-        assert_eq!(d.error_code, 0);
-        assert_eq!(d.group_state.as_str(), "Stable");
-        assert_eq!(d.protocol_type.as_str(), "consumer");
-        assert_eq!(d.protocol_data.as_str(), "range");
-        assert_eq!(d.members.len(), 1);
-        assert_eq!(d.members[0].client_id.as_str(), "describer");
-        assert!(!d.members[0].member_assignment.is_empty());
-        assert!(!d.members[0].member_metadata.is_empty());
-        let stable = list_groups(&bs, &[]);
-        assert!(
-            stable.contains(&(
+            let d = describe(&mut c, group);
+            assert_eq!(d.error_code, 0);
+            assert_eq!(d.group_state.as_str(), "Stable");
+            assert_eq!(d.protocol_type.as_str(), "consumer");
+            assert_eq!(d.protocol_data.as_str(), "range");
+            assert_eq!(d.members.len(), 1);
+            assert_eq!(d.members[0].client_id.as_str(), "describer");
+            assert!(!d.members[0].member_assignment.is_empty());
+            assert!(!d.members[0].member_metadata.is_empty());
+            let stable = list_groups(&bs, &[]);
+            assert!(
+                stable.contains(&(
+                    group.to_string(),
+                    "consumer".to_string(),
+                    "Stable".to_string()
+                )),
+                "{stable:?}"
+            );
+            assert!(!list_groups(&bs, &["Empty"]).iter().any(|g| g.0 == group));
+            assert_eq!(delete_group(&mut c, group), code::NON_EMPTY_GROUP);
+
+            // A commit for a topic the group does not subscribe to, through the member (a simple
+            // commit would be refused while the group has members).
+            let other = commit(&mut c, group, "", -1, &[("other-t", 0, 4)]);
+            assert_eq!(other, vec![code::UNKNOWN_MEMBER_ID]);
+            member.close();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while describe(&mut c, group).group_state.as_str() != "Empty" {
+                assert!(Instant::now() < deadline, "group never became Empty");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let d = describe(&mut c, group);
+            assert!(d.members.is_empty());
+            assert_eq!(d.protocol_type.as_str(), "consumer");
+            assert!(list_groups(&bs, &["Empty"]).contains(&(
                 group.to_string(),
                 "consumer".to_string(),
-                "Stable".to_string()
-            )),
-            "{stable:?}"
-        );
-        assert!(!list_groups(&bs, &["Empty"]).iter().any(|g| g.0 == group));
-        assert_eq!(delete_group(&mut c, group), code::NON_EMPTY_GROUP);
+                "Empty".to_string()
+            )));
+            assert_eq!(
+                commit(&mut c, group, "", -1, &[("other-t", 0, 4)]),
+                vec![0],
+                "simple commit to an empty group"
+            );
+            let in_p0 = produced.iter().filter(|(p, _)| *p == 0).count() as i64;
+            assert_eq!(
+                fetch_offsets(&mut c, group, &[("other-t", 0), ("desc-t", 0)]),
+                vec![(4, "meta-4".to_string()), (in_p0, String::new())]
+            );
 
-        // A commit for a topic the group does not subscribe to, through the member (a simple
-        // commit would be refused while the group has members).
-        let other = commit(&mut c, group, "", -1, &[("other-t", 0, 4)]);
-        assert_eq!(other, vec![code::UNKNOWN_MEMBER_ID]);
-        member.close();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while describe(&mut c, group).group_state.as_str() != "Empty" {
-            assert!(Instant::now() < deadline, "group never became Empty");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let d = describe(&mut c, group);
-        assert!(d.members.is_empty());
-        assert_eq!(d.protocol_type.as_str(), "consumer");
-        assert!(list_groups(&bs, &["Empty"]).contains(&(
-            group.to_string(),
-            "consumer".to_string(),
-            "Empty".to_string()
-        )));
-        assert_eq!(
-            commit(&mut c, group, "", -1, &[("other-t", 0, 4)]),
-            vec![0],
-            "simple commit to an empty group"
-        );
-        let in_p0 = produced.iter().filter(|(p, _)| *p == 0).count() as i64;
-        assert_eq!(
-            fetch_offsets(&mut c, group, &[("other-t", 0), ("desc-t", 0)]),
-            vec![(4, "meta-4".to_string()), (in_p0, String::new())]
-        );
+            // OffsetDelete: refused for the subscribed topic while a member is active; done here
+            // (empty group) for both.
+            let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
+            wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
+            assert_eq!(
+                delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
+                (0, vec![code::GROUP_SUBSCRIBED_TO_TOPIC, 0])
+            );
+            assert_eq!(
+                fetch_offsets(&mut c, group, &[("other-t", 0)]),
+                vec![(-1, String::new())]
+            );
+            member.close();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while describe(&mut c, group).group_state.as_str() != "Empty" {
+                assert!(Instant::now() < deadline, "group never became Empty");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_eq!(
+                delete_offsets(&mut c, group, &[("desc-t", 0)]),
+                (0, vec![0])
+            );
+            assert_eq!(
+                fetch_offsets(&mut c, group, &[("desc-t", 0)]),
+                vec![(-1, String::new())]
+            );
+            assert_eq!(
+                delete_offsets(&mut c, "no-such-group", &[("desc-t", 0)]).0,
+                code::GROUP_ID_NOT_FOUND
+            );
 
-        // OffsetDelete: refused for the subscribed topic while a member is active; done here
-        // (empty group) for both.
-        let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
-        wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
-        assert_eq!(
-            delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
-            (0, vec![code::GROUP_SUBSCRIBED_TO_TOPIC, 0])
-        );
-        assert_eq!(
-            fetch_offsets(&mut c, group, &[("other-t", 0)]),
-            vec![(-1, String::new())]
-        );
-        member.close();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while describe(&mut c, group).group_state.as_str() != "Empty" {
-            assert!(Instant::now() < deadline, "group never became Empty");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(
-            delete_offsets(&mut c, group, &[("desc-t", 0)]),
-            (0, vec![0])
-        );
-        assert_eq!(
-            fetch_offsets(&mut c, group, &[("desc-t", 0)]),
-            vec![(-1, String::new())]
-        );
-        assert_eq!(
-            delete_offsets(&mut c, "no-such-group", &[("desc-t", 0)]).0,
-            code::GROUP_ID_NOT_FOUND
-        );
-
-        // DeleteGroups through librdkafka's admin client, then the group is Dead.
-        let admin = kafka::admin(&bs);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let deleted = rt
-            .block_on(admin.delete_groups(&[group], &kafka::admin_options()))
-            .expect("DeleteGroups");
-        assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
-        let d = describe(&mut c, group);
-        assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
-        assert_eq!(delete_group(&mut c, group), code::GROUP_ID_NOT_FOUND);
-        assert_eq!(
-            fetch_offsets(&mut c, group, &[("desc-t", 1)]),
-            vec![(-1, String::new())]
-        );
-        assert!(!list_groups(&bs, &[]).iter().any(|g| g.0 == group));
-        cluster
-    })
+            // DeleteGroups through librdkafka's admin client, then the group is Dead.
+            let admin = kafka::admin(&bs);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let deleted = rt
+                .block_on(admin.delete_groups(&[group], &kafka::admin_options()))
+                .expect("DeleteGroups");
+            assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+            let d = describe(&mut c, group);
+            assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
+            assert_eq!(delete_group(&mut c, group), code::GROUP_ID_NOT_FOUND);
+            assert_eq!(
+                fetch_offsets(&mut c, group, &[("desc-t", 1)]),
+                vec![(-1, String::new())]
+            );
+            assert!(!list_groups(&bs, &[]).iter().any(|g| g.0 == group));
+        },
+    )
     .await;
 }
 
@@ -774,71 +772,71 @@ async fn committed_offsets_survive_kill_of_the_coordinator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_restart_keeps_partitions_without_rebalance() {
     let topic = "static-t";
-    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
-    let bs = cluster.bootstrap();
-    blocking(move || {
-        let group = "static-group";
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let props = |i: usize| {
-            vec![
-                ("group.instance.id".to_string(), format!("instance-{i}")),
-                ("session.timeout.ms".to_string(), "10000".to_string()),
-            ]
-        };
-        let start = |i: usize| {
-            let p = props(i);
-            let extra: Vec<(&str, &str)> =
-                p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            Member::start(&bs, group, topic, i, &extra, log.clone())
-        };
-        let mut members: Vec<Member> = (0..3).map(start).collect();
-        let before = wait_for_assignment(&cluster, &members, 6);
-        std::thread::sleep(Duration::from_secs(2));
-        let rebalances: Vec<usize> = members
-            .iter()
-            .map(|m| m.rebalances.load(Ordering::SeqCst))
-            .collect();
+    group_test(
+        2,
+        &[(topic, 6)],
+        "static-group",
+        move |cluster, bs, group| {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let props = |i: usize| {
+                vec![
+                    ("group.instance.id".to_string(), format!("instance-{i}")),
+                    ("session.timeout.ms".to_string(), "10000".to_string()),
+                ]
+            };
+            let start = |i: usize| {
+                let p = props(i);
+                let extra: Vec<(&str, &str)> =
+                    p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                Member::start(&bs, group, topic, i, &extra, log.clone())
+            };
+            let mut members: Vec<Member> = (0..3).map(start).collect();
+            let before = wait_for_assignment(&cluster, &members, 6);
+            std::thread::sleep(Duration::from_secs(2));
+            let rebalances: Vec<usize> = members
+                .iter()
+                .map(|m| m.rebalances.load(Ordering::SeqCst))
+                .collect();
 
-        // Restart member 0 with the same instance id (a static member sends no LeaveGroup).
-        members[0].close();
-        members[0] = start(0);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while members[0].assignment() != before[0] {
-            if Instant::now() > deadline {
-                fail(
-                    &cluster,
-                    format!(
-                        "restarted static member got {:?}, had {:?}",
-                        members[0].assignment(),
-                        before[0]
-                    ),
-                );
+            // Restart member 0 with the same instance id (a static member sends no LeaveGroup).
+            members[0].close();
+            members[0] = start(0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while members[0].assignment() != before[0] {
+                if Instant::now() > deadline {
+                    fail(
+                        &cluster,
+                        format!(
+                            "restarted static member got {:?}, had {:?}",
+                            members[0].assignment(),
+                            before[0]
+                        ),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Well past the heartbeat interval: still no rebalance for the others.
-        std::thread::sleep(Duration::from_secs(3));
-        for i in 1..3 {
-            assert_eq!(
-                members[i].rebalances.load(Ordering::SeqCst),
-                rebalances[i],
-                "member {i} saw a rebalance"
-            );
-            assert_eq!(members[i].assignment(), before[i]);
-        }
-        let mut c = coordinator_client(&bs, group);
-        let d = describe(&mut c, group);
-        assert_eq!((d.group_state.as_str(), d.members.len()), ("Stable", 3));
-        let mut instances: Vec<String> = d
-            .members
-            .iter()
-            .filter_map(|m| m.group_instance_id.as_ref().map(|i| i.to_string()))
-            .collect();
-        instances.sort();
-        assert_eq!(instances, vec!["instance-0", "instance-1", "instance-2"]);
-        drop(members);
-        cluster
-    })
+            // Well past the heartbeat interval: still no rebalance for the others.
+            std::thread::sleep(Duration::from_secs(3));
+            for i in 1..3 {
+                assert_eq!(
+                    members[i].rebalances.load(Ordering::SeqCst),
+                    rebalances[i],
+                    "member {i} saw a rebalance"
+                );
+                assert_eq!(members[i].assignment(), before[i]);
+            }
+            let mut c = coordinator_client(&bs, group);
+            let d = describe(&mut c, group);
+            assert_eq!((d.group_state.as_str(), d.members.len()), ("Stable", 3));
+            let mut instances: Vec<String> = d
+                .members
+                .iter()
+                .filter_map(|m| m.group_instance_id.as_ref().map(|i| i.to_string()))
+                .collect();
+            instances.sort();
+            assert_eq!(instances, vec!["instance-0", "instance-1", "instance-2"]);
+        },
+    )
     .await;
 }
 
@@ -847,10 +845,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_rebalances_incrementally() {
     let topic = "coop-t";
-    let (_serial, cluster) = start_with_topics(cluster(2), &[(topic, 6)]).await;
-    let bs = cluster.bootstrap();
-    blocking(move || {
-        let group = "coop-group";
+    group_test(2, &[(topic, 6)], "coop-group", move |cluster, bs, group| {
         let log = Arc::new(Mutex::new(Vec::new()));
         let extra = [("partition.assignment.strategy", "cooperative-sticky")];
         let mut produced = produce(&cluster, topic, 300, "p");
@@ -882,8 +877,6 @@ async fn cooperative_sticky_rebalances_incrementally() {
             );
         }
         wait_for_consumed(&cluster, &log, &produced);
-        drop(members);
-        cluster
     })
     .await;
 }
