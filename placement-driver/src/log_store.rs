@@ -527,17 +527,26 @@ mod tests {
         v
     }
 
+    /// A log directory written by one store and closed: `entries` appended, then `then` run on
+    /// the store's state (to truncate, purge or start a new segment).
+    fn closed_log(
+        entries: std::ops::Range<u64>,
+        then: impl FnOnce(&mut Inner) -> Result<(), DiskError>,
+    ) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = LogStore::open(dir.path())?;
+        append(&store, entries)?;
+        then(&mut *store.inner.lock().map_err(|_| "lock")?)?;
+        Ok(dir)
+    }
+
     #[test]
     fn reopen_keeps_entries_vote_and_purge() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = LogStore::open(dir.path())?;
-            append(&store, 1..11)?;
-            let mut g = store.inner.lock().map_err(|_| "lock")?;
+        let dir = closed_log(1..11, |g| {
             g.truncate(8)?;
             g.append((8..9).map(entry).collect())?;
-            g.purge(LogId::new(CommittedLeaderId::new(1, 1), 3))?;
-        }
+            g.purge(LogId::new(CommittedLeaderId::new(1, 1), 3))
+        })?;
         let store = LogStore::open(dir.path())?;
         assert_eq!(indexes(&store), vec![4, 5, 6, 7, 8]);
         let g = store.inner.lock().map_err(|_| "lock")?;
@@ -548,11 +557,7 @@ mod tests {
 
     /// A log directory holding entries 1..=5, closed, and its last segment file.
     fn closed_log_of_five() -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = LogStore::open(dir.path())?;
-            append(&store, 1..6)?;
-        }
+        let dir = closed_log(1..6, |_| Ok(()))?;
         let seg = segment_files(dir.path()).pop().ok_or("no segment")?;
         Ok((dir, seg))
     }
@@ -593,15 +598,11 @@ mod tests {
 
     #[test]
     fn corrupt_middle_segment_drops_later_segments() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = LogStore::open(dir.path())?;
-            append(&store, 1..4)?;
+        let dir = closed_log(1..4, |g| {
             // Force a second segment.
-            let mut g = store.inner.lock().map_err(|_| "lock")?;
             g.active = None;
-            g.append((4..7).map(entry).collect())?;
-        }
+            g.append((4..7).map(entry).collect())
+        })?;
         let segs = segment_files(dir.path());
         assert_eq!(segs.len(), 2);
         let mut data = fs::read(&segs[0])?;
