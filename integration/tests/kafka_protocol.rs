@@ -54,8 +54,7 @@ fn refused(cluster: &Cluster, c: &mut RawClient, id: i32, what: &str) -> Outcome
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_versions_and_unknown_apis() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[]).await;
     let addr = cluster.kafka_addr(0);
 
     // ApiVersions v99: UNSUPPORTED_VERSION with a v0 body that lists the ranges.
@@ -130,8 +129,7 @@ async fn unsupported_versions_and_unknown_apis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_close_the_connection_only() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder().brokers(1).start().await;
+    let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[]).await;
     let addr = cluster.kafka_addr(0);
     // A client that stays connected and busy through all of it.
     let mut bystander = RawClient::negotiated(&addr);
