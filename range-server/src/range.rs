@@ -138,23 +138,18 @@ impl RangeState {
                 ),
             ));
         }
-        if req.offset < self.next {
-            return Err(self.error(
-                ErrorCode::InFlight,
-                format_args!(
-                    "offset {} is being written (next {})",
-                    req.offset, self.next
-                ),
-            ));
-        }
-        if req.offset > self.next {
-            return Err(self.error(
-                ErrorCode::Overtaking,
-                format_args!(
-                    "offset {} is past the next expected offset {}",
-                    req.offset, self.next
-                ),
-            ));
+        // Not durable yet, so the append must start exactly at the next offset.
+        let (offset, next) = (req.offset, self.next);
+        match offset.cmp(&next) {
+            std::cmp::Ordering::Equal => {}
+            std::cmp::Ordering::Less => {
+                let what = format_args!("offset {offset} is being written (next {next})");
+                return Err(self.error(ErrorCode::InFlight, what));
+            }
+            std::cmp::Ordering::Greater => {
+                let what = format_args!("offset {offset} is past the next expected offset {next}");
+                return Err(self.error(ErrorCode::Overtaking, what));
+            }
         }
         self.next = end;
         Ok(())
