@@ -20,6 +20,7 @@ use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
 use super::router::{RequestContext, Router};
+use crate::closing::{close_writer, Wake};
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -115,10 +116,6 @@ impl Actor for Connection {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Wake;
-
 impl Handler<Wake> for Connection {
     type Result = ();
 
@@ -146,14 +143,10 @@ impl Connection {
         }
     }
 
-    /// Flushes what is queued, then closes; the write side's `finished` stops the actor.
-    /// actix's FramedWrite does not wake itself on close: a message to self wakes the
-    /// context, and a timer stops the actor if the peer never reads what is left.
+    /// Flushes what is queued, then closes (see [`close_writer`]).
     fn close(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
-        self.writer.close();
-        ctx.notify(Wake);
-        ctx.run_later(std::time::Duration::from_secs(5), |_, ctx| ctx.stop());
+        close_writer(&mut self.writer, ctx);
     }
 }
 
