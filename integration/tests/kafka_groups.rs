@@ -281,25 +281,25 @@ async fn three_then_four_then_three_consumers_share_partitions_exactly_once() {
     let topic = "shared";
     group_test(3, &[(topic, 12)], "g-shared", move |cluster, bs, group| {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut produced = produce(&cluster, topic, 600, "a");
+        let mut produced = produce(cluster, topic, 600, "a");
         let mut members: Vec<Member> = (0..3)
             .map(|i| Member::start(&bs, group, topic, i, &[], log.clone()))
             .collect();
-        wait_for_even_assignment(&cluster, &members, 12);
-        wait_for_consumed(&cluster, &log, &produced);
+        wait_for_even_assignment(cluster, &members, 12);
+        wait_for_consumed(cluster, &log, &produced);
 
         // A fourth member joins while records keep coming.
         members.push(Member::start(&bs, group, topic, 3, &[], log.clone()));
-        produced.extend(produce(&cluster, topic, 600, "b"));
-        wait_for_even_assignment(&cluster, &members, 12);
-        produced.extend(produce(&cluster, topic, 600, "c"));
-        wait_for_consumed(&cluster, &log, &produced);
+        produced.extend(produce(cluster, topic, 600, "b"));
+        wait_for_even_assignment(cluster, &members, 12);
+        produced.extend(produce(cluster, topic, 600, "c"));
+        wait_for_consumed(cluster, &log, &produced);
 
         // One member leaves (LeaveGroup on close) while records keep coming.
         members[0].close();
-        produced.extend(produce(&cluster, topic, 600, "d"));
-        wait_for_even_assignment(&cluster, &members[1..], 12);
-        wait_for_consumed(&cluster, &log, &produced);
+        produced.extend(produce(cluster, topic, 600, "d"));
+        wait_for_even_assignment(cluster, &members[1..], 12);
+        wait_for_consumed(cluster, &log, &produced);
         let failed_commits = log.lock().unwrap().iter().filter(|c| !c.committed).count();
         eprintln!(
             "consumed {} records ({} commits refused during rebalances)",
@@ -505,7 +505,7 @@ async fn describe_list_delete_groups_and_offsets() {
         &[("desc-t", 3), ("other-t", 1)],
         "desc-group",
         move |cluster, bs, group| {
-            let produced = produce(&cluster, "desc-t", 30, "d");
+            let produced = produce(cluster, "desc-t", 30, "d");
             let log = Arc::new(Mutex::new(Vec::new()));
             let mut member = Member::start(
                 &bs,
@@ -515,8 +515,8 @@ async fn describe_list_delete_groups_and_offsets() {
                 &[("client.id", "describer")],
                 log.clone(),
             );
-            wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
-            wait_for_consumed(&cluster, &log, &produced);
+            wait_for_assignment(cluster, std::slice::from_ref(&member), 3);
+            wait_for_consumed(cluster, &log, &produced);
             let mut c = coordinator_client(&bs, group);
 
             let d = describe(&mut c, group);
@@ -572,7 +572,7 @@ async fn describe_list_delete_groups_and_offsets() {
             // OffsetDelete: refused for the subscribed topic while a member is active; done here
             // (empty group) for both.
             let mut member = Member::start(&bs, group, "desc-t", 1, &[], log.clone());
-            wait_for_assignment(&cluster, std::slice::from_ref(&member), 3);
+            wait_for_assignment(cluster, std::slice::from_ref(&member), 3);
             assert_eq!(
                 delete_offsets(&mut c, group, &[("desc-t", 0), ("other-t", 0)]),
                 (0, vec![code::GROUP_SUBSCRIBED_TO_TOPIC, 0])
@@ -791,7 +791,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
                 Member::start(&bs, group, topic, i, &extra, log.clone())
             };
             let mut members: Vec<Member> = (0..3).map(start).collect();
-            let before = wait_for_assignment(&cluster, &members, 6);
+            let before = wait_for_assignment(cluster, &members, 6);
             std::thread::sleep(Duration::from_secs(2));
             let rebalances: Vec<usize> = members
                 .iter()
@@ -805,7 +805,7 @@ async fn static_member_restart_keeps_partitions_without_rebalance() {
             while members[0].assignment() != before[0] {
                 if Instant::now() > deadline {
                     fail(
-                        &cluster,
+                        cluster,
                         format!(
                             "restarted static member got {:?}, had {:?}",
                             members[0].assignment(),
@@ -848,26 +848,26 @@ async fn cooperative_sticky_rebalances_incrementally() {
     group_test(2, &[(topic, 6)], "coop-group", move |cluster, bs, group| {
         let log = Arc::new(Mutex::new(Vec::new()));
         let extra = [("partition.assignment.strategy", "cooperative-sticky")];
-        let mut produced = produce(&cluster, topic, 300, "p");
+        let mut produced = produce(cluster, topic, 300, "p");
         let mut members: Vec<Member> = (0..2)
             .map(|i| Member::start(&bs, group, topic, i, &extra, log.clone()))
             .collect();
-        let two = wait_for_even_assignment(&cluster, &members, 6);
-        wait_for_consumed(&cluster, &log, &produced);
+        let two = wait_for_even_assignment(cluster, &members, 6);
+        wait_for_consumed(cluster, &log, &produced);
 
         members.push(Member::start(&bs, group, topic, 2, &extra, log.clone()));
-        produced.extend(produce(&cluster, topic, 300, "q"));
-        let three = wait_for_even_assignment(&cluster, &members, 6);
+        produced.extend(produce(cluster, topic, 300, "q"));
+        let three = wait_for_even_assignment(cluster, &members, 6);
         // Sticky: the first two kept two of their three partitions each.
         for i in 0..2 {
             let kept = three[i].iter().filter(|p| two[i].contains(p)).count();
             assert_eq!(kept, 2, "member {i} had {:?}, now {:?}", two[i], three[i]);
         }
-        wait_for_consumed(&cluster, &log, &produced);
+        wait_for_consumed(cluster, &log, &produced);
 
         members[2].close();
-        produced.extend(produce(&cluster, topic, 300, "r"));
-        let back = wait_for_assignment(&cluster, &members[..2], 6);
+        produced.extend(produce(cluster, topic, 300, "r"));
+        let back = wait_for_assignment(cluster, &members[..2], 6);
         for i in 0..2 {
             assert!(
                 three[i].iter().all(|p| back[i].contains(p)),
@@ -876,7 +876,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
                 back[i]
             );
         }
-        wait_for_consumed(&cluster, &log, &produced);
+        wait_for_consumed(cluster, &log, &produced);
     })
     .await;
 }
