@@ -33,7 +33,7 @@ use super::state::{
 use super::GroupConfig;
 use crate::context::{Broker, SharedBroker};
 use crate::now_ms;
-use crate::owner::{Opened, OwnedState, OwnerHandle, Status, StreamOwner};
+use crate::owner::{request, Opened, OwnedState, OwnerHandle, Status, StreamOwner};
 
 /// How often group deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -291,37 +291,24 @@ fn answer_now<T>(
     owner.flush(ctx);
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Join {
-    pub request: JoinRequest,
-    pub reply: oneshot::Sender<JoinResult>,
-}
+request! {
+    /// JoinGroup: answered once the group's rebalance completes (or the join fails).
+    pub struct Join { pub request: JoinRequest } -> JoinResult;
 
-impl Handler<Join> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let member_id = msg.request.member_id.clone();
         let refused = |error| JoinResult::error(&member_id, error);
-        let request = msg.request;
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
-            groups.join(now, request, answer)
+            groups.join(now, msg.request, answer)
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Sync {
-    pub request: SyncRequest,
-    pub reply: oneshot::Sender<SyncResult>,
-}
+request! {
+    /// SyncGroup: answered with the member's assignment.
+    pub struct Sync { pub request: SyncRequest } -> SyncResult;
 
-impl Handler<Sync> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Sync, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         // A loading coordinator lost the rebalance: rejoin (Kafka's answer).
         let loading = self.status == Status::Loading;
         let refused = |error| {
@@ -331,27 +318,22 @@ impl Handler<Sync> for GroupCoordinator {
                 error
             })
         };
-        let request = msg.request;
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
-            groups.sync(now, request, answer)
+            groups.sync(now, msg.request, answer)
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Heartbeat {
-    pub group_id: String,
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub generation: i32,
-    pub reply: oneshot::Sender<Outcome>,
-}
+request! {
+    /// Heartbeat: keeps a member's session alive.
+    pub struct Heartbeat {
+        pub group_id: String,
+        pub member_id: String,
+        pub instance_id: Option<String>,
+        pub generation: i32,
+    } -> Outcome;
 
-impl Handler<Heartbeat> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         // Kafka answers heartbeats blindly while loading.
         let loading = self.status == Status::Loading;
         let refused = |error| if loading { Ok(()) } else { Err(error) };
@@ -367,105 +349,73 @@ impl Handler<Heartbeat> for GroupCoordinator {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub group_id: String,
-    pub members: Vec<LeavingMember>,
-    pub reply: oneshot::Sender<GroupOutcomes>,
-}
+request! {
+    /// LeaveGroup: removes members; one outcome per member, or the group's error.
+    pub struct Leave {
+        pub group_id: String,
+        pub members: Vec<LeavingMember>,
+    } -> GroupOutcomes;
 
-impl Handler<Leave> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         answer_now(self, ctx, msg.reply, Err, |groups, now| {
             groups.leave(now, &msg.group_id, &msg.members)
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Commit {
-    pub request: CommitRequest,
-    pub reply: oneshot::Sender<Vec<Outcome>>,
-}
+request! {
+    /// OffsetCommit: one outcome per partition, answered once the commit is written.
+    pub struct Commit { pub request: CommitRequest } -> Vec<Outcome>;
 
-impl Handler<Commit> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Commit, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let partitions = msg.request.offsets.len();
         let refused = |error| vec![Err(error); partitions];
-        let request = msg.request;
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
-            groups.commit(now, request, answer)
+            groups.commit(now, msg.request, answer)
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FetchOffsets {
-    pub group_id: String,
-    /// None: every committed partition of the group.
-    pub partitions: Option<Vec<TopicPartition>>,
-    pub reply: oneshot::Sender<Result<Vec<FetchedOffset>, E>>,
-}
+request! {
+    /// OffsetFetch: a group's committed offsets.
+    pub struct FetchOffsets {
+        pub group_id: String,
+        /// None: every committed partition of the group.
+        pub partitions: Option<Vec<TopicPartition>>,
+    } -> Result<Vec<FetchedOffset>, E>;
 
-impl Handler<FetchOffsets> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: FetchOffsets, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         answer_now(self, ctx, msg.reply, Err, |groups, _| {
             Ok(groups.fetch_offsets(&msg.group_id, msg.partitions.as_deref()))
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Describe {
-    pub group_id: String,
-    pub reply: oneshot::Sender<Result<GroupSummary, E>>,
-}
+request! {
+    /// DescribeGroups, for one group.
+    pub struct Describe { pub group_id: String } -> Result<GroupSummary, E>;
 
-impl Handler<Describe> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Describe, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         answer_now(self, ctx, msg.reply, Err, |groups, _| {
             Ok(groups.describe(&msg.group_id))
         });
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct List {
-    pub reply: oneshot::Sender<Result<Vec<ListedGroup>, E>>,
-}
+request! {
+    /// ListGroups: the groups this coordinator holds.
+    pub struct List {} -> Result<Vec<ListedGroup>, E>;
 
-impl Handler<List> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: List, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         answer_now(self, ctx, msg.reply, Err, |groups, _| Ok(groups.list()));
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeleteGroups {
-    pub group_ids: Vec<String>,
-    pub reply: oneshot::Sender<Vec<DeletedGroup>>,
-}
+request! {
+    /// DeleteGroups: one outcome per group, answered once the deletions are written.
+    pub struct DeleteGroups { pub group_ids: Vec<String> } -> Vec<DeletedGroup>;
 
-impl Handler<DeleteGroups> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeleteGroups, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let group_ids = msg.group_ids;
         let refused = |error| {
             let refused = |g: &String| DeletedGroup {
@@ -480,18 +430,15 @@ impl Handler<DeleteGroups> for GroupCoordinator {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeleteOffsets {
-    pub group_id: String,
-    pub partitions: Vec<TopicPartition>,
-    pub reply: oneshot::Sender<GroupOutcomes>,
-}
+request! {
+    /// OffsetDelete: removes committed offsets of topics the group does not consume.
+    pub struct DeleteOffsets {
+        pub group_id: String,
+        /// Answered in order; GROUP_SUBSCRIBED_TO_TOPIC for a topic the group consumes.
+        pub partitions: Vec<TopicPartition>,
+    } -> GroupOutcomes;
 
-impl Handler<DeleteOffsets> for GroupCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeleteOffsets, ctx: &mut Context<Self>) {
+    fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let (group_id, partitions) = (msg.group_id, msg.partitions);
         answer_later(self, ctx, msg.reply, Err, |groups, _, answer| {
             groups.delete_offsets(&group_id, partitions, answer)

@@ -369,6 +369,47 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
     }
 }
 
+/// Declares a request to a stream owner that is answered on a oneshot: the message (its doc,
+/// its fields and a `reply: oneshot::Sender<answer>`) and the owner's handler (an actix
+/// `Handler` with no result of its own), which answers on `msg.reply`. An owner that stops before answering drops the sender, which the asker sees as
+/// the owner being gone.
+///
+/// ```ignore
+/// request! {
+///     /// What it asks.
+///     pub struct Ask { pub what: u32 } -> Answer;
+///
+///     fn handle(self: &mut Actor, msg, ctx) {
+///         let _ = msg.reply.send(self.answer(msg.what));
+///     }
+/// }
+/// ```
+macro_rules! request {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident {
+            $($(#[$field_doc:meta])* pub $field:ident: $ty:ty),* $(,)?
+        } -> $answer:ty;
+
+        fn handle($this:ident: &mut $actor:ty, $msg:ident, $ctx:ident) $body:block
+    ) => {
+        $(#[$doc])*
+        #[derive(actix::Message)]
+        #[rtype(result = "()")]
+        pub struct $name {
+            $($(#[$field_doc])* pub $field: $ty,)*
+            pub reply: tokio::sync::oneshot::Sender<$answer>,
+        }
+
+        impl actix::Handler<$name> for $actor {
+            type Result = ();
+
+            fn handle(&mut $this, $msg: $name, $ctx: &mut actix::Context<Self>) $body
+        }
+    };
+}
+pub(crate) use request;
+
 /// Stop serving: flush, close the streams gracefully, then stop the actor.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -28,7 +28,7 @@ use protocol::RpcError;
 use tokio::sync::oneshot;
 
 use crate::context::{Broker, SharedBroker};
-use crate::owner::{Confirmation, Opened, OwnedState, OwnerHandle, StreamOwner};
+use crate::owner::{request, Confirmation, Opened, OwnedState, OwnerHandle, StreamOwner};
 use crate::topic_config::TopicConfig;
 use state::{EpochHistory, Producers, TailCache, TimeIndex};
 
@@ -305,19 +305,14 @@ pub fn owned_index(broker: &Broker, topic: &str, index: i32) -> Result<u32, Resp
     }
 }
 
-/// DeleteRecords for one partition: the new log start.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeleteRecords {
-    /// -1 means the high watermark.
-    pub offset: i64,
-    pub reply: oneshot::Sender<Result<u64, ResponseError>>,
-}
+request! {
+    /// DeleteRecords for one partition: the new log start.
+    pub struct DeleteRecords {
+        /// -1 means the high watermark.
+        pub offset: i64,
+    } -> Result<u64, ResponseError>;
 
-impl Handler<DeleteRecords> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeleteRecords, ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, ctx) {
         if !self.is_active() {
             let _ = msg.reply.send(Err(ResponseError::NotLeaderOrFollower));
             return;

@@ -2,16 +2,14 @@
 //! each batch, the append to the data stream, and the answer once the stream confirms it.
 //! Validation of the batches' framing happens before (in `crate::batch`, by the handler).
 
-use actix::prelude::*;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use protocol::ErrorCode;
-use tokio::sync::oneshot;
 
 use super::state::SequenceCheck;
 use super::PartitionActor;
 use crate::batch::{self, BatchHeader};
-use crate::owner::{confirm_all, Confirmation};
+use crate::owner::{confirm_all, request, Confirmation};
 
 /// Unconfirmed bytes a partition holds before it refuses produce requests (retriably).
 const MAX_UNCONFIRMED_BYTES: u64 = 64 * 1024 * 1024;
@@ -27,20 +25,15 @@ pub struct Produced {
 
 pub type ProduceOutcome = Result<Produced, ResponseError>;
 
-/// Append validated batches. Answered when they are confirmed (acks=1/all) or failed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Produce {
-    pub batches: Vec<(BatchHeader, Bytes)>,
-    pub reply: oneshot::Sender<ProduceOutcome>,
-    /// The request's span: the stream appends (and the range servers' work) join its trace.
-    pub span: tracing::Span,
-}
+request! {
+    /// Append validated batches. Answered when they are confirmed (acks=1/all) or failed.
+    pub struct Produce {
+        pub batches: Vec<(BatchHeader, Bytes)>,
+        /// The request's span: the stream appends (and the range servers' work) join its trace.
+        pub span: tracing::Span,
+    } -> ProduceOutcome;
 
-impl Handler<Produce> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Produce, ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, ctx) {
         match self.produce(msg.batches, &msg.span) {
             Ok(Appended::Now(produced)) => {
                 let _ = msg.reply.send(Ok(produced));

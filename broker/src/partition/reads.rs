@@ -3,15 +3,14 @@
 //! (ListOffsets) and by leader epoch (OffsetForLeaderEpoch). The partition only decides what
 //! is readable; the bytes are read by whoever holds the scan, off the actor.
 
-use actix::prelude::*;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 use protocol::{ErrorCode, RpcError};
-use tokio::sync::oneshot;
 
 use super::PartitionActor;
 use crate::batch;
+use crate::owner::request;
 use crate::read::Scan;
 
 /// What a read of one partition gets.
@@ -23,20 +22,15 @@ pub struct ReadOutcome {
     pub scan: Result<Scan, ResponseError>,
 }
 
-/// Reads from `offset`: answered at once with a scan of what is readable.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Read {
-    pub offset: i64,
-    /// Tail-cache bytes to hand over (the reader stops there anyway).
-    pub max_bytes: usize,
-    pub reply: oneshot::Sender<Result<ReadOutcome, ResponseError>>,
-}
+request! {
+    /// Reads from `offset`: answered at once with a scan of what is readable.
+    pub struct Read {
+        pub offset: i64,
+        /// Tail-cache bytes to hand over (the reader stops there anyway).
+        pub max_bytes: usize,
+    } -> Result<ReadOutcome, ResponseError>;
 
-impl Handler<Read> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Read, _ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, _ctx) {
         let (log_start, hw) = (self.state.log_start, self.state.hw);
         let answer = if !self.is_active() {
             Err(ResponseError::NotLeaderOrFollower)
@@ -76,19 +70,12 @@ impl PartitionActor {
     }
 }
 
-/// Resolves (the sender fires or is dropped) once data past `offset` is readable, or the
-/// partition stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WaitForData {
-    pub offset: i64,
-    pub reply: oneshot::Sender<()>,
-}
+request! {
+    /// Resolves (the sender fires or is dropped) once data past `offset` is readable, or the
+    /// partition stops.
+    pub struct WaitForData { pub offset: i64 } -> ();
 
-impl Handler<WaitForData> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: WaitForData, _ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, _ctx) {
         if !self.is_active() || msg.offset < 0 || (msg.offset as u64) < self.state.hw {
             let _ = msg.reply.send(());
             return;
@@ -108,19 +95,12 @@ pub struct OffsetFound {
     pub leader_epoch: i32,
 }
 
-/// ListOffsets for one partition: -2 earliest, -1 latest, -3 max timestamp, else the first
-/// offset whose record timestamp is at or after the given one.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ListOffset {
-    pub timestamp: i64,
-    pub reply: oneshot::Sender<Result<OffsetFound, ResponseError>>,
-}
+request! {
+    /// ListOffsets for one partition: -2 earliest, -1 latest, -3 max timestamp, else the first
+    /// offset whose record timestamp is at or after the given one.
+    pub struct ListOffset { pub timestamp: i64 } -> Result<OffsetFound, ResponseError>;
 
-impl Handler<ListOffset> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ListOffset, ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, ctx) {
         let leader_epoch = self.leader_epoch() as i32;
         let found = move |offset: i64, timestamp: i64| {
             Ok(OffsetFound {
@@ -206,18 +186,11 @@ pub struct EpochEndOffset {
     pub end_offset: i64,
 }
 
-/// OffsetForLeaderEpoch for one partition.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EpochEnd {
-    pub leader_epoch: i32,
-    pub reply: oneshot::Sender<Result<EpochEndOffset, ResponseError>>,
-}
+request! {
+    /// OffsetForLeaderEpoch for one partition.
+    pub struct EpochEnd { pub leader_epoch: i32 } -> Result<EpochEndOffset, ResponseError>;
 
-impl Handler<EpochEnd> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: EpochEnd, _ctx: &mut Context<Self>) {
+    fn handle(self: &mut PartitionActor, msg, _ctx) {
         let answer = if !self.is_active() {
             Err(ResponseError::NotLeaderOrFollower)
         } else {

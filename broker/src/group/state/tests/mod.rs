@@ -5,8 +5,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::*;
 
@@ -25,17 +27,17 @@ fn config() -> GroupConfig {
     }
 }
 
-/// Consumer-protocol subscription metadata (v0) for `topics`.
+/// Consumer-protocol subscription metadata (v0) for `topics`, as clients encode it: the
+/// version, then kafka-protocol's `ConsumerProtocolSubscription` at that version.
 fn subscription(topics: &[&str]) -> Bytes {
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
-    for t in topics {
-        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
-        b.extend_from_slice(t.as_bytes());
-    }
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    Bytes::from(b)
+    let topics = topics.iter().map(|t| StrBytes::from_string(t.to_string()));
+    let subscription = ConsumerProtocolSubscription::default().with_topics(topics.collect());
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    subscription
+        .encode(&mut b, 0)
+        .expect("a v0 subscription encodes");
+    b.freeze()
 }
 
 fn protocols(topics: &[&str]) -> Vec<(String, Bytes)> {
