@@ -90,11 +90,7 @@ impl KafkaConnection {
         tracing::warn!(peer = %self.peer, "closing Kafka connection: {why}");
         self.closing = true;
         // Flush what is queued, then shut the socket; the writer's `finished` stops the actor.
-        // actix's FramedWrite does not wake itself on close, so wake the context, and stop
-        // regardless if the peer does not read what is left.
-        self.writer.close();
-        ctx.notify(Wake);
-        ctx.run_later(std::time::Duration::from_secs(5), |_, ctx| ctx.stop());
+        ::actors::closing::close_writer(&mut self.writer, ctx);
     }
 }
 
@@ -160,15 +156,10 @@ struct Incoming {
 #[rtype(result = "()")]
 struct ReadClosed;
 
-/// Sent to itself so the context polls the writer again after `close`.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Wake;
-
-impl Handler<Wake> for KafkaConnection {
+impl Handler<::actors::closing::Wake> for KafkaConnection {
     type Result = ();
 
-    fn handle(&mut self, _: Wake, _ctx: &mut Context<Self>) {}
+    fn handle(&mut self, _: ::actors::closing::Wake, _ctx: &mut Context<Self>) {}
 }
 
 impl Handler<ReadClosed> for KafkaConnection {
