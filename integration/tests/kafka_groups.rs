@@ -105,7 +105,8 @@ impl ConsumerContext for Counting {
 }
 
 /// A group member consuming on its own thread; commits every record synchronously before
-/// it polls again (so a record is committed before any rebalance can take its partition).
+/// it polls again (so a record is committed before any rebalance can take its partition), and
+/// commits again what was refused during a rebalance while the partition stays with it.
 struct Member {
     stop: Arc<AtomicBool>,
     assignment: Arc<Mutex<Option<Vec<i32>>>>,
@@ -141,23 +142,61 @@ impl Member {
         let stop = Arc::new(AtomicBool::new(false));
         let assignment = Arc::new(Mutex::new(None));
         let (s, a) = (stop.clone(), assignment.clone());
+        let topic = topic.to_string();
         let thread = std::thread::spawn(move || {
+            use rdkafka::Message;
+            // Records whose commit was refused (a cooperative member keeps consuming while a
+            // rebalance completes, and commits are refused then): committed again below while
+            // the partition stays here, else left to its next owner, which re-reads them.
+            let mut refused: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+            let record = |partition, offset, committed| Consumed {
+                member: index,
+                partition,
+                offset,
+                committed,
+            };
             while !s.load(Ordering::SeqCst) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
                     let committed = consumer.commit_message(&m, CommitMode::Sync).is_ok();
-                    use rdkafka::Message;
-                    log.lock().unwrap().push(Consumed {
-                        member: index,
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        committed,
-                    });
+                    let mut log = log.lock().unwrap();
+                    log.push(record(m.partition(), m.offset(), committed));
+                    match refused.remove(&m.partition()) {
+                        // This commit covers the earlier refused ones too.
+                        Some(earlier) if committed => {
+                            log.extend(earlier.into_iter().map(|o| record(m.partition(), o, true)))
+                        }
+                        Some(mut earlier) => {
+                            earlier.push(m.offset());
+                            refused.insert(m.partition(), earlier);
+                        }
+                        None if !committed => {
+                            refused.insert(m.partition(), vec![m.offset()]);
+                        }
+                        None => {}
+                    }
                 }
-                if let Ok(tpl) = consumer.assignment() {
-                    let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                    ps.sort();
-                    *a.lock().unwrap() = Some(ps);
+                let Ok(tpl) = consumer.assignment() else {
+                    continue;
+                };
+                let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                ps.sort();
+                refused.retain(|p, _| ps.contains(p));
+                for (&partition, offsets) in refused.iter_mut() {
+                    let Some(&last) = offsets.iter().max() else {
+                        continue;
+                    };
+                    let mut commit = TopicPartitionList::new();
+                    let next = Offset::Offset(last + 1);
+                    if commit.add_partition_offset(&topic, partition, next).is_ok()
+                        && consumer.commit(&commit, CommitMode::Sync).is_ok()
+                    {
+                        let done = std::mem::take(offsets);
+                        let mut log = log.lock().unwrap();
+                        log.extend(done.into_iter().map(|o| record(partition, o, true)));
+                    }
                 }
+                refused.retain(|_, offsets| !offsets.is_empty());
+                *a.lock().unwrap() = Some(ps);
             }
             drop(consumer); // closes: LeaveGroup (unless static)
         });
