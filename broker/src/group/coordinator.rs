@@ -1,14 +1,14 @@
-//! One actor per `__consumer_offsets` partition this broker owns: the group coordinator of
-//! every group that hashes to that partition.
+//! The group coordinator of every group that hashes to one `__consumer_offsets` partition:
+//! a stream owner (`crate::owner::StreamOwner<Coordinator>`) over the groups of that partition.
 //!
-//! It owns the partition's data and meta streams (opened with the partition's leader epoch,
-//! which fences the previous coordinator whatever it is doing), rebuilds its groups from them
-//! (the latest complete snapshot in the meta stream, then the data stream after it), and only
-//! then serves; until then requests get COORDINATOR_LOAD_IN_PROGRESS (as Kafka answers).
-//! Every change is appended to the data stream and answered once the stream confirms it.
-//! Timers: group deadlines (sessions, rebalance, sync) every [`TICK`], offset expiry every
-//! `offsets_retention_check`, and a snapshot of all groups into the meta stream once enough
-//! records accumulated, after which both streams are trimmed to it.
+//! The owner lifecycle (opening the partition's data and meta streams at its leader epoch,
+//! which fences the previous coordinator; stopping on any stream failure; snapshots and trims;
+//! graceful stop) is `crate::owner`'s. This module holds what is the coordinator's own: replay
+//! (the latest complete snapshot in the meta stream, then the data stream after it), the
+//! requests (answered COORDINATOR_LOAD_IN_PROGRESS until loaded, as Kafka answers), writing
+//! each change to the data stream and answering once the stream confirms it, and the timers:
+//! group deadlines (sessions, rebalance, sync) every [`TICK`], offset expiry every
+//! `offsets_retention_check`, and a snapshot of all groups once enough records accumulated.
 //!
 //! It must not serve a group whose partition it does not own, and it never keeps going after
 //! a stream failure: it stops (pending requests get NOT_COORDINATOR), and the metadata loop
