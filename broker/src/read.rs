@@ -108,7 +108,7 @@ impl Scan {
     pub async fn take_bytes(&mut self, max_bytes: usize) -> Result<Vec<Bytes>, RpcError> {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut size = 0usize;
-        loop {
+        while parts.is_empty() || size < max_bytes {
             match self.next().await {
                 Ok(Some(batch)) => {
                     if !parts.is_empty() && size + batch.payload.len() > max_bytes {

@@ -56,16 +56,17 @@ impl PartitionActor {
     /// reads of up to `max_bytes`.
     fn scan(&self, offset: u64, max_bytes: usize) -> Scan {
         let p = &self.state;
-        let scan = Scan::new(
-            self.broker.streams.clone(),
-            self.assignment.data_stream,
-            offset,
-            p.hw,
-            max_bytes,
-        );
+        let client = self.broker.streams.clone();
+        let stream = self.assignment.data_stream;
         match p.cache.read(offset, p.hw, max_bytes) {
-            Some(cached) => scan.with_cached(cached),
-            None => scan,
+            Some(cached) => {
+                // The cache holds everything from `offset` on: if it stopped short of the
+                // high watermark, the next batch does not fit in `max_bytes`, so the scan ends
+                // there rather than ask a range server for it.
+                let end = cached.last().map_or(p.hw, |b| b.end().min(p.hw));
+                Scan::new(client, stream, offset, end, max_bytes).with_cached(cached)
+            }
+            None => Scan::new(client, stream, offset, p.hw, max_bytes),
         }
     }
 }

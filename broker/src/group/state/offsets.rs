@@ -51,20 +51,20 @@ impl Groups {
         }
         let mut outcomes = Vec::with_capacity(n);
         let mut records = Vec::new();
-        for (topic, partition, offset, leader_epoch, metadata) in req.offsets {
-            let metadata = metadata.unwrap_or_default();
+        for commit in req.offsets {
+            let metadata = commit.metadata.unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
                 outcomes.push(Err(E::OffsetMetadataTooLarge));
                 continue;
             }
             let value = OffsetValue {
-                offset,
-                leader_epoch,
+                offset: commit.offset,
+                leader_epoch: commit.leader_epoch,
                 metadata,
                 commit_timestamp: now,
                 expire_timestamp: (req.retention_ms >= 0).then(|| now + req.retention_ms),
             };
-            let key = TopicPartition { topic, partition };
+            let key = commit.partition;
             records.push(offset_record(&req.group_id, &key, Some(value.clone())));
             group.offsets.insert(key, value);
             outcomes.push(Ok(()));

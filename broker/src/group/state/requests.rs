@@ -167,6 +167,15 @@ pub struct CommitRequest {
     pub instance_id: Option<String>,
     /// OffsetCommit v2-4 retention time; -1: the broker's retention.
     pub retention_ms: i64,
-    /// `(topic, partition, offset, leader epoch, metadata)`.
-    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+    pub offsets: Vec<OffsetToCommit>,
+}
+
+/// One partition's offset in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetToCommit {
+    pub partition: TopicPartition,
+    pub offset: i64,
+    /// -1 when the client sent none.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
 }

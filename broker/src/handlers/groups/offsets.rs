@@ -18,7 +18,7 @@ use super::{ask, code, coordinator, s};
 use crate::context::SharedBroker;
 use crate::group::coordinator as coord;
 use crate::group::records::OffsetValue;
-use crate::group::state::{CommitRequest, FetchedOffset, Outcome, TopicPartition};
+use crate::group::state::{CommitRequest, FetchedOffset, OffsetToCommit, Outcome, TopicPartition};
 use crate::handlers::str_bytes;
 
 /// A partition named in an OffsetCommit or OffsetDelete, in request order, with its error if
@@ -122,14 +122,12 @@ pub async fn offset_commit(
             } else {
                 -1
             };
-            let metadata = p.committed_metadata.as_ref().map(s);
-            (
-                key.topic,
-                key.partition,
-                p.committed_offset,
+            OffsetToCommit {
+                partition: key,
+                offset: p.committed_offset,
                 leader_epoch,
-                metadata,
-            )
+                metadata: p.committed_metadata.as_ref().map(s),
+            }
         })
         .collect();
     let n = offsets.len();

@@ -129,7 +129,12 @@ fn commit(
             retention_ms: -1,
             offsets: offsets
                 .iter()
-                .map(|(t, p, o)| (t.to_string(), *p, *o, -1, Some(format!("m{o}"))))
+                .map(|(t, p, o)| OffsetToCommit {
+                    partition: TopicPartition::new(*t, *p),
+                    offset: *o,
+                    leader_epoch: -1,
+                    metadata: Some(format!("m{o}")),
+                })
                 .collect(),
         },
         Box::new(move |r| *o.borrow_mut() = Some(r)),

@@ -46,8 +46,18 @@ fn simple_consumer_commits_and_fetches() {
         instance_id: None,
         retention_ms: -1,
         offsets: vec![
-            ("t".into(), 0, 1, -1, Some("x".repeat(5000))),
-            ("t".into(), 1, 2, 7, None),
+            OffsetToCommit {
+                partition: TopicPartition::new("t", 0),
+                offset: 1,
+                leader_epoch: -1,
+                metadata: Some("x".repeat(5000)),
+            },
+            OffsetToCommit {
+                partition: TopicPartition::new("t", 1),
+                offset: 2,
+                leader_epoch: 7,
+                metadata: None,
+            },
         ],
     };
     let out = slot();
