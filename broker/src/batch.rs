@@ -18,6 +18,7 @@ const OFFSET_PRODUCER_EPOCH: usize = 51;
 const OFFSET_BASE_SEQUENCE: usize = 53;
 const OFFSET_RECORDS_COUNT: usize = 57;
 
+const ATTR_COMPRESSION: i16 = 0b111;
 const ATTR_TIMESTAMP_TYPE: i16 = 0b1000;
 const ATTR_TRANSACTIONAL: i16 = 0b1_0000;
 const ATTR_CONTROL: i16 = 0b10_0000;
@@ -156,6 +157,9 @@ pub fn split_and_validate(
                 header.records_count, header.last_offset_delta
             )));
         }
+        if header.attributes & ATTR_COMPRESSION == 0 {
+            check_records(batch, header.records_count)?;
+        }
         out.push((header, records.slice(at..at + header.length)));
         at += header.length;
     }
@@ -163,6 +167,106 @@ pub fn split_and_validate(
         return Err(BatchError::Corrupt("no record batch".into()));
     }
     Ok(out)
+}
+
+/// Checks that an uncompressed batch holds exactly `count` records and that every length
+/// inside each record (key, value, header count, header keys and values) fits in the
+/// record: the count and the lengths are the producer's word, covered by the CRC only in the
+/// sense that the producer wrote them, and a reader that trusts them sizes its allocations
+/// by them.
+fn check_records(batch: &[u8], count: i32) -> Result<(), BatchError> {
+    let corrupt = |what: String| BatchError::Corrupt(what);
+    let mut records = Cursor(&batch[HEADER_LEN..]);
+    let mut found = 0i32;
+    while !records.is_empty() {
+        if found == count {
+            return Err(corrupt(format!(
+                "more than the {count} records it declares"
+            )));
+        }
+        let len = records.varint()?;
+        let record = records.take(len)?;
+        check_record(Cursor(record)).map_err(|e| corrupt(format!("record {found}: {e}")))?;
+        found += 1;
+    }
+    if found != count {
+        return Err(corrupt(format!(
+            "{found} records where it declares {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// One record's fields after its length: attributes, timestamp and offset deltas, key,
+/// value, headers; nothing may be left over.
+fn check_record(mut r: Cursor<'_>) -> Result<(), BatchError> {
+    r.take(1)?; // attributes
+    r.varint()?; // timestamp delta (a varlong)
+    r.varint()?; // offset delta
+    r.nullable_bytes()?; // key
+    r.nullable_bytes()?; // value
+    let headers = r.varint()?;
+    // Every header takes at least two bytes (two lengths).
+    if headers < 0 || headers as usize > r.0.len() / 2 {
+        return Err(BatchError::Corrupt(format!("{headers} headers")));
+    }
+    for _ in 0..headers {
+        let key_len = r.varint()?;
+        if key_len < 0 {
+            return Err(BatchError::Corrupt("a header without a key".into()));
+        }
+        r.take(key_len)?;
+        r.nullable_bytes()?;
+    }
+    if !r.is_empty() {
+        return Err(BatchError::Corrupt(format!(
+            "{} bytes after the last field",
+            r.0.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a record's fields, refusing anything that runs past the end.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A zigzag varint of up to 64 bits (Kafka's varint and varlong).
+    fn varint(&mut self) -> Result<i64, BatchError> {
+        let mut value = 0u64;
+        for (i, byte) in self.0.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.0 = &self.0[i + 1..];
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(BatchError::Corrupt("a varint runs past the record".into()))
+    }
+
+    /// `len` bytes; a negative or too large length is corrupt.
+    fn take(&mut self, len: impl TryInto<usize>) -> Result<&'a [u8], BatchError> {
+        let len = len
+            .try_into()
+            .ok()
+            .filter(|&l| l <= self.0.len())
+            .ok_or_else(|| BatchError::Corrupt("a length runs past the record".into()))?;
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    /// A varint length and that many bytes, or -1 for null.
+    fn nullable_bytes(&mut self) -> Result<(), BatchError> {
+        match self.varint()? {
+            -1 => Ok(()),
+            len => self.take(len).map(|_| ()),
+        }
+    }
 }
 
 /// Copies `batch` with the broker-owned fields set: base offset, partition leader epoch and,
@@ -263,5 +367,76 @@ mod tests {
         assert!(split_and_validate(&bytes.slice(..bytes.len() - 1), 1 << 20).is_err());
         assert!(split_and_validate(&Bytes::from_static(&[0; 70]), 1 << 20).is_err());
         assert!(split_and_validate(&Bytes::new(), 1 << 20).is_err());
+    }
+
+    /// `batch` with `edit` applied to its bytes and its CRC made valid again, as a hostile
+    /// producer would send it.
+    fn resealed(batch: &[u8], edit: impl FnOnce(&mut BytesMut)) -> Bytes {
+        let mut b = BytesMut::from(batch);
+        edit(&mut b);
+        let len = (b.len() - 12) as i32;
+        b[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[OFFSET_ATTRIBUTES..]);
+        b[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    fn set_count(b: &mut BytesMut, count: i32) {
+        b[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&(count - 1).to_be_bytes());
+        b[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+    }
+
+    fn is_corrupt(bytes: &Bytes) -> bool {
+        matches!(
+            split_and_validate(bytes, 1 << 20),
+            Err(BatchError::Corrupt(_))
+        )
+    }
+
+    #[test]
+    fn refuses_a_record_count_the_records_do_not_match() {
+        let one = encoded(1, Compression::None);
+        assert!(split_and_validate(&one, 1 << 20).is_ok());
+        // A CRC-valid batch claiming 2^31-1 records (and offsets) while holding one.
+        assert!(is_corrupt(&resealed(&one, |b| set_count(b, i32::MAX))));
+        // Claiming fewer records than it holds.
+        let three = encoded(3, Compression::None);
+        assert!(is_corrupt(&resealed(&three, |b| set_count(b, 2))));
+        // Compressed batches are not walked here (their records are compressed).
+        let zstd = encoded(3, Compression::Zstd);
+        assert!(split_and_validate(&zstd, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn refuses_lengths_and_header_counts_that_run_past_the_record() {
+        let one = encoded(1, Compression::None);
+        // The record: length, attributes, timestamp delta, offset delta, key, value, headers.
+        // Rebuild it with 2^31-1 headers and none present.
+        let record = |headers: &[u8]| {
+            let mut body = vec![0u8, 0, 0]; // attributes, timestamp delta 0, offset delta 0
+            body.extend_from_slice(&[2, b'k']); // key of 1 byte (zigzag 1 = 2)
+            body.extend_from_slice(&[2, b'v']); // value of 1 byte
+            body.extend_from_slice(headers);
+            let mut r = vec![(body.len() as u8) << 1];
+            r.extend_from_slice(&body);
+            r
+        };
+        let with_record = |r: Vec<u8>| {
+            resealed(&one, move |b| {
+                b.truncate(HEADER_LEN);
+                b.extend_from_slice(&r);
+            })
+        };
+        assert!(split_and_validate(&with_record(record(&[0])), 1 << 20).is_ok());
+        // 2^31-1 headers: zigzag varint of 0xFFFF_FFFE.
+        let huge = [0xfe, 0xff, 0xff, 0xff, 0x0f];
+        assert!(is_corrupt(&with_record(record(&huge))));
+        // A key longer than the record.
+        let mut long_key = record(&[0]);
+        long_key[4] = 0x7e; // key length 63
+        assert!(is_corrupt(&with_record(long_key)));
+        // Bytes left over after the headers.
+        assert!(is_corrupt(&with_record(record(&[0, 0]))));
     }
 }

@@ -207,6 +207,20 @@ async fn malformed_frames_close_the_connection_only() {
     }
 }
 
+/// Sets a v2 batch's record count and last offset delta (consistently).
+fn set_record_count(b: &mut [u8], count: i32) {
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+}
+
+/// Makes a v2 batch's length field and CRC32C match its bytes again.
+fn reseal(b: &mut [u8]) {
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_oversized_batches_are_refused() {
     let (_serial, cluster) = start_with_topics(Cluster::builder().brokers(1), &[("crc", 1)]).await;
@@ -223,7 +237,7 @@ async fn corrupt_and_oversized_batches_are_refused() {
     // Corruptions of the good batch: what it is, how to make it, and the error it must get
     // (`None`: any error or a closed connection, after which the test reconnects).
     type Corrupt = fn(&mut Vec<u8>);
-    let cases: [(&str, Corrupt, Option<i16>); 4] = [
+    let cases: [(&str, Corrupt, Option<i16>); 6] = [
         (
             // A flipped byte in the last record: the CRC no longer matches.
             "batch with a wrong CRC",
@@ -245,6 +259,30 @@ async fn corrupt_and_oversized_batches_are_refused() {
             "batch with a wrong length field",
             |b| b[8..12].copy_from_slice(&100_000i32.to_be_bytes()),
             None,
+        ),
+        // CRC-valid lies a hostile producer can tell: the record count (which would move the
+        // log end by 2^31 offsets) and a header count (which a decoder would allocate for).
+        (
+            "CRC-valid batch claiming 2^31-1 records",
+            |b| {
+                set_record_count(b, i32::MAX);
+                reseal(b);
+            },
+            Some(code::CORRUPT_MESSAGE),
+        ),
+        (
+            "CRC-valid record claiming 2^31-1 headers",
+            |b| {
+                // One record: attributes, timestamp and offset deltas, no key, a 1-byte
+                // value, then 2^31-1 headers (zigzag varints) and none present.
+                let body = [0u8, 0, 0, 1, 2, b'v', 0xfe, 0xff, 0xff, 0xff, 0x0f];
+                b.truncate(61);
+                b.push((body.len() as u8) << 1);
+                b.extend_from_slice(&body);
+                set_record_count(b, 1);
+                reseal(b);
+            },
+            Some(code::CORRUPT_MESSAGE),
         ),
     ];
     for (what, corrupt, want) in cases {
