@@ -70,7 +70,25 @@ pub fn find_coordinator(addr: &str, group: &str) -> (i32, String) {
 pub fn coordinator_client(bootstrap: &str, group: &str) -> RawClient {
     let first = bootstrap.split(',').next().expect("bootstrap");
     let (_, addr) = find_coordinator(first, group);
-    RawClient::negotiated(&addr)
+    let mut c = RawClient::negotiated(&addr);
+    // FindCoordinator names the coordinator as soon as it is assigned; until it has loaded
+    // its groups it answers COORDINATOR_LOAD_IN_PROGRESS (retriable, as in Kafka). Wait for
+    // that to pass, so tests see the coordinator's answers rather than the load's timing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(gid(group))
+            .with_topics(Some(Vec::new()));
+        let error = c.call(&req, 7).expect("OffsetFetch").error_code;
+        if error != code::COORDINATOR_LOAD_IN_PROGRESS {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coordinator of {group} still loading"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Consumer-protocol subscription metadata (v0) for `topics`.
