@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
@@ -19,6 +20,8 @@ use crate::read::concat;
 
 /// Longest a fetch may park, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Partitions of one fetch read at the same time.
+const READS_IN_FLIGHT: usize = 8;
 
 struct Wanted {
     topic: Option<String>,
@@ -117,8 +120,8 @@ impl PartitionRead {
     }
 }
 
-/// Reads every wanted partition concurrently, then fits them into `max_bytes` in request
-/// order (the first partition with data may exceed it, so one large batch always makes
+/// Reads the wanted partitions concurrently (eight at a time), then fits them into
+/// `max_bytes` in request order (the first partition with data may exceed it, so one large batch always makes
 /// progress; a partition that no longer fits gets no data this time).
 async fn read_all(
     broker: &SharedBroker,
@@ -146,7 +149,13 @@ async fn read_all(
                 read_partition(broker, &topic.name, index as u32, offset, budget).await
             })
     });
-    let mut reads = futures::future::join_all(reads).await.into_iter();
+    // A few at a time, in order: each read holds up to its budget in memory, so a fetch of
+    // many partitions must not hold them all at once.
+    let reads: Vec<PartitionRead> = futures::stream::iter(reads)
+        .buffered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut reads = reads.into_iter();
     drop(snapshot);
     let mut total = 0usize;
     let mut any_error = false;
