@@ -208,7 +208,8 @@ impl<S: OwnedState> StreamOwner<S> {
         });
     }
 
-    /// Appends each payload as one batch of `count_each` offsets to the data stream. None when
+    /// Appends each payload as one data-stream batch of one offset; returns a future confirming
+    /// them all. None when
     /// the stream is not open.
     pub fn append_data(
         &mut self,
