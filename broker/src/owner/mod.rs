@@ -209,8 +209,7 @@ impl<S: OwnedState> StreamOwner<S> {
     }
 
     /// Appends each payload as one data-stream batch of one offset; returns a future confirming
-    /// them all. None when
-    /// the stream is not open.
+    /// them all. None when the stream is not open.
     pub fn append_data(
         &mut self,
         payloads: impl IntoIterator<Item = Bytes>,
