@@ -310,10 +310,31 @@ pub async fn create_topic(
 }
 
 /// (low, high) watermarks of one partition: ListOffsets earliest and latest.
+///
+/// Like an application, it asks again (for 30 s, with fresh metadata) when the answer is a
+/// leadership change: librdkafka's watermark query does not retry those itself, and a
+/// partition may be moving between brokers when a test asks.
 pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> Result<(i64, i64), String> {
-    let c = consumer(bootstrap, &[]);
-    c.fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| format!("ListOffsets {topic}/{partition}: {e}"))
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut c = consumer(bootstrap, &[]);
+    loop {
+        match c.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => return Ok(w),
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable)
+                    ) =>
+            {
+                eprintln!("ListOffsets {topic}/{partition}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+                c = consumer(bootstrap, &[]);
+            }
+            Err(e) => return Err(format!("ListOffsets {topic}/{partition}: {e}")),
+        }
+    }
 }
 
 /// A consumed record, owned.

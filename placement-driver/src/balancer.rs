@@ -3,7 +3,8 @@
 //! Owns: the deterministic choices — [`plan`] (every partition without a live leader goes to
 //! the live broker with the fewest partitions, ties to the lowest id; then, while live brokers'
 //! counts differ by more than one, at most `max_moves` partitions move from the most to the
-//! least loaded) and [`pick_leaders`] (leaders for partitions being created) — and the
+//! least loaded, each time of the topic the most loaded holds the most more of, so each topic
+//! stays spread) and [`pick_leaders`] (leaders for partitions being created) — and the
 //! leader-only task [`run`] that, every tick, publishes liveness flips as
 //! `Event::NodeChanged` watch events and proposes its plan as one `Command::AssignPartitions`.
 //!
@@ -79,9 +80,10 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
             }
         }
     }
-    // Even out: partitions already on live brokers, taken from the end of the most loaded
-    // broker's list (topic name, then index order).
-    let mut owned: Option<BTreeMap<u64, Vec<(&str, u32)>>> = None;
+    // Even out: move partitions from the most to the least loaded broker, each time one of
+    // the topic the first holds the most more of than the second, so every topic ends up
+    // spread too (a broker that comes back must not get all of one topic).
+    let mut owned: Option<Owned> = None;
     for _ in 0..max_moves {
         let (Some(&(min_c, min_id)), Some(&(max_c, max_id))) = (queue.first(), queue.last()) else {
             break;
@@ -89,18 +91,8 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
         if max_c <= min_c + 1 {
             break;
         }
-        let owned = owned.get_or_insert_with(|| {
-            let mut m: BTreeMap<u64, Vec<(&str, u32)>> = BTreeMap::new();
-            for t in state.topics.values() {
-                for p in &t.partitions {
-                    if let Some(l) = p.leader.filter(|l| load.contains_key(l)) {
-                        m.entry(l).or_default().push((t.name.as_str(), p.index));
-                    }
-                }
-            }
-            m
-        });
-        let Some((name, index)) = owned.get_mut(&max_id).and_then(Vec::pop) else {
+        let owned = owned.get_or_insert_with(|| Owned::of(state, &load));
+        let Some((name, index)) = owned.take_for(max_id, min_id) else {
             break;
         };
         queue.remove(&(min_c, min_id));
@@ -110,6 +102,50 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
         changes.push((name.to_string(), index, min_id));
     }
     changes
+}
+
+/// The partitions each live broker leads, by topic, for the even-out step of [`plan`].
+struct Owned<'a> {
+    by_broker: BTreeMap<u64, BTreeMap<&'a str, Vec<u32>>>,
+}
+
+impl<'a> Owned<'a> {
+    fn of(state: &'a PdState, load: &BTreeMap<u64, usize>) -> Owned<'a> {
+        let mut by_broker: BTreeMap<u64, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
+        for t in state.topics.values() {
+            for p in &t.partitions {
+                if let Some(l) = p.leader.filter(|l| load.contains_key(l)) {
+                    let topics = by_broker.entry(l).or_default();
+                    topics.entry(t.name.as_str()).or_default().push(p.index);
+                }
+            }
+        }
+        Owned { by_broker }
+    }
+
+    /// Takes a partition from `from` to give to `to`: the last of the topic whose count on
+    /// `from` exceeds its count on `to` the most (ties: the first topic by name), recording the
+    /// move. `None` when `from` leads nothing.
+    fn take_for(&mut self, from: u64, to: u64) -> Option<(&'a str, u32)> {
+        let on_to = |name: &str| {
+            self.by_broker
+                .get(&to)
+                .and_then(|ts| ts.get(name))
+                .map_or(0, Vec::len)
+        };
+        let mut best: Option<(&'a str, usize)> = None;
+        for (&name, indexes) in self.by_broker.get(&from)? {
+            let excess = indexes.len().saturating_sub(on_to(name));
+            if !indexes.is_empty() && best.is_none_or(|(_, e)| excess > e) {
+                best = Some((name, excess));
+            }
+        }
+        let (name, _) = best?;
+        let index = self.by_broker.get_mut(&from)?.get_mut(name)?.pop()?;
+        let to_topics = self.by_broker.entry(to).or_default();
+        to_topics.entry(name).or_default().push(index);
+        Some((name, index))
+    }
 }
 
 /// Nodes whose liveness differs from `seen` (unknown nodes count as alive before), updating it.
@@ -359,6 +395,46 @@ mod tests {
         // Every moved partition's epoch bumped exactly once; the others stayed at 0.
         for (_, _, l, e) in leaders(&st) {
             assert_eq!(e, u32::from(l != Some(b1)));
+        }
+    }
+
+    /// Per-topic leader counts of the live brokers, by topic name.
+    fn topic_counts(st: &PdState, brokers: &[u64]) -> BTreeMap<String, Vec<usize>> {
+        st.topics
+            .values()
+            .map(|t| {
+                let per = brokers
+                    .iter()
+                    .map(|b| t.partitions.iter().filter(|p| p.leader == Some(*b)).count())
+                    .collect();
+                (t.name.clone(), per)
+            })
+            .collect()
+    }
+
+    /// A broker that lost its lease and came back gets its share of every topic back, not
+    /// all of the topic that sorts last (which left its clients with one broker to talk to).
+    #[test]
+    fn a_returning_broker_gets_a_share_of_every_topic() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=3).map(|n| broker(&mut st, n)).collect();
+        let picked = pick_leaders(&st, |_| true, 50);
+        topic(&mut st, "__consumer_offsets", 50, picked);
+        let picked = pick_leaders(&st, |_| true, 6);
+        topic(&mut st, "stall", 6, picked);
+        assert_eq!(
+            topic_counts(&st, &b)["stall"],
+            vec![2, 2, 2],
+            "created spread"
+        );
+        let dead = b[0];
+        settle(&mut st, move |id| id != dead, 8);
+        settle(&mut st, |_| true, 8);
+        let total: Vec<usize> = counts(&st).values().copied().collect();
+        assert!(total.iter().max() <= total.iter().min().map(|m| m + 1).as_ref());
+        for (name, per) in topic_counts(&st, &b) {
+            let (lo, hi) = (per.iter().min().unwrap(), per.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{name} is spread {per:?}");
         }
     }
 
