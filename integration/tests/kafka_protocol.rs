@@ -178,6 +178,32 @@ async fn malformed_frames_close_the_connection_only() {
             f.extend_from_slice(&body);
             f
         }),
+        // 18 bytes that once aborted the broker: the decoder reserved room for 2^31 - 1
+        // topics (150 GB) before reading one.
+        ("Metadata v0 claiming 2^31 - 1 topics", {
+            let mut body = Vec::new();
+            body.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+            body.extend_from_slice(&0i16.to_be_bytes()); // v0
+            body.extend_from_slice(&6i32.to_be_bytes()); // correlation id
+            body.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+            body.extend_from_slice(&i32::MAX.to_be_bytes()); // topic count
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(&body);
+            f
+        }),
+        ("Metadata v9 (flexible) claiming 2^32 - 2 topics", {
+            let mut body = Vec::new();
+            body.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+            body.extend_from_slice(&9i16.to_be_bytes()); // v9
+            body.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+            body.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+            body.push(0); // no tagged fields in the header
+            body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // compact topic count
+            body.extend_from_slice(&[0, 0, 0]);
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(&body);
+            f
+        }),
     ];
     for (what, bytes) in cases {
         let mut c = RawClient::connect(&addr);
@@ -204,6 +230,19 @@ async fn malformed_frames_close_the_connection_only() {
             );
         }
         still_serving(&cluster, what);
+    }
+    // The huge counts reached the decoder and were refused there, with the reason logged.
+    let log = cluster.brokers[0].log();
+    for reason in [
+        "cannot decode Metadata v0",
+        "cannot decode Metadata v9: a length or count of 4294967295",
+    ] {
+        if !log.contains(reason) {
+            fail(
+                &cluster,
+                format!("the broker's log does not say {reason:?}"),
+            );
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 mod admin;
 mod api_versions;
 mod configs;
+mod decode;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -141,7 +142,7 @@ pub enum ParseError {
 }
 
 fn decode<T: Decodable>(buf: &mut Bytes, version: i16, what: &str) -> Result<T, ParseError> {
-    T::decode(buf, version)
+    decode::decode_body(buf, version)
         .map_err(|e| ParseError::Close(format!("cannot decode {what} v{version}: {e}")))
 }
 
