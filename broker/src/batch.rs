@@ -1,8 +1,14 @@
 //! Kafka v2 record batches as bytes: split a produce payload into batches, validate each
-//! header and CRC, and rewrite the fields a broker owns (base offset, leader epoch, log append
-//! time). Records themselves are never decoded here: batches travel as the producer's bytes.
+//! header and CRC, walk the records (decompressed, capped, when the batch is compressed) to
+//! check every count and length in them, find a record by timestamp, and rewrite the fields a
+//! broker owns (base offset, leader epoch, log append time). Batches travel and are stored as
+//! the producer's bytes; records are only walked, never rebuilt.
+
+use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::decompress;
 
 pub const HEADER_LEN: usize = 61;
 const OFFSET_BATCH_LENGTH: usize = 8;
@@ -157,9 +163,7 @@ pub fn split_and_validate(
                 header.records_count, header.last_offset_delta
             )));
         }
-        if header.attributes & ATTR_COMPRESSION == 0 {
-            check_records(batch, header.records_count)?;
-        }
+        walk_records(batch, &header, |_| false)?;
         out.push((header, records.slice(at..at + header.length)));
         at += header.length;
     }
@@ -169,14 +173,38 @@ pub fn split_and_validate(
     Ok(out)
 }
 
-/// Checks that an uncompressed batch holds exactly `count` records and that every length
-/// inside each record (key, value, header count, header keys and values) fits in the
-/// record: the count and the lengths are the producer's word, covered by the CRC only in the
-/// sense that the producer wrote them, and a reader that trusts them sizes its allocations
-/// by them.
-fn check_records(batch: &[u8], count: i32) -> Result<(), BatchError> {
+/// Where one record sits in its batch, as [`walk_records`] meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAt {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// Walks the records of `batch` (decompressed, at most
+/// [`decompress::MAX_DECOMPRESSED_BYTES`], if the batch is compressed), checking that it holds
+/// exactly the `records_count` its header declares and that every length inside each record
+/// (key, value, header count, header keys and values) fits in the record, and calls `each`
+/// with every record until it answers true; answers that record. The count and the lengths
+/// are the producer's word, and a reader that trusted them would size its allocations by
+/// them.
+pub fn walk_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    mut each: impl FnMut(RecordAt) -> bool,
+) -> Result<Option<RecordAt>, BatchError> {
     let corrupt = |what: String| BatchError::Corrupt(what);
-    let mut records = Cursor(&batch[HEADER_LEN..]);
+    let stored = batch
+        .get(HEADER_LEN..)
+        .ok_or_else(|| corrupt("shorter than its header".into()))?;
+    let records: Cow<[u8]> = match header.attributes & ATTR_COMPRESSION {
+        0 => Cow::Borrowed(stored),
+        codec => Cow::Owned(
+            decompress::records(codec, stored, decompress::MAX_DECOMPRESSED_BYTES)
+                .map_err(corrupt)?,
+        ),
+    };
+    let count = header.records_count;
+    let mut records = Cursor(&records);
     let mut found = 0i32;
     while !records.is_empty() {
         if found == count {
@@ -186,7 +214,15 @@ fn check_records(batch: &[u8], count: i32) -> Result<(), BatchError> {
         }
         let len = records.varint()?;
         let record = records.take(len)?;
-        check_record(Cursor(record)).map_err(|e| corrupt(format!("record {found}: {e}")))?;
+        let (timestamp_delta, offset_delta) =
+            check_record(Cursor(record)).map_err(|e| corrupt(format!("record {found}: {e}")))?;
+        let at = RecordAt {
+            offset: header.base_offset.saturating_add(offset_delta),
+            timestamp: header.first_timestamp.saturating_add(timestamp_delta),
+        };
+        if each(at) {
+            return Ok(Some(at));
+        }
         found += 1;
     }
     if found != count {
@@ -194,15 +230,15 @@ fn check_records(batch: &[u8], count: i32) -> Result<(), BatchError> {
             "{found} records where it declares {count}"
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// One record's fields after its length: attributes, timestamp and offset deltas, key,
-/// value, headers; nothing may be left over.
-fn check_record(mut r: Cursor<'_>) -> Result<(), BatchError> {
+/// value, headers; nothing may be left over. Answers the two deltas.
+fn check_record(mut r: Cursor<'_>) -> Result<(i64, i64), BatchError> {
     r.take(1)?; // attributes
-    r.varint()?; // timestamp delta (a varlong)
-    r.varint()?; // offset delta
+    let timestamp_delta = r.varint()?; // a varlong
+    let offset_delta = r.varint()?;
     r.nullable_bytes()?; // key
     r.nullable_bytes()?; // value
     let headers = r.varint()?;
@@ -224,7 +260,7 @@ fn check_record(mut r: Cursor<'_>) -> Result<(), BatchError> {
             r.0.len()
         )));
     }
-    Ok(())
+    Ok((timestamp_delta, offset_delta))
 }
 
 /// Reads a record's fields, refusing anything that runs past the end.
@@ -403,9 +439,57 @@ mod tests {
         // Claiming fewer records than it holds.
         let three = encoded(3, Compression::None);
         assert!(is_corrupt(&resealed(&three, |b| set_count(b, 2))));
-        // Compressed batches are not walked here (their records are compressed).
-        let zstd = encoded(3, Compression::Zstd);
-        assert!(split_and_validate(&zstd, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn compressed_batches_are_walked_too() {
+        for compression in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let three = encoded(3, compression);
+            let batches = split_and_validate(&three, 1 << 20).expect("honest batch");
+            // The timestamp walk sees the decompressed records.
+            let (header, batch) = &batches[0];
+            let found = walk_records(batch, header, |r| r.timestamp >= 1001).unwrap();
+            assert_eq!(
+                found,
+                Some(RecordAt {
+                    offset: 1,
+                    timestamp: 1001
+                })
+            );
+            // A count the compressed records do not match, either way.
+            assert!(is_corrupt(&resealed(&three, |b| set_count(b, i32::MAX))));
+            assert!(is_corrupt(&resealed(&three, |b| set_count(b, 2))));
+            // Compressed bytes that do not decompress.
+            assert!(is_corrupt(&resealed(&three, |b| {
+                b.truncate(HEADER_LEN + 4);
+                b.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+            })));
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_corrupt() {
+        // One gzip "record" section of 200 MiB of zeros, in 200 KiB on the wire.
+        let one = encoded(1, Compression::Gzip);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..200 {
+            std::io::Write::write_all(&mut gz, &zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        let batch = resealed(&one, |b| {
+            b.truncate(HEADER_LEN);
+            b.extend_from_slice(&bomb);
+        });
+        match split_and_validate(&batch, 1 << 20) {
+            Err(BatchError::Corrupt(why)) => assert!(why.contains("more than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod config;
 pub mod connection;
 pub mod context;
+pub mod decompress;
 pub mod group;
 pub mod handlers;
 pub mod membership;

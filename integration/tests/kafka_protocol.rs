@@ -342,6 +342,35 @@ async fn corrupt_and_oversized_batches_are_refused() {
         }
     }
 
+    // Compressed batches are walked after a capped decompression: a CRC-valid count the
+    // records do not match, and a gzip bomb (200 MiB of zeros in 200 KiB), are corrupt.
+    let mut lying = record_batch(
+        &[(Some(b"k1"), b"one"), (Some(b"k2"), b"two")],
+        Compression::Zstd,
+        now_ms(),
+    )
+    .to_vec();
+    set_record_count(&mut lying, i32::MAX);
+    reseal(&mut lying);
+    let mut bomb = record_batch(&[(None, b"x")], Compression::Gzip, now_ms()).to_vec();
+    bomb.truncate(61);
+    let mut gz = flate2::write::GzEncoder::new(bomb, flate2::Compression::best());
+    for _ in 0..200 {
+        std::io::Write::write_all(&mut gz, &[0u8; 1 << 20]).expect("gzip");
+    }
+    let mut bomb = gz.finish().expect("gzip");
+    reseal(&mut bomb);
+    for (what, bad) in [
+        ("zstd batch claiming 2^31-1 records", lying),
+        ("gzip bomb", bomb),
+    ] {
+        let resp = ok(
+            &cluster,
+            raw_produce(&mut c, "crc", crc_id, 0, Bytes::from(bad)),
+        );
+        assert_eq!(resp.error_code, code::CORRUPT_MESSAGE, "{what}: {resp:?}");
+    }
+
     // Nothing of it was stored: the good batch lands at offset 0.
     let resp = ok(
         &cluster,

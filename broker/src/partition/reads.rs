@@ -3,9 +3,7 @@
 //! (ListOffsets) and by leader epoch (OffsetForLeaderEpoch). The partition only decides what
 //! is readable; the bytes are read by whoever holds the scan, off the actor.
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use protocol::{ErrorCode, RpcError};
 
 use super::PartitionActor;
@@ -166,14 +164,9 @@ async fn find_timestamp(mut scan: Scan, target: i64) -> Result<Option<(u64, i64)
         if header.is_log_append_time() {
             return Ok(Some((base, header.max_timestamp)));
         }
-        let mut buf: Bytes = stored.payload;
-        let records = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-            RpcError::new(
-                ErrorCode::StorageError,
-                format!("decode batch at {base}: {e}"),
-            )
-        })?;
-        if let Some(record) = records.records.iter().find(|r| r.timestamp >= target) {
+        let found = batch::walk_records(&stored.payload, &header, |r| r.timestamp >= target)
+            .map_err(|e| RpcError::new(ErrorCode::StorageError, format!("batch at {base}: {e}")))?;
+        if let Some(record) = found {
             return Ok(Some((record.offset.max(0) as u64, record.timestamp)));
         }
     }
