@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actors::{serve, ClientOptions, Router, RpcClient, ServerOptions};
 use protocol::pd::{AllocateIds, ListNodes};
+use protocol::range_rpc::{Batch, Fetch, FetchResponse};
 use protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -107,4 +108,61 @@ async fn unreachable_peer_fails_fast_then_times_out_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(answer, Some(20));
+}
+
+/// A response too large for a frame comes back as a `FrameTooLarge` error for that call only,
+/// and a request too large for one fails at once: before, the server's write failed and closed
+/// the connection under every other call on it, and the client dropped the request and let
+/// the call time out.
+#[actix_rt::test]
+async fn frames_too_large_fail_their_call_only() {
+    let mut router = router();
+    router.route(|req: Fetch, _ctx| async move {
+        Ok(FetchResponse {
+            batches: vec![Batch {
+                offset: 0,
+                count: 1,
+                crc: 0,
+                payload: bytes::Bytes::from(vec![0u8; req.max_bytes as usize]),
+            }],
+            readable_end: 1,
+            sealed_end: None,
+        })
+    });
+    let addr = serve("127.0.0.1:0", router, ServerOptions { max_frame: 4096 })
+        .await
+        .unwrap();
+    let client = actors::RpcClient::with_options(
+        addr.to_string(),
+        ClientOptions {
+            max_frame: 4096,
+            ..ClientOptions::default()
+        },
+    );
+    let fetch = |max_bytes| Fetch {
+        stream_id: 1,
+        index: 0,
+        offset: 0,
+        end: 1,
+        max_bytes,
+    };
+    // A slow call in flight on the same connection while the large answer is refused.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(allocate(3)).await })
+    };
+    let err = client.call(fetch(10_000)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::FrameTooLarge, "{err}");
+    assert_eq!(slow.await.unwrap().unwrap(), 30);
+    assert_eq!(client.call(fetch(100)).await.unwrap().batches.len(), 1);
+    // A request over the client's own limit never leaves it.
+    let err = client
+        .call(AllocateIds {
+            key: "k".repeat(10_000),
+            count: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::FrameTooLarge, "{err}");
+    assert_eq!(client.call(allocate(2)).await.unwrap(), 20);
 }

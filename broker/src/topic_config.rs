@@ -4,6 +4,7 @@
 //! is never told a config is set when nothing would honour it. No I/O.
 
 use protocol::model::TopicInfo;
+use protocol::range_rpc::MAX_APPEND_BYTES;
 
 /// `cleanup.policy`: `delete`, `compact` or both.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
@@ -44,6 +45,12 @@ impl ConfigType {
 pub enum Check {
     /// An integer no smaller than this.
     AtLeast(i64),
+    /// An integer in this range (inclusive); `why` says where the upper bound comes from.
+    Between {
+        min: i64,
+        max: i64,
+        why: &'static str,
+    },
     /// One of `values`; `said` is how the error message lists them.
     OneOf {
         values: &'static [&'static str],
@@ -86,7 +93,11 @@ pub const KNOWN: &[ConfigKey] = &[
         default: "1048588",
         enforced: true,
         kind: ConfigType::Int,
-        check: Check::AtLeast(0),
+        check: Check::Between {
+            min: 0,
+            max: MAX_APPEND_BYTES as i64,
+            why: "the most one stream append carries",
+        },
         doc: "largest record batch a partition accepts",
     },
     ConfigKey {
@@ -148,6 +159,10 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         Check::AtLeast(min) => match value.trim().parse::<i64>() {
             Ok(v) if v >= min => Ok(()),
             _ => bad(&format!("an integer >= {min}")),
+        },
+        Check::Between { min, max, why } => match value.trim().parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(()),
+            _ => bad(&format!("an integer from {min} to {max} ({why})")),
         },
         Check::OneOf { values, said } => match values.contains(&value) {
             true => Ok(()),

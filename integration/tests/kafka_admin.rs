@@ -565,6 +565,29 @@ async fn describe_and_alter_topic_configs() {
         code_seen, 0,
         "IncrementalAlterConfigs retention.ms=soon was accepted"
     );
+    // A max.message.bytes the storage path cannot carry (one append is at most a frame, 16
+    // MiB) is refused when set, not discovered when a 17 MiB batch arrives.
+    let code_seen = raw_alter(&cluster, "cfg", &[("max.message.bytes", "20971520")]);
+    assert_eq!(
+        code_seen, INVALID_CONFIG,
+        "AlterConfigs max.message.bytes=20 MiB: want INVALID_CONFIG"
+    );
+    match kafka::create_topic(
+        &cluster.bootstrap(),
+        "cfg-too-large",
+        1,
+        &[("max.message.bytes", "20971520")],
+    )
+    .await
+    {
+        Err(e) if e.contains("InvalidConfig") => {}
+        other => fail(
+            &cluster,
+            format!(
+                "CreateTopics with max.message.bytes=20 MiB: want InvalidConfig, got {other:?}"
+            ),
+        ),
+    }
     let code_seen = incremental_alter(&cluster, "no-such-topic", &[("retention.ms", 0, Some("1"))]);
     assert_ne!(
         code_seen, 0,

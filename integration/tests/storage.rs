@@ -335,6 +335,39 @@ async fn a_second_writer_fences_the_first() {
     verify_through_client(&client, stream.id, 20, &from_second).await;
 }
 
+/// An append larger than a frame can carry fails at once with `FrameTooLarge`, takes no
+/// offset, and the writer goes on: before, the RPC client dropped the frame, the writer timed
+/// out on every replica, sealed, and failed with no capacity left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_too_large_for_a_frame_fails_alone() {
+    let (_cluster, client, stream) = three_replica_stream().await;
+    let mut writer = client.open(stream.id).await.expect("open");
+    let before = append_many(&mut writer, 30, 0, 10, 1000).await;
+    let offset = writer.next_offset();
+    let huge = Bytes::from(vec![7u8; 17 << 20]);
+    let err = writer
+        .append(huge, 1)
+        .await
+        .expect_err("the oversized append fails");
+    assert_eq!(err.code, ErrorCode::FrameTooLarge, "{err}");
+    assert_eq!(
+        writer.next_offset(),
+        offset,
+        "the refused append took an offset"
+    );
+    assert_eq!(writer.unconfirmed_bytes(), 0);
+    // The largest append that fits still goes through, and so does the next small one.
+    let max = protocol::range_rpc::MAX_APPEND_BYTES;
+    let got = writer
+        .append(Bytes::from(payload_for(30, offset, max)), 1)
+        .await
+        .expect("an append of MAX_APPEND_BYTES");
+    assert_eq!(got, offset);
+    let after = append_many(&mut writer, 30, offset + 1, 10, 1000).await;
+    verify_through_client(&client, stream.id, 30, &before).await;
+    verify_through_client(&client, stream.id, 30, &after).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_wal_tail_recovers_to_the_last_good_record() {
     for flip_bit in [false, true] {

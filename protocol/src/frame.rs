@@ -78,6 +78,21 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The trace context as it goes on the wire: dropped when longer than allowed.
+    fn trace_on_wire(&self) -> &[u8] {
+        let trace = self.header.trace_context.as_bytes();
+        if trace.len() > MAX_TRACE_CONTEXT {
+            &[]
+        } else {
+            trace
+        }
+    }
+
+    /// The frame's length field: every byte after the length prefix.
+    pub fn wire_len(&self) -> usize {
+        FIXED_HEADER + self.trace_on_wire().len() + self.body.len()
+    }
+
     /// An error response to the request with `header`.
     pub fn error_response(header: &Header, error: &RpcError) -> Frame {
         // Encoding an RpcError cannot fail: it is a plain enum and a string.
@@ -98,6 +113,19 @@ pub struct FrameCodec {
 impl FrameCodec {
     pub fn new(max_frame: usize) -> Self {
         FrameCodec { max_frame }
+    }
+
+    /// Whether `frame` can be sent: senders check before they queue a frame, so that one too
+    /// large fails at once, as itself, instead of breaking the connection it would share.
+    pub fn check(&self, frame: &Frame) -> Result<(), FrameError> {
+        let size = frame.wire_len();
+        if size > self.max_frame {
+            return Err(FrameError::TooLarge {
+                size,
+                limit: self.max_frame,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -187,19 +215,9 @@ impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let trace = frame.header.trace_context.as_bytes();
-        let trace = if trace.len() > MAX_TRACE_CONTEXT {
-            &[][..]
-        } else {
-            trace
-        };
-        let len = FIXED_HEADER + trace.len() + frame.body.len();
-        if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                size: len,
-                limit: self.max_frame,
-            });
-        }
+        self.check(&frame)?;
+        let trace = frame.trace_on_wire();
+        let len = frame.wire_len();
         dst.reserve(4 + len);
         dst.put_u32(len as u32);
         dst.put_u8(frame.header.version);

@@ -13,7 +13,22 @@
 use bincode::{Decode, Encode};
 use bytes::Bytes;
 
+use crate::frame::DEFAULT_MAX_FRAME;
 use crate::model::StreamId;
+
+/// The most payload bytes one [`Append`] carries: a frame less room for the request's other
+/// fields, the frame header and a trace context. The stream writer refuses a larger payload
+/// at once, and brokers refuse a `max.message.bytes` above it.
+pub const MAX_APPEND_BYTES: usize = DEFAULT_MAX_FRAME - 64 * 1024;
+
+/// The most bytes a [`Fetch`] answer holds, whatever its `max_bytes` asks: the batches'
+/// payloads plus [`FETCH_BATCH_OVERHEAD`] each. Its first batch is always returned, and one
+/// batch is at most [`MAX_APPEND_BYTES`], so every answer fits a frame.
+pub const MAX_FETCH_BYTES: u64 = MAX_APPEND_BYTES as u64;
+
+/// What a [`Batch`] costs in a [`FetchResponse`] besides its payload (its other fields and
+/// the payload's length, as varints), rounded up.
+pub const FETCH_BATCH_OVERHEAD: u64 = 32;
 
 /// Append one batch of `count` offsets at `offset`. The first append of a range (at
 /// `range_start`) creates the range on this server. A range server keeps it as its WAL record.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use protocol::model::RangeReport;
 use protocol::range_rpc::{
     Append, AppendResponse, Batch, Commit, Fetch, FetchResponse, Seal, SealResponse,
+    FETCH_BATCH_OVERHEAD, MAX_FETCH_BYTES,
 };
 use protocol::{ErrorCode, Rpc, RpcError};
 use tokio::sync::oneshot;
@@ -223,7 +224,8 @@ impl RangeState {
     }
 
     /// Chooses the batches a fetch returns: from the one containing `offset`, before `end`,
-    /// before the readable end, within `max_bytes` (at least one batch).
+    /// before the readable end, within `max_bytes` and [`MAX_FETCH_BYTES`] (at least one
+    /// batch).
     pub fn plan_fetch(&self, req: &Fetch) -> Result<Vec<(u64, BatchEntry)>, RpcError> {
         let readable = self.readable_end_for(req.end);
         if self.final_end.is_some_and(|end| req.offset >= end) {
@@ -256,16 +258,19 @@ impl RangeState {
                 None => return Ok(Vec::new()),
             },
         };
+        // Whatever the reader asks, the answer must fit one frame.
+        let max_bytes = u64::from(req.max_bytes).min(MAX_FETCH_BYTES);
         let mut out = Vec::new();
         let mut bytes = 0u64;
         for (&off, e) in self.batches.range(first..) {
             if off >= req.end || off + e.count as u64 > readable {
                 break;
             }
-            if !out.is_empty() && bytes + e.payload_len as u64 > req.max_bytes as u64 {
+            let cost = e.payload_len as u64 + FETCH_BATCH_OVERHEAD;
+            if !out.is_empty() && bytes + cost > max_bytes {
                 break;
             }
-            bytes += e.payload_len as u64;
+            bytes += cost;
             out.push((off, *e));
         }
         Ok(out)

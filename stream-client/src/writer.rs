@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use protocol::model::{NodeId, RangeInfo, StreamId};
-use protocol::range_rpc::{Append, Commit, Seal};
+use protocol::range_rpc::{Append, Commit, Seal, MAX_APPEND_BYTES};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -77,14 +77,30 @@ impl StreamWriter {
     }
 
     /// Appends one batch that takes `count` offsets. The offset is assigned now (it is
-    /// `next_offset()` before the call); the future resolves when the batch is confirmed.
+    /// `next_offset()` before the call); the future resolves when the batch is confirmed. A
+    /// payload over [`MAX_APPEND_BYTES`] (or no offsets) fails at once, takes no offset and
+    /// leaves the writer as it was.
     pub fn append(&mut self, payload: Bytes, count: u32) -> AppendFuture {
         let offset = self.next;
-        if count == 0 {
-            let err = RpcError::new(
+        let refused = if count == 0 {
+            Some(RpcError::new(
                 ErrorCode::InvalidArgument,
                 "an append takes at least one offset",
-            );
+            ))
+        } else if payload.len() > MAX_APPEND_BYTES {
+            // Refused here, taking no offset: sent, it would fail on every replica and end
+            // the writer.
+            Some(RpcError::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "an append of {} bytes exceeds the {MAX_APPEND_BYTES} an append may carry",
+                    payload.len()
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(err) = refused {
             return Box::pin(async move { Err(err) });
         }
         self.next += count as u64;

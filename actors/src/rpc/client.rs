@@ -133,6 +133,16 @@ impl RpcClient {
         deadline: Instant,
     ) -> Result<PendingCall<R::Response>, RpcError> {
         let body = protocol::encode(&request)?;
+        // Too large to send: fail this call now rather than queue a frame the connection's
+        // writer would have to drop (leaving the call to time out).
+        let header = Header::request(R::OPCODE, 0, crate::telemetry::current_trace_context());
+        let mut frame = Frame {
+            header,
+            body: Bytes::from(body),
+        };
+        if let Err(e) = FrameCodec::new(self.inner.opts.max_frame).check(&frame) {
+            return Err(e.to_rpc_error());
+        }
         let conn = self.connection(deadline).await?;
         let request_id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -145,15 +155,7 @@ impl RpcClient {
         if conn.closed.load(Ordering::Acquire) {
             return Err(self.unavailable("connection closed"));
         }
-        let header = Header::request(
-            R::OPCODE,
-            request_id,
-            crate::telemetry::current_trace_context(),
-        );
-        let frame = Frame {
-            header,
-            body: Bytes::from(body),
-        };
+        frame.header.request_id = request_id;
         if conn.outbox.send(frame).is_err() {
             return Err(self.unavailable("connection closed"));
         }

@@ -83,7 +83,8 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for Acceptor {
             Connection {
                 router,
                 peer,
-                writer: FramedWrite::new(write, codec, ctx),
+                writer: FramedWrite::new(write, codec.clone(), ctx),
+                codec,
                 closing: false,
             }
         });
@@ -99,6 +100,8 @@ pub struct Connection {
     router: Rc<Router>,
     peer: SocketAddr,
     writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
+    /// The codec's limits, to check a response before it is queued.
+    codec: FrameCodec,
     /// Set once the connection is being closed after a framing error: the last error frame is
     /// flushed, then the write side's `finished` stops the actor.
     closing: bool,
@@ -131,13 +134,19 @@ impl WriteHandler<FrameError> for Connection {
 
 impl Connection {
     fn respond(&mut self, header: &Header, result: Result<Vec<u8>, RpcError>) {
-        let frame = match result {
+        let mut frame = match result {
             Ok(body) => Frame {
                 header: header.response_to(false),
                 body: Bytes::from(body),
             },
             Err(error) => Frame::error_response(header, &error),
         };
+        // A response too large for a frame is answered as that error: sent as it is, it would
+        // end the connection and every other call on it.
+        if let Err(e) = self.codec.check(&frame) {
+            tracing::warn!(peer = %self.peer, opcode = header.opcode.0, "response not sent: {e}");
+            frame = Frame::error_response(header, &e.to_rpc_error());
+        }
         if !self.closing {
             self.writer.write(frame);
         }

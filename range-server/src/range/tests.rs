@@ -135,6 +135,37 @@ fn four_durable_batches() -> RangeState {
     s
 }
 
+/// However much a reader asks for, one answer holds at most what fits a frame (its first
+/// batch always).
+#[test]
+fn fetch_answers_fit_a_frame_whatever_max_bytes_asks() {
+    use protocol::range_rpc::{FETCH_BATCH_OVERHEAD, MAX_APPEND_BYTES, MAX_FETCH_BYTES};
+    let mut s = RangeState::new(1, 0, 1, 100);
+    // Six batches of 4 MiB: 24 MiB in all, more than a 16 MiB frame.
+    let big = 4 << 20;
+    for off in 100..106u64 {
+        s.check_append(&append(off, 1, 1, b"p")).unwrap();
+        s.batch_durable(off, entry(1, big));
+    }
+    s.commit(1, 106).unwrap();
+    let plan = s.plan_fetch(&fetch(100, u64::MAX, u32::MAX)).unwrap();
+    let bytes: u64 = plan
+        .iter()
+        .map(|(_, e)| e.payload_len as u64 + FETCH_BATCH_OVERHEAD)
+        .sum();
+    assert_eq!(plan.len(), 3);
+    assert!(bytes <= MAX_FETCH_BYTES);
+    // One batch as large as an append may be still comes back alone.
+    let mut s = RangeState::new(1, 0, 1, 100);
+    s.check_append(&append(100, 1, 1, b"p")).unwrap();
+    s.batch_durable(100, entry(1, MAX_APPEND_BYTES as u32));
+    s.commit(1, 101).unwrap();
+    assert_eq!(
+        s.plan_fetch(&fetch(100, u64::MAX, u32::MAX)).unwrap().len(),
+        1
+    );
+}
+
 #[test]
 fn fetch_from_inside_a_batch_and_readable_end() {
     let mut s = four_durable_batches();
