@@ -190,18 +190,22 @@ impl PartitionActor {
         }
     }
 
-    /// Writes the whole replayable state, then trims the meta stream to it.
+    /// Writes the whole replayable state (in pieces of bounded size), then trims the meta
+    /// stream to it.
     fn write_partition_snapshot(&mut self, ctx: &mut Context<Self>) {
         let p = &self.state;
-        let snapshot = MetaRecord::Snapshot(state::snapshot(p.log_start, &p.epochs, &p.time_index));
-        let body = match protocol::encode(&snapshot) {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::error!("cannot encode partition snapshot: {e}");
-                return;
+        let pieces = state::snapshot_pieces(p.log_start, &p.epochs, &p.time_index);
+        let mut bodies = Vec::with_capacity(pieces.len());
+        for piece in &pieces {
+            match protocol::encode(piece) {
+                Ok(body) => bodies.push(Bytes::from(body)),
+                Err(e) => {
+                    tracing::error!("cannot encode partition snapshot: {e}");
+                    return;
+                }
             }
-        };
-        if self.write_snapshot(ctx, vec![Bytes::from(body)], None) {
+        }
+        if self.write_snapshot(ctx, bodies, None) {
             self.state.time_index.flushed = self.state.time_index.entries.len();
             self.state.meta_records_since_snapshot = 0;
         }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use protocol::partition_meta::{PartitionSnapshot, TimeIndexEntry};
+use protocol::partition_meta::{MetaRecord, PartitionSnapshot, TimeIndexEntry};
 
 use crate::batch::BatchHeader;
 use crate::read::StoredBatch;
@@ -314,15 +314,48 @@ impl Producers {
     }
 }
 
-/// Builds the snapshot record of the replayable state.
-pub fn snapshot(log_start: u64, epochs: &EpochHistory, index: &TimeIndex) -> PartitionSnapshot {
-    PartitionSnapshot {
-        log_start,
-        epochs: epochs.epochs.clone(),
-        time_index: index.entries.clone(),
-        indexed_until: index.indexed_until,
-        indexed_bytes: index.position,
+/// Time-index entries per snapshot piece: a piece encodes to well under 1 MiB (an entry is
+/// at most 30 bytes), however long the index grows.
+pub const SNAPSHOT_PIECE_ENTRIES: usize = 32 * 1024;
+
+/// The replayable state as snapshot pieces, to be appended in order: a `Snapshot` with the log
+/// start, the epochs and the first entries, then `TimeIndex` records with the rest. Each piece
+/// claims to index only up to where the next one starts, so replaying them in order rebuilds
+/// the whole index, and replaying a prefix (a crash between pieces) leaves the rest to be
+/// re-indexed from the data.
+pub fn snapshot_pieces(
+    log_start: u64,
+    epochs: &EpochHistory,
+    index: &TimeIndex,
+) -> Vec<MetaRecord> {
+    let chunks: Vec<&[TimeIndexEntry]> = if index.entries.is_empty() {
+        vec![&[]]
+    } else {
+        index.entries.chunks(SNAPSHOT_PIECE_ENTRIES).collect()
+    };
+    let mut pieces = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let (indexed_until, indexed_bytes) = match chunks.get(i + 1) {
+            Some(next) => (next[0].offset, next[0].position),
+            None => (index.indexed_until, index.position),
+        };
+        pieces.push(if i == 0 {
+            MetaRecord::Snapshot(PartitionSnapshot {
+                log_start,
+                epochs: epochs.epochs.clone(),
+                time_index: chunk.to_vec(),
+                indexed_until,
+                indexed_bytes,
+            })
+        } else {
+            MetaRecord::TimeIndex {
+                entries: chunk.to_vec(),
+                indexed_until,
+                indexed_bytes,
+            }
+        });
     }
+    pieces
 }
 
 #[cfg(test)]
