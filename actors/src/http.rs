@@ -1,5 +1,6 @@
-//! The per-process HTTP endpoint: `GET /healthz` (200 when the process says it is healthy,
-//! else 503) and `GET /metrics` (Prometheus text format of the process's registry).
+//! The per-process HTTP endpoint: `GET /healthz` (200 while the process is alive and
+//! healthy, else 503), `GET /readyz` (200 once it also serves: registered at PD and open for
+//! requests, else 503) and `GET /metrics` (Prometheus text format of the process's registry).
 //! It serves nothing else and never blocks the actor threads: it runs on tokio tasks.
 
 use std::convert::Infallible;
@@ -15,13 +16,22 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub type HealthCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What `/healthz` and `/readyz` report.
+#[derive(Clone)]
+pub struct Probes {
+    /// Alive and healthy (a failed WAL is not).
+    pub healthy: HealthCheck,
+    /// Serving; only asked when healthy.
+    pub ready: HealthCheck,
+}
 pub type SharedRegistry = Arc<Mutex<Registry>>;
 
 /// Binds `addr` (port 0 allowed) and serves until the process exits; returns the bound address.
 pub async fn serve_http(
     addr: &str,
     registry: SharedRegistry,
-    healthy: HealthCheck,
+    probes: Probes,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -36,12 +46,12 @@ pub async fn serve_http(
                 }
             };
             let registry = registry.clone();
-            let healthy = healthy.clone();
+            let probes = probes.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let registry = registry.clone();
-                    let healthy = healthy.clone();
-                    async move { Ok::<_, Infallible>(respond(req, &registry, &healthy)) }
+                    let probes = probes.clone();
+                    async move { Ok::<_, Infallible>(respond(req, &registry, &probes)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -57,20 +67,22 @@ pub async fn serve_http(
 fn respond(
     req: Request<Incoming>,
     registry: &SharedRegistry,
-    healthy: &HealthCheck,
+    probes: &Probes,
 ) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/healthz") => {
-            if healthy() {
-                (StatusCode::OK, "text/plain", "ok\n".to_string())
-            } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "unhealthy\n".to_string(),
-                )
-            }
+    let probe = |ok: bool, yes: &str, no: &str| {
+        if ok {
+            (StatusCode::OK, "text/plain", format!("{yes}\n"))
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{no}\n"),
+            )
         }
+    };
+    let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/healthz") => probe((probes.healthy)(), "ok", "unhealthy"),
+        ("GET", "/readyz") => probe((probes.healthy)() && (probes.ready)(), "ready", "not ready"),
         ("GET", "/metrics") => {
             let mut text = String::new();
             let encoded = match registry.lock() {

@@ -1,5 +1,5 @@
 //! Process chores shared by the binaries: publishing bound addresses for scripts and tests,
-//! and waiting for a shutdown signal. Owns no long-lived state and knows no process's
+//! keeping the node id PD gave the process, and waiting for a shutdown signal. Owns no long-lived state and knows no process's
 //! configuration.
 
 use std::io::Write;
@@ -16,6 +16,27 @@ pub fn write_file_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Res
     }
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The file in a process's data dir that keeps the node id PD gave it, so a restart re-joins
+/// as the same node.
+pub const NODE_ID_FILE: &str = "node_id";
+
+/// The node id kept by an earlier run (None when absent or unreadable).
+pub fn load_node_id(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join(NODE_ID_FILE)).ok()?;
+    match text.trim().parse() {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring unreadable node_id file");
+            None
+        }
+    }
+}
+
+/// Keeps `id` for the next run (atomically, see [`write_file_atomic`]).
+pub fn store_node_id(dir: &Path, id: u64) -> std::io::Result<()> {
+    write_file_atomic(dir, NODE_ID_FILE, &format!("{id}\n"))
 }
 
 /// Publishes the addresses a process bound for scripts and tests: one file per `(name, text)`
@@ -72,4 +93,19 @@ where
                 Err(e) => tracing::error!("cannot start a runtime for a dedicated thread: {e}"),
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_node_id(dir.path()), None);
+        store_node_id(dir.path(), 42).unwrap();
+        assert_eq!(load_node_id(dir.path()), Some(42));
+        std::fs::write(dir.path().join(NODE_ID_FILE), "garbage").unwrap();
+        assert_eq!(load_node_id(dir.path()), None);
+    }
 }

@@ -1,7 +1,9 @@
 //! The broker's membership at PD: registration (the Kafka broker id is the PD node id, kept
-//! across restarts because PD recognises the advertised address) and heartbeats that keep the
-//! broker's lease, and so its partitions.
+//! in `<data>/node_id` across restarts; a broker with an empty data dir gets the id of a dead
+//! broker at its advertised address back) and heartbeats that keep the broker's lease, and so
+//! its partitions. Registration waits for PD for as long as it takes, saying so in the log.
 
+use std::path::Path;
 use std::time::Duration;
 
 use protocol::model::{NodeId, NodeKind};
@@ -24,6 +26,33 @@ pub async fn register(
         })
         .await?;
     Ok((answer.node_id, answer.lease_ms))
+}
+
+/// Registers with PD, retrying with backoff until PD accepts (while PD is down or has no
+/// leader, or while another live broker holds the advertised address); keeps the id for the
+/// next run. Answers `(node id, lease ms)`.
+pub async fn join(pd: &PdClient, data: &Path, addr: &str, http_addr: &str) -> (u64, u64) {
+    let kept = actors::process::load_node_id(data);
+    let mut backoff = Duration::from_millis(100);
+    let (node_id, lease_ms) = loop {
+        match register(pd, kept, addr, http_addr).await {
+            Ok(joined) => break joined,
+            Err(e) if e.code == ErrorCode::AlreadyExists => {
+                tracing::error!("not registered, retrying in {backoff:?}: {e}")
+            }
+            Err(e) => {
+                tracing::warn!("waiting for the placement driver, retrying in {backoff:?}: {e}")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    };
+    if kept != Some(node_id) {
+        if let Err(e) = actors::process::store_node_id(data, node_id) {
+            tracing::error!("could not keep the node id {node_id}: {e}");
+        }
+    }
+    (node_id, lease_ms)
 }
 
 /// Heartbeats every quarter lease, re-registering if PD forgot the node.

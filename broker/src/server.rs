@@ -44,18 +44,24 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         .unwrap_or_else(|| kafka_addr.to_string());
 
     let metrics = Metrics::new();
-    let healthy = Arc::new(AtomicBool::new(false));
-    let health = healthy.clone();
+    // Alive from here on; ready once registered, loaded and accepting Kafka connections.
+    let ready = Arc::new(AtomicBool::new(false));
+    let serving = ready.clone();
     let http_addr = ::actors::http::serve_http(
         &config.http_listen,
         metrics.registry.clone(),
-        Arc::new(move || health.load(Ordering::Acquire)),
+        ::actors::http::Probes {
+            healthy: Arc::new(|| true),
+            ready: Arc::new(move || serving.load(Ordering::Acquire)),
+        },
     )
     .await?;
+    // Published now so that scripts and tests find a broker that is waiting for PD.
+    ::actors::process::write_file_atomic(&config.data, "http.addr", &http_addr.to_string())?;
 
-    let pd = PdClient::new(&config.pd).with_retry_for(Duration::from_secs(60));
+    let pd = PdClient::new(&config.pd).with_retry_for(Duration::from_secs(5));
     let (node_id, lease_ms) =
-        membership::register(&pd, None, &advertised, &http_addr.to_string()).await?;
+        membership::join(&pd, &config.data, &advertised, &http_addr.to_string()).await;
     let streams = StreamClient::new(&config.pd);
     let broker: SharedBroker = Rc::new(Broker {
         node_id,
@@ -82,7 +88,10 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             hb_http,
         )
     })?;
-    metadata::refresh(&broker).await?;
+    while let Err(e) = metadata::refresh(&broker).await {
+        tracing::warn!("waiting for the placement driver's metadata: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     actix_rt::spawn(metadata::watch_loop(broker.clone()));
 
     let acceptor_broker = broker.clone();
@@ -104,7 +113,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     ] {
         ::actors::process::write_file_atomic(&config.data, name, &addr.to_string())?;
     }
-    healthy.store(true, Ordering::Release);
+    ready.store(true, Ordering::Release);
     tracing::info!(node_id, %kafka_addr, %advertised, %http_addr, "strata-broker serving Kafka");
     Ok(RunningBroker {
         broker,

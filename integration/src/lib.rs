@@ -62,8 +62,14 @@ impl Proc {
     }
 
     /// Starts the process (again, with the same data and addresses after the first start)
-    /// and waits until its `/healthz` answers 200.
+    /// and waits until its `/readyz` answers 200: it serves.
     pub fn start(&mut self) {
+        self.spawn();
+        self.wait_for("/readyz");
+    }
+
+    /// Starts the process without waiting for anything.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         std::fs::create_dir_all(&self.dir).expect("create process dir");
         let _ = std::fs::remove_file(self.dir.join("rpc.addr"));
@@ -96,14 +102,20 @@ impl Proc {
                 )
             });
         self.child = Some(child);
+    }
+
+    /// Waits (60 s at most) until the process's HTTP `probe` (`/healthz`: alive, `/readyz`:
+    /// serving) answers 200; then its published addresses are known. Fails if it exits.
+    pub fn wait_for(&mut self, probe: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let rpc = std::fs::read_to_string(self.dir.join("rpc.addr"));
             let http = std::fs::read_to_string(self.dir.join("http.addr"));
-            if let (Ok(rpc), Ok(http)) = (rpc, http) {
-                if http_status(http.trim(), "/healthz") == Some(200) {
-                    self.rpc_addr = rpc.trim().to_string();
+            if let Ok(http) = http {
+                if http_status(http.trim(), probe) == Some(200) {
                     self.http_addr = http.trim().to_string();
+                    if let Ok(rpc) = std::fs::read_to_string(self.dir.join("rpc.addr")) {
+                        self.rpc_addr = rpc.trim().to_string();
+                    }
                     return;
                 }
             }
@@ -118,7 +130,7 @@ impl Proc {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not become healthy; log:\n{}",
+                "{}: {probe} did not answer 200; log:\n{}",
                 self.name,
                 self.log_tail()
             );
@@ -428,6 +440,14 @@ impl Cluster {
                 );
             }
         }
+    }
+
+    /// A broker process `name` of this cluster (its `--pd`, and `args`), not started and not
+    /// in [`Cluster::brokers`]: for tests that start brokers in odd ways.
+    pub fn extra_broker(&self, name: &str, args: &[&str]) -> Proc {
+        let mut all = vec!["--pd".to_string(), self.pd_addr()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Proc::new(name, &self.root, "strata-broker", all)
     }
 
     /// Kills broker `i` (SIGKILL), deletes its data dir and starts it again on the same Kafka

@@ -332,6 +332,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         config.balance_interval,
         config.balance_max_moves,
     ));
+    // Ready: a leader is known and this voter has applied what it recovered.
     let healthy = {
         let metrics = raft.metrics();
         Arc::new(move || {
@@ -340,7 +341,11 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
             m.current_leader.is_some() && applied >= recovered_last
         })
     };
-    let http_addr = actors::http::serve_http(&config.http_listen, registry, healthy)
+    let probes = actors::http::Probes {
+        healthy: Arc::new(|| true),
+        ready: healthy,
+    };
+    let http_addr = actors::http::serve_http(&config.http_listen, registry, probes)
         .await
         .map_err(io(format!("listen {}", config.http_listen)))?;
 

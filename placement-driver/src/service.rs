@@ -154,8 +154,29 @@ impl PdService {
     }
 
     pub async fn register_node(&self, req: RegisterNode) -> Result<RegisterNodeResponse, RpcError> {
+        // One address, one live node: a second process advertising the address of a live one
+        // would get (or fight over) its id and fence it forever.
+        let kind: Kind = req.kind.into();
+        let holder = self.read(|s| {
+            s.state
+                .nodes
+                .values()
+                .find(|n| n.kind == kind && n.addr == req.addr && Some(n.id) != req.node_id)
+                .map(|n| n.id)
+        })?;
+        if let Some(holder) = holder.filter(|&id| self.liveness.alive(id)) {
+            tracing::warn!(addr = %req.addr, holder, "refused a registration: the address belongs to a live node");
+            return Err(RpcError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "{} is the address of node {holder}, which holds a live lease: is another \
+                     process advertising the same address?",
+                    req.addr
+                ),
+            ));
+        }
         let cmd = Command::RegisterNode {
-            kind: req.kind.into(),
+            kind,
             node_id: req.node_id,
             addr: req.addr,
             http_addr: req.http_addr,

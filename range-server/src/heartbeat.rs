@@ -3,19 +3,18 @@
 //! heartbeat after each registration, and re-registers when PD no longer knows the node.
 //! PD being down never stops the server: this task only logs and retries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::RpcClient;
-use protocol::model::{NodeId, NodeKind};
+use protocol::model::NodeKind;
 use protocol::pd::{Heartbeat, RegisterNode};
 use protocol::ErrorCode;
 
 use crate::registry::RangeRegistry;
 
-const NODE_ID_FILE: &str = "node_id";
 const MAX_INTERVAL: Duration = Duration::from_millis(500);
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -28,18 +27,6 @@ pub struct HeartbeatConfig {
     pub data_dir: PathBuf,
 }
 
-/// Reads the node id kept by an earlier run (None when absent or unreadable).
-pub fn load_node_id(data_dir: &Path) -> Option<NodeId> {
-    let text = std::fs::read_to_string(data_dir.join(NODE_ID_FILE)).ok()?;
-    match text.trim().parse() {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring unreadable node_id file");
-            None
-        }
-    }
-}
-
 fn interval(lease_ms: u64) -> Duration {
     Duration::from_millis(lease_ms / 4).clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
@@ -47,7 +34,7 @@ fn interval(lease_ms: u64) -> Duration {
 /// Registers and heartbeats forever. `node_id` is set once registered (0 until then).
 pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<AtomicU64>) {
     let client = RpcClient::new(cfg.pd.clone());
-    let mut kept = load_node_id(&cfg.data_dir);
+    let mut kept = actors::process::load_node_id(&cfg.data_dir);
     let mut backoff = Duration::from_millis(100);
     loop {
         let registered = client
@@ -74,12 +61,9 @@ pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<
         };
         backoff = Duration::from_millis(100);
         if kept != Some(resp.node_id) {
-            let dir = cfg.data_dir.clone();
-            let text = format!("{}\n", resp.node_id);
-            let written = tokio::task::spawn_blocking(move || {
-                actors::process::write_file_atomic(&dir, NODE_ID_FILE, &text)
-            })
-            .await;
+            let (dir, id) = (cfg.data_dir.clone(), resp.node_id);
+            let written =
+                tokio::task::spawn_blocking(move || actors::process::store_node_id(&dir, id)).await;
             match written {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "could not persist the node id"),
@@ -139,15 +123,5 @@ mod tests {
         assert_eq!(interval(10_000), Duration::from_millis(500));
         assert_eq!(interval(1_000), Duration::from_millis(250));
         assert_eq!(interval(0), MIN_INTERVAL);
-    }
-
-    #[test]
-    fn node_id_file_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load_node_id(dir.path()), None);
-        actors::process::write_file_atomic(dir.path(), NODE_ID_FILE, "42\n").unwrap();
-        assert_eq!(load_node_id(dir.path()), Some(42));
-        std::fs::write(dir.path().join(NODE_ID_FILE), "garbage").unwrap();
-        assert_eq!(load_node_id(dir.path()), None);
     }
 }

@@ -124,10 +124,16 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let health_wal = wal.clone();
+    // Set once registered at PD: /readyz answers 200 from then on.
+    let node_id = Arc::new(AtomicU64::new(0));
+    let registered = node_id.clone();
     let http_addr = actors::http::serve_http(
         &config.http_listen,
         Arc::new(Mutex::new(registry)),
-        Arc::new(move || health_wal.is_healthy()),
+        actors::http::Probes {
+            healthy: Arc::new(move || health_wal.is_healthy()),
+            ready: Arc::new(move || registered.load(std::sync::atomic::Ordering::Acquire) != 0),
+        },
     )
     .await
     .map_err(bind("HTTP", &config.http_listen))?;
@@ -152,7 +158,6 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         "range server started"
     );
 
-    let node_id = Arc::new(AtomicU64::new(0));
     // Heartbeats run on their own thread: a busy actor thread must not cost the lease.
     let heartbeat_config = HeartbeatConfig {
         pd: config.pd.clone(),

@@ -1,0 +1,95 @@
+//! How the processes behave for an operator: a broker started while PD is down waits for it
+//! (alive on `/healthz`, not ready on `/readyz`) and serves once PD is back, and a second
+//! broker advertising a live broker's address is refused instead of taking its id.
+
+use std::time::{Duration, Instant};
+
+use integration::testing::*;
+use integration::{http_status, kafka, Cluster};
+
+/// Waits (60 s at most) until `name`'s log says `what`.
+fn wait_for_log(cluster: &Cluster, proc: &integration::Proc, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proc.log().contains(what) {
+        if Instant::now() > deadline {
+            fail(
+                cluster,
+                format!("{} never logged {what:?}:\n{}", proc.name, proc.log_tail()),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_started_while_pd_is_down_waits_for_it() {
+    let (_serial, mut cluster) = start_with_topics(Cluster::builder().brokers(1), &[]).await;
+    cluster.pd.kill();
+    assert!(!cluster.pd.is_running());
+    assert_eq!(
+        http_status(&cluster.pd.http_addr, "/healthz"),
+        None,
+        "PD still answers"
+    );
+
+    let mut late = cluster.extra_broker("broker-late", &[]);
+    late.spawn();
+    late.wait_for("/healthz");
+    wait_for_log(&cluster, &late, "waiting for the placement driver");
+    assert_eq!(
+        http_status(&late.http_addr, "/readyz"),
+        Some(503),
+        "ready without PD"
+    );
+    late.wait_for("/healthz"); // still alive, not exited
+
+    cluster.pd.start();
+    late.wait_for("/readyz");
+    let addr = late.rpc_addr.clone();
+    let metadata = blocking(move || kafka::metadata(&addr, None)).await;
+    let brokers = ok(&cluster, metadata).brokers().len();
+    assert_eq!(brokers, 2, "the late broker's Metadata lists both brokers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_at_a_live_brokers_address_is_refused() {
+    let (_serial, cluster) =
+        start_with_topics(Cluster::builder().brokers(1), &[("same-addr", 1)]).await;
+    let taken = cluster.kafka_addr(0);
+    let mut twin = cluster.extra_broker("broker-twin", &["--advertise", &taken]);
+    twin.spawn();
+    twin.wait_for("/healthz");
+    wait_for_log(&cluster, &twin, "which holds a live lease");
+    assert_eq!(http_status(&twin.http_addr, "/readyz"), Some(503));
+
+    // The first broker keeps its id and its partitions: it takes produce and reads it back,
+    // and none of its streams was taken over.
+    let bootstrap = cluster.bootstrap();
+    let sent = blocking(move || {
+        let producer = kafka::producer(&bootstrap, &[("acks", "all")]);
+        for i in 0..10usize {
+            let v = format!("value {i}");
+            kafka::send(
+                &producer,
+                rdkafka::producer::BaseRecord::with_opaque_to("same-addr", Box::new(i))
+                    .payload(v.as_bytes()),
+            );
+        }
+        kafka::flush(&producer, Duration::from_secs(30))
+    })
+    .await;
+    assert!(
+        sent.iter().all(|d| d.error.is_none()),
+        "produce failed: {sent:?}"
+    );
+    assert_eq!(read_from_start(&cluster, "same-addr", 0, 10).len(), 10);
+    let log = cluster.brokers[0].log();
+    assert!(
+        !log.contains("taken over by a newer writer"),
+        "the first broker was fenced:\n{}",
+        cluster.brokers[0].log_tail()
+    );
+    let addr = cluster.kafka_addr(0);
+    let metadata = blocking(move || kafka::metadata(&addr, None)).await;
+    assert_eq!(ok(&cluster, metadata).brokers().len(), 1);
+}
