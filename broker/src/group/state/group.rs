@@ -2,7 +2,7 @@
 //! on (membership, protocol selection, subscriptions, summaries). It knows nothing of
 //! writes or of the other groups.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
@@ -127,13 +127,52 @@ pub struct Group {
     pub(super) initial_delay: Option<InitialDelay>,
     pub(super) new_member_added: bool,
     pub(super) subscribed_topics: Option<HashSet<String>>,
+    /// Committed offsets whose records are confirmed: what OffsetFetch sees.
     pub offsets: HashMap<TopicPartition, OffsetValue>,
+    /// Commits appended but not yet confirmed, oldest first per partition; each moves to
+    /// `offsets` when its record is confirmed. A snapshot records them (it covers their
+    /// records), OffsetFetch does not see them.
+    pub(super) pending_offsets: HashMap<TopicPartition, VecDeque<OffsetValue>>,
     /// The group metadata as last written to the stream (what a snapshot records).
     pub(super) persisted: Option<GroupValue>,
     pub(super) next_seq: u64,
 }
 
 impl Group {
+    /// Moves the oldest pending commit of `key` to the committed offsets (its record is
+    /// confirmed). Nothing when none is pending: an OffsetDelete or expiry cleared it.
+    pub(super) fn confirm_offset(&mut self, key: &TopicPartition) {
+        let Some(queue) = self.pending_offsets.get_mut(key) else {
+            return;
+        };
+        if let Some(value) = queue.pop_front() {
+            self.offsets.insert(key.clone(), value);
+        }
+        if queue.is_empty() {
+            self.pending_offsets.remove(key);
+        }
+    }
+
+    /// Every partition with a committed or pending offset.
+    pub(super) fn offset_keys(&self) -> HashSet<&TopicPartition> {
+        self.offsets.keys().chain(self.pending_offsets.keys()).collect()
+    }
+
+    /// The offset a replay of everything written so far would end with, per partition: the
+    /// newest pending commit, else the committed one.
+    pub(super) fn written_offsets(&self) -> Vec<(&TopicPartition, &OffsetValue)> {
+        let mut out: Vec<_> = self
+            .offset_keys()
+            .into_iter()
+            .filter_map(|key| {
+                let newest = self.pending_offsets.get(key).and_then(|q| q.back());
+                newest.or_else(|| self.offsets.get(key)).map(|v| (key, v))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
     pub(super) fn new(id: &str, now: i64) -> Group {
         Group {
             id: id.to_string(),
@@ -153,6 +192,7 @@ impl Group {
             new_member_added: false,
             subscribed_topics: None,
             offsets: HashMap::new(),
+            pending_offsets: HashMap::new(),
             persisted: None,
             next_seq: 0,
         }

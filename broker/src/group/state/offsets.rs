@@ -51,6 +51,7 @@ impl Groups {
         }
         let mut outcomes = Vec::with_capacity(n);
         let mut records = Vec::new();
+        let mut committed = Vec::new();
         for commit in req.offsets {
             let metadata = commit.metadata.unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
@@ -66,10 +67,25 @@ impl Groups {
             };
             let key = commit.partition;
             records.push(offset_record(&req.group_id, &key, Some(value.clone())));
-            group.offsets.insert(key, value);
+            // Visible to OffsetFetch only once its record is confirmed.
+            group
+                .pending_offsets
+                .entry(key.clone())
+                .or_default()
+                .push_back(value);
+            committed.push(key);
             outcomes.push(Ok(()));
         }
-        self.write(records, Some(Box::new(move |_, _| callback(outcomes))));
+        let group_id = req.group_id;
+        let done = move |groups: &mut Groups, _now: i64| {
+            if let Some(group) = groups.groups.get_mut(&group_id) {
+                for key in &committed {
+                    group.confirm_offset(key);
+                }
+            }
+            callback(outcomes)
+        };
+        self.write(records, Some(Box::new(done)));
     }
 
     /// Committed offsets: for each asked partition its value (None: no commit); all of the
@@ -141,7 +157,8 @@ impl Groups {
         };
         let mut records = Vec::new();
         for (key, outcome) in partitions.iter().zip(&outcomes) {
-            if outcome.is_ok() && group.offsets.remove(key).is_some() {
+            let pending = group.pending_offsets.remove(key).is_some();
+            if outcome.is_ok() && (group.offsets.remove(key).is_some() || pending) {
                 records.push(offset_record(group_id, key, None));
             }
         }
@@ -171,7 +188,9 @@ impl Groups {
                     .offsets
                     .iter()
                     .filter(|(key, v)| {
-                        !(group.state == GroupState::Stable && subscribed.contains(&key.topic))
+                        // A newer commit is on its way: the offset is not idle.
+                        !group.pending_offsets.contains_key(*key)
+                            && !(group.state == GroupState::Stable && subscribed.contains(&key.topic))
                             && match v.expire_timestamp {
                                 Some(t) => now >= t,
                                 None => now - state_base.unwrap_or(v.commit_timestamp) >= retention,
@@ -184,7 +203,10 @@ impl Groups {
                     records.push(offset_record(&group.id, &key, None));
                 }
             }
-            if group.state == GroupState::Empty && group.offsets.is_empty() {
+            if group.state == GroupState::Empty
+                && group.offsets.is_empty()
+                && group.pending_offsets.is_empty()
+            {
                 dead.push(group.id.clone());
             }
         }

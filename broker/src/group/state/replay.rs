@@ -127,10 +127,10 @@ impl Groups {
                     value: Some(v.clone()),
                 });
             }
-            let mut offsets: Vec<_> = group.offsets.iter().collect();
-            offsets.sort_by(|a, b| a.0.cmp(b.0));
+            // The snapshot covers every record appended so far, so it holds pending commits.
             out.extend(
-                offsets
+                group
+                    .written_offsets()
                     .into_iter()
                     .map(|(key, v)| offset_record(id, key, Some(v.clone()))),
             );
@@ -141,9 +141,10 @@ impl Groups {
 
 /// The tombstones that delete a group: its metadata and every committed offset.
 pub(super) fn tombstones(group: &Group) -> Vec<Record> {
-    let mut out: Vec<Record> = group
-        .offsets
-        .keys()
+    let mut keys: Vec<&TopicPartition> = group.offset_keys().into_iter().collect();
+    keys.sort();
+    let mut out: Vec<Record> = keys
+        .into_iter()
         .map(|key| offset_record(&group.id, key, None))
         .collect();
     out.push(Record::Group {

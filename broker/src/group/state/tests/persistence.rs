@@ -10,6 +10,39 @@ fn deleted(group_id: &str, result: Outcome) -> DeletedGroup {
     }
 }
 
+/// A commit is not visible until its record is confirmed: a coordinator failure in between
+/// would otherwise have shown a client an offset that then disappears. A snapshot written
+/// meanwhile (it covers the record) still holds it, and an OffsetDelete meanwhile wins.
+#[test]
+fn commits_are_visible_only_once_confirmed() {
+    let mut g = Groups::new(config());
+    let t0 = TopicPartition::new("t", 0);
+    let c = commit(&mut g, 5, "simple", "", -1, &[("t", 0, 10)]);
+    assert!(g.fetch_offsets("simple", Some(&[t0.clone()]))[0].value.is_none());
+    assert!(g.fetch_offsets("simple", None).is_empty());
+    let snapshot = g.snapshot_records();
+    assert!(
+        snapshot.iter().any(|r| matches!(r, Record::Offset { value: Some(v), .. } if v.offset == 10)),
+        "the snapshot lost a pending commit: {snapshot:?}"
+    );
+    // Expiry does not remove the group that only holds a pending commit.
+    g.expire(i64::MAX / 2);
+    confirm(&mut g, 5);
+    assert_eq!(take(&c), vec![Ok(())]);
+    let fetched = g.fetch_offsets("simple", Some(&[t0.clone()]));
+    assert_eq!(fetched[0].value.as_ref().map(|v| v.offset), Some(10));
+
+    // Commit 20, then delete the offset before 20 is confirmed: it stays deleted.
+    let c = commit(&mut g, 6, "simple", "", -1, &[("t", 0, 20)]);
+    let deleted = slot();
+    let d = deleted.clone();
+    g.delete_offsets("simple", vec![t0.clone()], Box::new(move |r| *d.borrow_mut() = Some(r)));
+    confirm(&mut g, 6);
+    assert_eq!(take(&c), vec![Ok(())]);
+    assert_eq!(take(&deleted), Ok(vec![Ok(())]));
+    assert!(g.fetch_offsets("simple", Some(&[t0]))[0].value.is_none());
+}
+
 #[test]
 fn simple_consumer_commits_and_fetches() {
     let mut g = Groups::new(config());
