@@ -155,7 +155,10 @@ impl Group {
 
     /// Every partition with a committed or pending offset.
     pub(super) fn offset_keys(&self) -> HashSet<&TopicPartition> {
-        self.offsets.keys().chain(self.pending_offsets.keys()).collect()
+        self.offsets
+            .keys()
+            .chain(self.pending_offsets.keys())
+            .collect()
     }
 
     /// The offset a replay of everything written so far would end with, per partition: the

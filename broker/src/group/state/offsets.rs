@@ -190,7 +190,8 @@ impl Groups {
                     .filter(|(key, v)| {
                         // A newer commit is on its way: the offset is not idle.
                         !group.pending_offsets.contains_key(*key)
-                            && !(group.state == GroupState::Stable && subscribed.contains(&key.topic))
+                            && !(group.state == GroupState::Stable
+                                && subscribed.contains(&key.topic))
                             && match v.expire_timestamp {
                                 Some(t) => now >= t,
                                 None => now - state_base.unwrap_or(v.commit_timestamp) >= retention,

@@ -18,11 +18,15 @@ fn commits_are_visible_only_once_confirmed() {
     let mut g = Groups::new(config());
     let t0 = TopicPartition::new("t", 0);
     let c = commit(&mut g, 5, "simple", "", -1, &[("t", 0, 10)]);
-    assert!(g.fetch_offsets("simple", Some(&[t0.clone()]))[0].value.is_none());
+    assert!(g.fetch_offsets("simple", Some(&[t0.clone()]))[0]
+        .value
+        .is_none());
     assert!(g.fetch_offsets("simple", None).is_empty());
     let snapshot = g.snapshot_records();
     assert!(
-        snapshot.iter().any(|r| matches!(r, Record::Offset { value: Some(v), .. } if v.offset == 10)),
+        snapshot
+            .iter()
+            .any(|r| matches!(r, Record::Offset { value: Some(v), .. } if v.offset == 10)),
         "the snapshot lost a pending commit: {snapshot:?}"
     );
     // Expiry does not remove the group that only holds a pending commit.
@@ -36,7 +40,11 @@ fn commits_are_visible_only_once_confirmed() {
     let c = commit(&mut g, 6, "simple", "", -1, &[("t", 0, 20)]);
     let deleted = slot();
     let d = deleted.clone();
-    g.delete_offsets("simple", vec![t0.clone()], Box::new(move |r| *d.borrow_mut() = Some(r)));
+    g.delete_offsets(
+        "simple",
+        vec![t0.clone()],
+        Box::new(move |r| *d.borrow_mut() = Some(r)),
+    );
     confirm(&mut g, 6);
     assert_eq!(take(&c), vec![Ok(())]);
     assert_eq!(take(&deleted), Ok(vec![Ok(())]));
