@@ -436,6 +436,76 @@ async fn offsets_for_times_survive_brokers_losing_their_disks() {
     );
 }
 
+/// A consumer that seeks to offsets anywhere in a partition (as a binary search by timestamp
+/// does) gets the record at each offset in its first fetch: from the tail cache, and after
+/// the broker restarted with an empty cache, from the range servers. The consumers' fetch wait
+/// (30 s) is far longer than the 10 s a seek may take here, so a fetch that came back empty
+/// and waited would fail the seek.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeks_anywhere_in_a_partition_get_their_record_at_once() {
+    let (_serial, mut cluster) =
+        start_with_topics(Cluster::builder().brokers(1), &[("seek", 1)]).await;
+    let bs = cluster.bootstrap();
+    const N: i64 = 1000;
+    let sent = {
+        let bs = bs.clone();
+        blocking(move || {
+            let producer = kafka::producer(&bs, &[("acks", "all"), ("linger.ms", "0")]);
+            let mut deliveries = Vec::new();
+            for i in 0..N {
+                let v = format!("record {i}");
+                kafka::send(
+                    &producer,
+                    BaseRecord::with_opaque_to("seek", Box::new(i as usize)).payload(v.as_bytes()),
+                );
+                // Batches of one to a few records.
+                if i % 7 == 0 {
+                    deliveries.extend(kafka::flush(&producer, Duration::from_secs(30)));
+                }
+            }
+            deliveries.extend(kafka::flush(&producer, Duration::from_secs(30)));
+            deliveries
+        })
+        .await
+    };
+    check_deliveries(&cluster, &sent, N as usize);
+    let seeks = |cluster: &Cluster, when: &str| {
+        for at in [500i64, 3, 999, 250, 751, 0, 612, 613, 1, 998, 333] {
+            // A consumer of its own per seek: one that already read to the end has a fetch
+            // parked at the high watermark, and librdkafka sends the next only after it.
+            let consumer = kafka::consumer(&bs, &[("fetch.wait.max.ms", "30000")]);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("seek", 0, Offset::Offset(at))
+                .expect("tpl");
+            consumer.assign(&tpl).expect("assign");
+            let first = match consumer.poll(Duration::from_secs(10)) {
+                Some(Ok(m)) => kafka::Record::from_message(&m),
+                Some(Err(e)) => fail(cluster, format!("{when}: seek to {at}: {e}")),
+                None => fail(
+                    cluster,
+                    format!("{when}: seek to {at}: nothing within 10 s"),
+                ),
+            };
+            assert_eq!(
+                first.offset, at,
+                "{when}: first record after a seek to {at}"
+            );
+            assert_eq!(
+                first.value.as_deref(),
+                Some(format!("record {at}").as_bytes()),
+                "{when}: value at {at}"
+            );
+        }
+    };
+    seeks(&cluster, "from the tail cache");
+    cluster.restart_broker_wiped(0).await;
+    ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "seek", 1, Duration::from_secs(60)),
+    );
+    seeks(&cluster, "after a restart, from the range servers");
+}
+
 /// Three brokers share the partitions (balanced by count), clients find every
 /// leader through Metadata, every broker tells the same leaders, and a produce or fetch sent
 /// to a broker that does not lead the partition gets NOT_LEADER_OR_FOLLOWER.
