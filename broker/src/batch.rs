@@ -335,6 +335,7 @@ mod tests {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+    use rand::Rng;
 
     pub(crate) fn encoded(n: usize, compression: Compression) -> Bytes {
         let records: Vec<Record> = (0..n)
@@ -522,5 +523,38 @@ mod tests {
         assert!(is_corrupt(&with_record(long_key)));
         // Bytes left over after the headers.
         assert!(is_corrupt(&with_record(record(&[0, 0]))));
+    }
+
+    /// Spoiled batches (every codec) through validation and the timestamp walk: refused or
+    /// accepted, never a crash.
+    #[test]
+    fn fuzz_batch_validation() {
+        let seeds: Vec<Vec<u8>> = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ]
+        .into_iter()
+        .flat_map(|c| [encoded(1, c).to_vec(), encoded(7, c).to_vec()])
+        .collect();
+        let mut budget = protocol::fuzz::Budget::new("record batch validation", 20_000);
+        while budget.another() {
+            let mut bytes = budget.spoil(&seeds);
+            // Half of them resealed, so the walk behind the CRC check is reached too.
+            if budget.rng.random_bool(0.5) && bytes.len() >= HEADER_LEN {
+                let len = (bytes.len() - 12) as i32;
+                bytes[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+                    .copy_from_slice(&len.to_be_bytes());
+                let crc = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
+                bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            }
+            if let Ok(batches) = split_and_validate(&Bytes::from(bytes), 1 << 20) {
+                for (header, batch) in batches {
+                    walk_records(&batch, &header, |r| r.timestamp > 1003).expect("valid walks");
+                }
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ macro_rules! rpc {
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod fuzz;
 pub mod model;
 pub mod partition_meta;
 pub mod pd;

@@ -587,4 +587,22 @@ mod tests {
         assert!(packs.iter().all(|p| p.len() == 2));
         assert!(pack(Vec::new(), 30).is_empty());
     }
+
+    /// Spoiled data batches and snapshot chunks through their decoders: an error or records,
+    /// never a crash.
+    #[test]
+    fn fuzz_group_record_decoding() {
+        let encoded: Vec<Bytes> = sample().iter().map(encode_record).collect();
+        let seeds = vec![
+            data_batch(&encoded).to_vec(),
+            snapshot_chunk(10, 0, true, &encoded).to_vec(),
+        ];
+        let mut budget = protocol::fuzz::Budget::new("group records", 20_000);
+        while budget.another() {
+            let bytes = budget.spoil(&seeds);
+            let _ = decode_data_batch(&bytes);
+            let _ = decode_snapshot_chunk(&bytes);
+            let _ = decode_record(&bytes);
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 
 use bytes::Bytes;
 
+use super::record::{parse_header, FRAME_HEADER};
 use super::*;
 
 fn data(stream_id: u64, offset: u64, payload: &[u8]) -> WalRecord {
@@ -136,6 +137,39 @@ fn segments_roll_and_recover_in_order() {
     assert!(next.segment >= locs[29].segment);
 }
 
+/// Descriptors this process holds open on files under `dir`.
+fn open_files_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Reading every record of a WAL of 300 segments keeps at most MAX_OPEN_SEGMENTS of them open
+/// (and the writer's), where every segment once stayed open for the life of the process, so
+/// a busy server ran out of descriptors after about a thousand segments.
+#[test]
+fn reads_across_many_segments_hold_a_bounded_number_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, _) = open(dir.path(), 1000);
+    let locs = append_many(&wal, 5, 300 * 4, |_| vec![7u8; 200]);
+    let segments = locs.last().unwrap().segment - locs[0].segment + 1;
+    assert!(segments >= 300, "{segments} segments");
+    for (i, loc) in locs.iter().enumerate().rev() {
+        assert_eq!(
+            wal.read_blocking(*loc).unwrap(),
+            data(5, i as u64, &[7u8; 200])
+        );
+    }
+    assert!(wal.open_segments() <= MAX_OPEN_SEGMENTS);
+    let open = open_files_under(dir.path());
+    assert!(
+        open <= MAX_OPEN_SEGMENTS + 1 && open < segments as usize / 4,
+        "{open} files open under the WAL dir after reading {segments} segments"
+    );
+}
+
 fn wal_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -241,4 +275,44 @@ fn a_failed_sync_fails_the_group_and_every_later_write() {
     ));
     let e: protocol::RpcError = WalError::Failed("x".into()).into();
     assert_eq!(e.code, protocol::ErrorCode::StorageError);
+}
+
+/// Spoiled record bodies through the decoder, and spoiled segment files through recovery:
+/// each is read up to its first bad record, never a crash.
+#[test]
+fn fuzz_wal_records_and_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, _) = open(dir.path(), 1 << 20);
+    append_many(&wal, 7, 20, |i| vec![i as u8; (i as usize * 13) % 200]);
+    drop(wal);
+    let files = wal_files(dir.path());
+    let segment = files
+        .iter()
+        .find(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("a segment with records")
+        .clone();
+    let seed_file = std::fs::read(&segment).unwrap();
+    let mut bodies = Vec::new();
+    let mut pos = 0;
+    while pos + FRAME_HEADER <= seed_file.len() {
+        let header: [u8; FRAME_HEADER] = seed_file[pos..pos + FRAME_HEADER].try_into().unwrap();
+        let (len, _) = parse_header(&header);
+        if len == 0 || pos + FRAME_HEADER + len > seed_file.len() {
+            break;
+        }
+        bodies.push(seed_file[pos + FRAME_HEADER..pos + FRAME_HEADER + len].to_vec());
+        pos += FRAME_HEADER + len;
+    }
+    let mut budget = protocol::fuzz::Budget::new("wal record bodies", 20_000);
+    while budget.another() {
+        let body = budget.spoil(&bodies);
+        let _ = WalRecord::decode_meta(&body);
+        let _ = WalRecord::decode_bytes(Bytes::from(body));
+    }
+    let seeds = vec![seed_file];
+    let mut budget = protocol::fuzz::Budget::new("wal segment recovery", 300);
+    while budget.another() {
+        std::fs::write(&segment, budget.spoil(&seeds)).unwrap();
+        recovery::recover(dir.path()).expect("recovery reads what it can");
+    }
 }
