@@ -6,20 +6,22 @@
 //! returns records. It must never acknowledge a record before the fdatasync that covers it,
 //! and never block an actor thread (reads are blocking calls meant for `spawn_blocking`).
 
+mod handles;
 pub mod record;
 pub mod recovery;
 mod writer;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex};
 
 use protocol::{ErrorCode, RpcError};
 
 use crate::metrics::Metrics;
+use handles::SegmentHandles;
+pub use handles::MAX_OPEN_SEGMENTS;
 pub use record::{DataRecord, SealRecord, WalRecord};
 pub use recovery::{BatchEntry, Recovered, RecoveredRange};
 
@@ -99,8 +101,8 @@ struct Shared {
     dir: PathBuf,
     failed: Mutex<Option<String>>,
     failed_flag: AtomicBool,
-    /// Open read handles by segment number.
-    files: RwLock<HashMap<u64, Arc<File>>>,
+    /// Read handles of segments, a bounded few at a time.
+    handles: SegmentHandles,
     /// Test hook: the next sync fails as a disk would.
     inject_fault: AtomicBool,
     metrics: Metrics,
@@ -151,7 +153,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             failed: Mutex::new(None),
             failed_flag: AtomicBool::new(false),
-            files: RwLock::new(HashMap::new()),
+            handles: SegmentHandles::new(dir.to_path_buf(), MAX_OPEN_SEGMENTS),
             inject_fault: AtomicBool::new(false),
             metrics,
         });
@@ -213,16 +215,12 @@ impl Wal {
     }
 
     fn file(&self, segment: u64) -> Result<Arc<File>, std::io::Error> {
-        if let Ok(files) = self.shared.files.read() {
-            if let Some(f) = files.get(&segment) {
-                return Ok(f.clone());
-            }
-        }
-        let f = Arc::new(File::open(self.shared.dir.join(segment_name(segment)))?);
-        if let Ok(mut files) = self.shared.files.write() {
-            files.entry(segment).or_insert_with(|| f.clone());
-        }
-        Ok(f)
+        self.shared.handles.get(segment)
+    }
+
+    /// Segment handles held open for reads now (at most [`MAX_OPEN_SEGMENTS`]).
+    pub fn open_segments(&self) -> usize {
+        self.shared.handles.open()
     }
 
     /// Reads and verifies (length, CRC, decode) the record at `loc`. Blocking: call it from

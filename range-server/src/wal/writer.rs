@@ -46,9 +46,7 @@ impl Writer {
             sync_dir(&shared.dir)?;
         }
         let file = Arc::new(file);
-        if let Ok(mut files) = shared.files.write() {
-            files.insert(seq, file.clone());
-        }
+        shared.handles.keep(seq, file.clone());
         Ok(Writer {
             shared,
             opts,
@@ -166,9 +164,7 @@ impl Writer {
             .open(self.shared.dir.join(segment_name(seq)))?;
         sync_dir(&self.shared.dir)?;
         let file = Arc::new(file);
-        if let Ok(mut files) = self.shared.files.write() {
-            files.insert(seq, file.clone());
-        }
+        self.shared.handles.keep(seq, file.clone());
         tracing::info!(segment = seq, "WAL segment rolled");
         self.seq = seq;
         self.file = file;
