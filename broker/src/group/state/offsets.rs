@@ -188,10 +188,11 @@ impl Groups {
                     .offsets
                     .iter()
                     .filter(|(key, v)| {
-                        // A newer commit is on its way: the offset is not idle.
-                        !group.pending_offsets.contains_key(*key)
-                            && !(group.state == GroupState::Stable
-                                && subscribed.contains(&key.topic))
+                        // A newer commit on its way means the offset is not idle.
+                        let in_use = group.pending_offsets.contains_key(*key)
+                            || (group.state == GroupState::Stable
+                                && subscribed.contains(&key.topic));
+                        !in_use
                             && match v.expire_timestamp {
                                 Some(t) => now >= t,
                                 None => now - state_base.unwrap_or(v.commit_timestamp) >= retention,

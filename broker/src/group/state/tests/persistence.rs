@@ -18,9 +18,11 @@ fn commits_are_visible_only_once_confirmed() {
     let mut g = Groups::new(config());
     let t0 = TopicPartition::new("t", 0);
     let c = commit(&mut g, 5, "simple", "", -1, &[("t", 0, 10)]);
-    assert!(g.fetch_offsets("simple", Some(&[t0.clone()]))[0]
-        .value
-        .is_none());
+    assert!(
+        g.fetch_offsets("simple", Some(std::slice::from_ref(&t0)))[0]
+            .value
+            .is_none()
+    );
     assert!(g.fetch_offsets("simple", None).is_empty());
     let snapshot = g.snapshot_records();
     assert!(
@@ -33,7 +35,7 @@ fn commits_are_visible_only_once_confirmed() {
     g.expire(i64::MAX / 2);
     confirm(&mut g, 5);
     assert_eq!(take(&c), vec![Ok(())]);
-    let fetched = g.fetch_offsets("simple", Some(&[t0.clone()]));
+    let fetched = g.fetch_offsets("simple", Some(std::slice::from_ref(&t0)));
     assert_eq!(fetched[0].value.as_ref().map(|v| v.offset), Some(10));
 
     // Commit 20, then delete the offset before 20 is confirmed: it stays deleted.
