@@ -28,6 +28,18 @@ pub struct PartitionSnapshot {
     pub indexed_bytes: u64,
 }
 
+/// What a partition remembers of one idempotent producer: its epoch and its last batches.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ProducerState {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// `(first sequence, last sequence, base offset)` of its last batches (at most five),
+    /// oldest first.
+    pub recent: Vec<(i32, i32, u64)>,
+    /// When it last wrote (broker clock, ms): producers idle for long are forgotten.
+    pub last_write_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum MetaRecord {
     Snapshot(PartitionSnapshot),
@@ -42,4 +54,7 @@ pub enum MetaRecord {
         indexed_until: u64,
         indexed_bytes: u64,
     },
+    /// The current state of these producers (replacing what was known of each), so the next
+    /// owner answers a retried batch with its original offset.
+    Producers(Vec<ProducerState>),
 }

@@ -37,6 +37,8 @@ pub use reconcile::{Assignment, OwnerHandle};
 const REPLAY_CHUNK_BYTES: usize = 4 << 20;
 /// How long a snapshot waits for the data it covers to be confirmed before trimming.
 const SNAPSHOT_TRIM_RETRY: Duration = Duration::from_millis(50);
+/// The longest a graceful stop waits for unfinished work after closing its streams.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -134,6 +136,9 @@ pub struct StreamOwner<S: OwnedState> {
     pub status: Status,
     /// A snapshot is being written or trimmed to: no second one meanwhile.
     snapshotting: bool,
+    /// Work started with [`StreamOwner::after`] whose continuation has not run yet (appends
+    /// waiting for confirmation, with their askers' answers): a graceful stop waits for it.
+    unfinished: usize,
     pub state: S,
 }
 
@@ -148,6 +153,7 @@ impl<S: OwnedState> StreamOwner<S> {
             meta: None,
             status: Status::Loading,
             snapshotting: false,
+            unfinished: 0,
             state,
         }
     }
@@ -189,10 +195,23 @@ impl<S: OwnedState> StreamOwner<S> {
         work: impl Future<Output = Result<T, RpcError>> + 'static,
         then: impl FnOnce(&mut Self, &mut Context<Self>, Result<T, RpcError>) + 'static,
     ) {
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |result, act, ctx| then(act, ctx, result)),
-        );
+        self.unfinished += 1;
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.unfinished -= 1;
+            then(act, ctx, result)
+        }));
+    }
+
+    /// Stops the actor once every continuation of [`StreamOwner::after`] has run (so every
+    /// asker has its real answer), or after [`STOP_GRACE`] at the latest.
+    fn stop_when_finished(&mut self, ctx: &mut Context<Self>, since: Instant) {
+        if self.unfinished == 0 || since.elapsed() >= STOP_GRACE {
+            ctx.stop();
+            return;
+        }
+        ctx.run_later(Duration::from_millis(5), move |act, ctx| {
+            act.stop_when_finished(ctx, since)
+        });
     }
 
     /// Runs `then` in the actor once `work` succeeds; a failure stops the owner.
@@ -434,6 +453,15 @@ impl<S: OwnedState> Handler<Stop> for StreamOwner<S> {
                 }
             }
         };
-        ctx.wait(closing.into_actor(self).map(|_, _, ctx| ctx.stop()));
+        // Closing waits for every append to be confirmed or failed; the appends' own
+        // continuations then answer their askers with that outcome (a confirmed produce is
+        // acknowledged, not turned into NOT_LEADER_OR_FOLLOWER and retried on the next
+        // owner), and only then does the actor stop. Requests arriving meanwhile are refused.
+        let since = Instant::now();
+        ctx.spawn(
+            closing
+                .into_actor(self)
+                .map(move |_, act, ctx| act.stop_when_finished(ctx, since)),
+        );
     }
 }

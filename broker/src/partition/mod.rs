@@ -39,7 +39,8 @@ pub use reads::{
 
 /// Meta records after which the partition writes a snapshot and trims its meta stream.
 const SNAPSHOT_EVERY: usize = 256;
-const INDEX_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often new time-index entries and changed producer states go to the meta stream.
+const META_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The partition actor.
 pub type PartitionActor = StreamOwner<Partition>;
@@ -123,6 +124,7 @@ impl OwnedState for Partition {
         partition.log_start = replayed.log_start;
         partition.epochs = replayed.epochs;
         partition.time_index = replayed.index;
+        partition.producers = replayed.producers;
         partition.meta_records_since_snapshot = replayed.meta_records_since_snapshot;
         Ok(partition)
     }
@@ -143,13 +145,13 @@ impl OwnedState for Partition {
             topic = %owner.key.0, partition = owner.key.1, leader_epoch = epoch,
             log_start = owner.state.log_start, high_watermark = hw, "partition open"
         );
-        ctx.run_interval(INDEX_FLUSH_INTERVAL, |act, ctx| act.flush_time_index(ctx));
+        ctx.run_interval(META_FLUSH_INTERVAL, |act, ctx| act.flush_meta(ctx));
         let every = owner.broker.config.retention_check;
         ctx.run_interval(every, |act, ctx| act.enforce_retention(ctx));
     }
 
     fn before_close(owner: &mut PartitionActor, ctx: &mut Context<PartitionActor>) {
-        owner.flush_time_index(ctx);
+        owner.flush_meta(ctx);
     }
 
     fn on_stopped(&mut self) {
@@ -194,7 +196,7 @@ impl PartitionActor {
     /// stream to it.
     fn write_partition_snapshot(&mut self, ctx: &mut Context<Self>) {
         let p = &self.state;
-        let pieces = state::snapshot_pieces(p.log_start, &p.epochs, &p.time_index);
+        let pieces = state::snapshot_pieces(p.log_start, &p.epochs, &p.time_index, &p.producers);
         let mut bodies = Vec::with_capacity(pieces.len());
         for piece in &pieces {
             match protocol::encode(piece) {
@@ -211,18 +213,25 @@ impl PartitionActor {
         }
     }
 
-    fn flush_time_index(&mut self, ctx: &mut Context<Self>) {
-        if !self.is_active() || self.state.time_index.unflushed().is_empty() {
+    /// Writes new time-index entries and the producers changed since the last flush.
+    fn flush_meta(&mut self, ctx: &mut Context<Self>) {
+        if !self.is_active() {
             return;
         }
         let index = &mut self.state.time_index;
-        let record = MetaRecord::TimeIndex {
-            entries: index.unflushed().to_vec(),
-            indexed_until: index.indexed_until,
-            indexed_bytes: index.position,
-        };
-        index.flushed = index.entries.len();
-        self.write_meta(ctx, record);
+        if !index.unflushed().is_empty() {
+            let record = MetaRecord::TimeIndex {
+                entries: index.unflushed().to_vec(),
+                indexed_until: index.indexed_until,
+                indexed_bytes: index.position,
+            };
+            index.flushed = index.entries.len();
+            self.write_meta(ctx, record);
+        }
+        let changed = self.state.producers.take_dirty();
+        for chunk in changed.chunks(state::SNAPSHOT_PIECE_PRODUCERS) {
+            self.write_meta(ctx, MetaRecord::Producers(chunk.to_vec()));
+        }
     }
 
     /// Moves the log start to `offset` (never past the high watermark): trims the data stream
@@ -252,6 +261,10 @@ impl PartitionActor {
     fn enforce_retention(&mut self, ctx: &mut Context<Self>) {
         if !self.is_active() {
             return;
+        }
+        let expired = self.state.producers.expire(crate::now_ms());
+        if expired > 0 {
+            tracing::info!(topic = %self.key.0, partition = self.key.1, expired, "forgot idle producers");
         }
         let Some(config) = self.config() else { return };
         if !config.delete_policy {

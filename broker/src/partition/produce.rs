@@ -141,6 +141,7 @@ impl PartitionActor {
         let mut appends = Vec::with_capacity(batches.len());
         let mut end = base_offset;
         let state = &mut self.state;
+        let now = crate::now_ms();
         for (header, bytes) in &batches {
             let offset = data.next_offset();
             let stored = batch::rewrite(bytes, offset, leader_epoch, log_append_time);
@@ -150,7 +151,7 @@ impl PartitionActor {
             state
                 .time_index
                 .on_batch(offset, count, max_timestamp, stored.len());
-            state.producers.record(header, offset);
+            state.producers.record(header, offset, now);
             self.broker
                 .metrics
                 .produced_bytes

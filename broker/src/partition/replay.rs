@@ -6,7 +6,7 @@
 use protocol::partition_meta::MetaRecord;
 use protocol::{ErrorCode, RpcError};
 
-use super::state::{EpochHistory, TimeIndex};
+use super::state::{EpochHistory, Producers, TimeIndex};
 use crate::batch;
 use crate::owner::Opened;
 
@@ -14,6 +14,7 @@ pub struct Replayed {
     pub log_start: u64,
     pub epochs: EpochHistory,
     pub index: TimeIndex,
+    pub producers: Producers,
     /// Meta records after the last snapshot (drives the next one).
     pub meta_records_since_snapshot: usize,
 }
@@ -24,6 +25,7 @@ pub struct MetaState {
     pub log_start: u64,
     pub epochs: EpochHistory,
     pub index: TimeIndex,
+    pub producers: Producers,
     /// Records since the last snapshot's first piece.
     pub since_snapshot: usize,
 }
@@ -59,6 +61,7 @@ impl MetaState {
                 merged.extend(entries.into_iter().filter(|e| e.offset >= from));
                 self.index = TimeIndex::from_snapshot(merged, indexed_until, indexed_bytes);
             }
+            MetaRecord::Producers(states) => self.producers.restore(states),
         }
     }
 }
@@ -78,6 +81,7 @@ pub async fn replay(opened: &Opened) -> Result<Replayed, RpcError> {
         mut log_start,
         epochs,
         mut index,
+        mut producers,
         since_snapshot,
     } = state;
 
@@ -86,11 +90,13 @@ pub async fn replay(opened: &Opened) -> Result<Replayed, RpcError> {
     log_start = log_start.max(opened.data_start().await?).min(leo);
     index.truncate(leo);
     index.flushed = index.entries.len();
+    producers.truncate(leo);
 
     // Index the data the meta stream had not covered yet (batch headers only).
     if index.indexed_until < log_start {
         index.indexed_until = log_start;
     }
+    let now = crate::now_ms();
     let mut data = opened.scan_data(index.indexed_until);
     while let Some(stored) = data.next().await? {
         let header = batch::parse_header(&stored.payload)
@@ -101,11 +107,14 @@ pub async fn replay(opened: &Opened) -> Result<Replayed, RpcError> {
             header.max_timestamp,
             stored.payload.len(),
         );
+        // Batches the recorded producer state already holds are ignored.
+        producers.record(&header, stored.offset, now);
     }
     Ok(Replayed {
         log_start,
         epochs,
         index,
+        producers,
         meta_records_since_snapshot: since_snapshot,
     })
 }
@@ -129,7 +138,7 @@ mod tests {
         let epochs = EpochHistory {
             epochs: vec![(0, 0), (4, 1_000)],
         };
-        let pieces = snapshot_pieces(17, &epochs, &index);
+        let pieces = snapshot_pieces(17, &epochs, &index, &Producers::default());
         assert_eq!(
             pieces.len(),
             (batches as usize).div_ceil(SNAPSHOT_PIECE_ENTRIES)

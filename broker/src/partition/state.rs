@@ -2,11 +2,11 @@
 //! leader-epoch history and idempotent-producer sequences. No I/O and no actors here, so every
 //! rule can be unit-tested.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use protocol::partition_meta::{MetaRecord, PartitionSnapshot, TimeIndexEntry};
+use protocol::partition_meta::{MetaRecord, PartitionSnapshot, ProducerState, TimeIndexEntry};
 
 use crate::batch::BatchHeader;
 use crate::read::StoredBatch;
@@ -230,10 +230,18 @@ impl EpochHistory {
     }
 }
 
-/// Per producer id: the epoch and the last five batches, as Kafka keeps them.
+/// How long a producer that stopped writing is remembered (Kafka's
+/// `producer.id.expiration.ms` default, one day).
+pub const PRODUCER_EXPIRY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Per producer id: the epoch and the last five batches, as Kafka keeps them. Kept in the
+/// meta stream too (`MetaRecord::Producers`, and in snapshots), so the next owner of the
+/// partition answers a retry with its original offset instead of storing it again.
 #[derive(Debug, Default)]
 pub struct Producers {
     by_id: HashMap<i64, ProducerEntry>,
+    /// Producers changed since their state was last written to the meta stream.
+    dirty: HashSet<i64>,
 }
 
 #[derive(Debug)]
@@ -241,13 +249,14 @@ struct ProducerEntry {
     epoch: i16,
     /// `(first sequence, last sequence, base offset)` of recent batches, oldest first.
     recent: VecDeque<(i32, i32, u64)>,
+    last_write_ms: i64,
 }
 
 /// What to do with an idempotent batch.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SequenceCheck {
     Append,
-    /// Already appended at this base offset: answer success, append nothing.
+    /// Already stored at this base offset.
     Duplicate(u64),
     Reject(ResponseError),
 }
@@ -261,7 +270,7 @@ impl Producers {
             return SequenceCheck::Reject(ResponseError::InvalidTxnState);
         }
         let Some(entry) = self.by_id.get(&header.producer_id) else {
-            // Unknown producer (new, or its state was lost when the partition moved): accept.
+            // Unknown producer (new, or expired): accept.
             return SequenceCheck::Append;
         };
         if header.producer_epoch < entry.epoch {
@@ -290,7 +299,10 @@ impl Producers {
         }
     }
 
-    pub fn record(&mut self, header: &BatchHeader, base_offset: u64) {
+    /// Records a batch stored at `base_offset` at time `now_ms`. A batch at or before the
+    /// producer's newest recorded one is ignored, so a replay that indexes data again from
+    /// an earlier point than the recorded state changes nothing.
+    pub fn record(&mut self, header: &BatchHeader, base_offset: u64, now_ms: i64) {
         if header.producer_id < 0 {
             return;
         }
@@ -300,7 +312,15 @@ impl Producers {
             .or_insert_with(|| ProducerEntry {
                 epoch: header.producer_epoch,
                 recent: VecDeque::new(),
+                last_write_ms: now_ms,
             });
+        if entry
+            .recent
+            .back()
+            .is_some_and(|(_, _, offset)| base_offset <= *offset)
+        {
+            return;
+        }
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.recent.clear();
@@ -311,6 +331,77 @@ impl Producers {
         while entry.recent.len() > 5 {
             entry.recent.pop_front();
         }
+        entry.last_write_ms = entry.last_write_ms.max(now_ms);
+        self.dirty.insert(header.producer_id);
+    }
+
+    /// The state of the producers changed since the last call (for a `Producers` record).
+    pub fn take_dirty(&mut self) -> Vec<ProducerState> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut out: Vec<ProducerState> = dirty
+            .into_iter()
+            .filter_map(|id| self.by_id.get(&id).map(|e| e.to_state(id)))
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Every producer's state (for a snapshot).
+    pub fn all(&self) -> Vec<ProducerState> {
+        let mut out: Vec<ProducerState> =
+            self.by_id.iter().map(|(id, e)| e.to_state(*id)).collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Takes these states as they were written (replay).
+    pub fn restore(&mut self, states: Vec<ProducerState>) {
+        for p in states {
+            self.by_id.insert(
+                p.producer_id,
+                ProducerEntry {
+                    epoch: p.epoch,
+                    recent: p.recent.into_iter().collect(),
+                    last_write_ms: p.last_write_ms,
+                },
+            );
+        }
+    }
+
+    /// Forgets batches at or past `end` (never confirmed, lost with the last owner).
+    pub fn truncate(&mut self, end: u64) {
+        for entry in self.by_id.values_mut() {
+            entry.recent.retain(|(_, _, offset)| *offset < end);
+        }
+        self.by_id.retain(|_, e| !e.recent.is_empty());
+    }
+
+    /// Forgets producers that have not written since `now_ms - PRODUCER_EXPIRY_MS`; answers
+    /// how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let before = self.by_id.len();
+        self.by_id
+            .retain(|_, e| now_ms.saturating_sub(e.last_write_ms) < PRODUCER_EXPIRY_MS);
+        before - self.by_id.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+impl ProducerEntry {
+    fn to_state(&self, producer_id: i64) -> ProducerState {
+        ProducerState {
+            producer_id,
+            epoch: self.epoch,
+            recent: self.recent.iter().copied().collect(),
+            last_write_ms: self.last_write_ms,
+        }
     }
 }
 
@@ -318,8 +409,12 @@ impl Producers {
 /// at most 30 bytes), however long the index grows.
 pub const SNAPSHOT_PIECE_ENTRIES: usize = 32 * 1024;
 
+/// Producers per snapshot piece (at most about 100 bytes each).
+pub const SNAPSHOT_PIECE_PRODUCERS: usize = 4 * 1024;
+
 /// The replayable state as snapshot pieces, to be appended in order: a `Snapshot` with the log
-/// start, the epochs and the first entries, then `TimeIndex` records with the rest. Each piece
+/// start, the epochs and the first entries, then `TimeIndex` records with the rest, then
+/// `Producers` records with every producer. Each piece
 /// claims to index only up to where the next one starts, so replaying them in order rebuilds
 /// the whole index, and replaying a prefix (a crash between pieces) leaves the rest to be
 /// re-indexed from the data.
@@ -327,6 +422,7 @@ pub fn snapshot_pieces(
     log_start: u64,
     epochs: &EpochHistory,
     index: &TimeIndex,
+    producers: &Producers,
 ) -> Vec<MetaRecord> {
     let chunks: Vec<&[TimeIndexEntry]> = if index.entries.is_empty() {
         vec![&[]]
@@ -354,6 +450,9 @@ pub fn snapshot_pieces(
                 indexed_bytes,
             }
         });
+    }
+    for chunk in producers.all().chunks(SNAPSHOT_PIECE_PRODUCERS) {
+        pieces.push(MetaRecord::Producers(chunk.to_vec()));
     }
     pieces
 }
@@ -446,7 +545,7 @@ mod tests {
         let mut producers = Producers::default();
         let first = header(7, 0, 0, 3);
         assert_eq!(producers.check(&first), SequenceCheck::Append);
-        producers.record(&first, 100);
+        producers.record(&first, 100, 5);
         assert_eq!(producers.check(&first), SequenceCheck::Duplicate(100));
         assert_eq!(
             producers.check(&header(7, 0, 5, 1)),
@@ -462,5 +561,43 @@ mod tests {
             producers.check(&header(-1, -1, -1, 1)),
             SequenceCheck::Append
         );
+    }
+
+    /// What the meta stream carries of producers rebuilds the same answers on the next
+    /// owner: a retry is a duplicate at its original offset, re-indexing batches already held
+    /// changes nothing, lost batches are forgotten, idle producers expire.
+    #[test]
+    fn producer_state_survives_a_move() {
+        let mut old_owner = Producers::default();
+        for (i, seq) in [0, 3, 6].into_iter().enumerate() {
+            old_owner.record(&header(7, 2, seq, 3), 100 + 10 * i as u64, 1_000);
+        }
+        old_owner.record(&header(9, 0, 0, 1), 50, 2_000);
+        let written = old_owner.take_dirty();
+        assert_eq!(written.len(), 2);
+        assert!(old_owner.take_dirty().is_empty());
+
+        let mut new_owner = Producers::default();
+        new_owner.restore(written);
+        assert_eq!(
+            new_owner.check(&header(7, 2, 3, 3)),
+            SequenceCheck::Duplicate(110)
+        );
+        assert_eq!(new_owner.check(&header(7, 2, 9, 3)), SequenceCheck::Append);
+        // Re-indexing data from before the recorded state: ignored.
+        new_owner.record(&header(7, 2, 0, 3), 100, 3_000);
+        new_owner.record(&header(7, 2, 3, 3), 110, 3_000);
+        assert_eq!(new_owner.check(&header(7, 2, 9, 3)), SequenceCheck::Append);
+        // The batch at 120 was never confirmed: after truncating there, 6..8 is expected next.
+        new_owner.truncate(120);
+        assert_eq!(new_owner.check(&header(7, 2, 6, 3)), SequenceCheck::Append);
+        assert_eq!(
+            new_owner.check(&header(7, 2, 9, 3)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+        // Producer 9 (last write at 2 s) expires a day later; producer 7 writes at 3 s.
+        new_owner.record(&header(7, 2, 6, 3), 120, 3_000);
+        assert_eq!(new_owner.expire(2_000 + PRODUCER_EXPIRY_MS), 1);
+        assert_eq!(new_owner.len(), 1);
     }
 }
