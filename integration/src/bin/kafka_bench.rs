@@ -295,31 +295,39 @@ fn main() {
         args.rate.map(|r| format!("{r} MB/s")).unwrap_or("unlimited".into()),
         args.duration_secs
     );
-    while Instant::now() < end {
-        if let Some(rate) = args.rate {
-            let allowed = rate * 1e6 * start.elapsed().as_secs_f64();
-            if (sent * args.record_bytes as u64) as f64 >= allowed {
-                producer.poll(Duration::ZERO);
-                std::thread::sleep(Duration::from_micros(200));
-                continue;
+    // Delivery reports are served by a thread of their own, as they arrive: a poll from the
+    // send loop serves one event per call, and a report that waits in the queue adds its
+    // wait to the produce latency (which once read 100 ms at a p50 of 10 ms end to end).
+    let polling = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while polling.load(Ordering::Relaxed) {
+                producer.poll(Duration::from_millis(10));
             }
+        });
+        while Instant::now() < end {
+            if let Some(rate) = args.rate {
+                let allowed = rate * 1e6 * start.elapsed().as_secs_f64();
+                if (sent * args.record_bytes as u64) as f64 >= allowed {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+            }
+            value[0..8].copy_from_slice(&now_us().to_be_bytes());
+            value[16..24].copy_from_slice(&sent.to_be_bytes());
+            let record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
+                BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+                    .partition(partition)
+                    .payload(&value[..]);
+            if let Err(e) = kafka::send_when_queued(&producer, record, Duration::from_millis(1)) {
+                eprintln!("send failed: {e}");
+                std::process::exit(1);
+            }
+            sent += 1;
+            partition = (partition + 1) % partitions;
         }
-        value[0..8].copy_from_slice(&now_us().to_be_bytes());
-        value[16..24].copy_from_slice(&sent.to_be_bytes());
-        let record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
-            BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
-                .partition(partition)
-                .payload(&value[..]);
-        if let Err(e) = kafka::send_when_queued(&producer, record, Duration::from_millis(1)) {
-            eprintln!("send failed: {e}");
-            std::process::exit(1);
-        }
-        sent += 1;
-        partition = (partition + 1) % partitions;
-        if sent.is_multiple_of(64) {
-            producer.poll(Duration::ZERO);
-        }
-    }
+        polling.store(false, Ordering::Relaxed);
+    });
     let send_secs = start.elapsed().as_secs_f64();
     if let Err(e) = producer.flush(Duration::from_secs(60)) {
         eprintln!(
