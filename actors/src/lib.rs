@@ -6,12 +6,14 @@
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through frames.
 //! - [`http`]: the small per-process HTTP endpoint (`/healthz`, Prometheus `/metrics`).
 //! - [`closing`]: flushing and closing a connection actor's framed writer.
+//! - [`listener`]: the stream of accepted connections every listener uses.
 //! - [`process`]: process chores (address files, shutdown signals).
 //!
 //! Nothing here knows about streams, ranges or Kafka.
 
 pub mod closing;
 pub mod http;
+pub mod listener;
 pub mod process;
 pub mod rpc;
 pub mod telemetry;

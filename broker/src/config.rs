@@ -23,6 +23,8 @@ pub struct Config {
     pub retention_check: Duration,
     /// Largest Kafka request accepted (Kafka's `socket.request.max.bytes`).
     pub max_request_bytes: usize,
+    /// Kafka client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
     /// Recent batches each partition keeps in memory for tail reads.
     pub partition_cache_bytes: usize,
     /// Consumer groups and committed offsets.
@@ -43,6 +45,7 @@ impl Default for Config {
             auto_create_topics: true,
             retention_check: Duration::from_secs(5),
             max_request_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
             partition_cache_bytes: 8 * 1024 * 1024,
             groups: crate::group::GroupConfig::default(),
         }

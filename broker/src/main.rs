@@ -45,6 +45,10 @@ struct Args {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Kafka client connections open at once; more are closed as they arrive (logged, and
+    /// counted in connections_refused).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
     /// Recent batches each partition keeps in memory, in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     partition_cache_bytes: usize,
@@ -86,6 +90,7 @@ fn main() {
         auto_create_topics: args.auto_create_topics,
         retention_check: Duration::from_millis(args.retention_check_ms.max(100)),
         max_request_bytes: args.max_request_bytes,
+        max_connections: args.max_connections,
         partition_cache_bytes: args.partition_cache_bytes,
         groups: broker::group::GroupConfig {
             offsets_topic_partitions: args.offsets_topic_partitions.max(1),

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub fetched_bytes: Counter,
     pub partitions: Gauge,
     pub connections: Gauge,
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -27,6 +28,7 @@ impl Metrics {
         let fetched_bytes = Counter::default();
         let partitions = Gauge::default();
         let connections = Gauge::default();
+        let connections_refused = Counter::default();
         registry.register("kafka_requests", "Kafka requests by API", requests.clone());
         registry.register(
             "produced_bytes",
@@ -53,6 +55,11 @@ impl Metrics {
             "Open client connections",
             connections.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because --max-connections were open",
+            connections_refused.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -61,6 +68,7 @@ impl Metrics {
             fetched_bytes,
             partitions,
             connections,
+            connections_refused,
         }
     }
 }

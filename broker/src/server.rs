@@ -96,13 +96,11 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
 
     let acceptor_broker = broker.clone();
     Acceptor::create(move |ctx| {
-        let incoming = futures::stream::unfold(listener, |listener| async move {
-            let accepted = listener.accept().await;
-            Some((accepted, listener))
-        });
-        ctx.add_stream(incoming);
+        ctx.add_stream(::actors::listener::incoming(listener));
         Acceptor {
             broker: acceptor_broker,
+            refused: 0,
+            refusal_logged: None,
         }
     });
 
@@ -124,6 +122,9 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
 
 struct Acceptor {
     broker: SharedBroker,
+    /// Connections refused (over `max_connections`) since the last log line about it.
+    refused: u64,
+    refusal_logged: Option<std::time::Instant>,
 }
 
 impl Actor for Acceptor {
@@ -134,6 +135,22 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for Acceptor {
     fn handle(&mut self, item: std::io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Context<Self>) {
         match item {
             Ok((stream, peer)) => {
+                let max = self.broker.config.max_connections;
+                if self.broker.metrics.connections.get() >= max as i64 {
+                    // Closed at once (dropped); logged at most once a second.
+                    self.broker.metrics.connections_refused.inc();
+                    self.refused += 1;
+                    let now = std::time::Instant::now();
+                    if self
+                        .refusal_logged
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                    {
+                        tracing::warn!(%peer, refused = self.refused, max, "refusing Kafka connections: at --max-connections");
+                        self.refused = 0;
+                        self.refusal_logged = Some(now);
+                    }
+                    return;
+                }
                 let _ = stream.set_nodelay(true);
                 KafkaConnection::start(self.broker.clone(), stream, peer);
             }

@@ -93,3 +93,61 @@ async fn a_second_broker_at_a_live_brokers_address_is_refused() {
     let metadata = blocking(move || kafka::metadata(&addr, None)).await;
     assert_eq!(ok(&cluster, metadata).brokers().len(), 1);
 }
+
+/// The value of the metric `name` (a gauge or counter without labels) on `http`'s /metrics.
+fn metric(http: &str, name: &str) -> Option<f64> {
+    let (_, body) = integration::http_get(http, "/metrics")?;
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name || key == format!("{name}_total")).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// A broker holds at most --max-connections Kafka connections: one more is closed as it
+/// arrives (logged, counted), the open ones keep being served, and a slot that frees up is
+/// used again. Before, connections were unlimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_and_counted() {
+    use integration::raw_kafka::RawClient;
+    use kafka_protocol::messages::ApiVersionsRequest;
+    let max = 12;
+    let (_serial, cluster) = start_with_topics(
+        Cluster::builder()
+            .brokers(1)
+            .broker_arg("--max-connections", &max.to_string()),
+        &[],
+    )
+    .await;
+    let addr = cluster.kafka_addr(0);
+    let http = cluster.brokers[0].http_addr.clone();
+    // Connections left open by the harness's own clients count too.
+    let open = metric(&http, "connections").expect("connections gauge") as usize;
+    let mut held: Vec<RawClient> = (open..max).map(|_| RawClient::negotiated(&addr)).collect();
+    assert_eq!(metric(&http, "connections"), Some(max as f64));
+
+    let mut over = RawClient::connect(&addr);
+    let id = over.next_correlation_id();
+    let _ = over.write_frame(&RawClient::encode(&ApiVersionsRequest::default(), 0, id));
+    assert!(
+        matches!(over.read_frame(), Ok(None) | Err(_)),
+        "a connection over the limit was served"
+    );
+    assert!(metric(&http, "connections_refused").unwrap_or(0.0) >= 1.0);
+    assert!(cluster.brokers[0]
+        .log()
+        .contains("refusing Kafka connections"));
+    for c in &mut held {
+        assert!(
+            c.call(&ApiVersionsRequest::default(), 0).is_ok(),
+            "a held connection"
+        );
+    }
+    // A freed slot is taken again.
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&http, "connections") != Some(max as f64 - 1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut again = RawClient::negotiated(&addr);
+    assert!(again.call(&ApiVersionsRequest::default(), 0).is_ok());
+}

@@ -43,11 +43,7 @@ pub async fn serve(addr: &str, router: Router, opts: ServerOptions) -> std::io::
     let local = listener.local_addr()?;
     let router = Rc::new(router);
     Acceptor::create(move |ctx| {
-        let incoming = futures::stream::unfold(listener, |listener| async move {
-            let accepted = listener.accept().await;
-            Some((accepted, listener))
-        });
-        ctx.add_stream(incoming);
+        ctx.add_stream(crate::listener::incoming(listener));
         Acceptor { router, opts }
     });
     Ok(local)
