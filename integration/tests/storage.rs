@@ -368,6 +368,56 @@ async fn an_append_too_large_for_a_frame_fails_alone() {
     verify_through_client(&client, stream.id, 30, &after).await;
 }
 
+/// A replica that lost its disk and came back at the same address (as a new node) must not
+/// decide where a range ends: with the other replica down, its "I hold nothing" once sealed a
+/// range of a replica-2/ack-2 stream at its start, below appends both replicas had
+/// acknowledged, and they were lost. Now it answers `WrongNode` to a seal meant for the old
+/// node, the open waits for the replica that holds the data, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_back_with_an_empty_disk_does_not_decide_a_seal() {
+    let (mut cluster, client, stream) = cluster_with_stream(2, 2).await;
+    let mut writer = client.open(stream.id).await.expect("open");
+    let written = append_many(&mut writer, 40, 0, 110, 16).await;
+    let end = writer.next_offset();
+    drop(writer); // a crashed writer: the range stays open
+
+    // range-server-2 loses its disk and comes back at the same address as a new node.
+    cluster.range_server(1).kill();
+    cluster.range_server(1).wipe();
+    cluster.range_server(1).start();
+    // range-server-1, which holds the data, is down.
+    cluster.range_server(0).kill();
+    assert!(!cluster.range_server(0).is_running());
+
+    let impatient = StreamClient::with_config(
+        &[cluster.pd_addr()],
+        stream_client::ClientConfig {
+            retry_for: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    match impatient.open(stream.id).await {
+        Err(e) => eprintln!("open without the replica holding the data: {e}"),
+        Ok(w) => assert!(
+            w.next_offset() >= end,
+            "sealed at {} below the acknowledged end {end}: acknowledged appends lost",
+            w.next_offset()
+        ),
+    }
+
+    cluster.range_server(0).start();
+    let writer = client
+        .open(stream.id)
+        .await
+        .expect("open once the replica is back");
+    assert_eq!(
+        writer.next_offset(),
+        end,
+        "the range ends where the appends did"
+    );
+    verify_through_client(&client, stream.id, 40, &written).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_wal_tail_recovers_to_the_last_good_record() {
     for flip_bit in [false, true] {

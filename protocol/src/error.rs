@@ -48,6 +48,8 @@ pub enum ErrorCode {
     NotReady,
     /// A bug or an unexpected state; the message says more.
     Internal,
+    /// The request named another node than the one that received it.
+    WrongNode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, thiserror::Error)]

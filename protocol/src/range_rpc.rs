@@ -14,7 +14,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 
 use crate::frame::DEFAULT_MAX_FRAME;
-use crate::model::StreamId;
+use crate::model::{NodeId, StreamId};
 
 /// The most payload bytes one [`Append`] carries: a frame less room for the request's other
 /// fields, the frame header and a trace context. The stream writer refuses a larger payload
@@ -90,6 +90,10 @@ pub struct Seal {
     /// (and fence a stale writer's first append).
     pub range_start: u64,
     pub end: Option<u64>,
+    /// The node the sender means to ask (the range's replica, by PD's id), or 0 for whoever
+    /// listens. A server with another id (a replacement at the same address, with an empty
+    /// disk) refuses with `WrongNode` instead of answering for data it never held.
+    pub node: NodeId,
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct SealResponse {

@@ -3,6 +3,7 @@
 //! applies no range rules itself. Must be used on the actix System thread that runs the
 //! actors (creation starts an actor on the current arbiter).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
@@ -19,15 +20,18 @@ pub type RangeKey = (u64, u32);
 
 pub struct RangeRegistry {
     ranges: DashMap<RangeKey, Addr<RangeActor>>,
+    /// This server's node id at PD (0 until registered).
+    node_id: Arc<AtomicU64>,
     wal: Wal,
     cache: Arc<TailCache>,
     metrics: Metrics,
 }
 
 impl RangeRegistry {
-    pub fn new(wal: Wal, cache: Arc<TailCache>, metrics: Metrics) -> Self {
+    pub fn new(wal: Wal, cache: Arc<TailCache>, metrics: Metrics, node_id: Arc<AtomicU64>) -> Self {
         RangeRegistry {
             ranges: DashMap::new(),
+            node_id,
             wal,
             cache,
             metrics,
@@ -39,6 +43,11 @@ impl RangeRegistry {
         for (key, range) in std::mem::take(&mut recovered.ranges) {
             self.get_or_create(key, || RangeState::from_recovered(range));
         }
+    }
+
+    /// This server's node id at PD, 0 until registered.
+    pub fn node_id(&self) -> u64 {
+        self.node_id.load(Ordering::Acquire)
     }
 
     pub fn get(&self, key: RangeKey) -> Option<Addr<RangeActor>> {

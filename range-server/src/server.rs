@@ -103,7 +103,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config.cache_bytes,
         metrics.cache_bytes.clone(),
     ));
-    let ranges = Arc::new(RangeRegistry::new(wal.clone(), cache, metrics.clone()));
+    // Set once registered at PD: seals name the node they are meant for, and /readyz
+    // answers 200 from then on.
+    let node_id = Arc::new(AtomicU64::new(0));
+    let ranges = Arc::new(RangeRegistry::new(
+        wal.clone(),
+        cache,
+        metrics.clone(),
+        node_id.clone(),
+    ));
     let (records, segments, wal_bytes) = (recovered.records, recovered.segments, recovered.bytes);
     let truncated = recovered.truncated.clone();
     let discarded = recovered.discarded.len();
@@ -124,8 +132,6 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let health_wal = wal.clone();
-    // Set once registered at PD: /readyz answers 200 from then on.
-    let node_id = Arc::new(AtomicU64::new(0));
     let registered = node_id.clone();
     let http_addr = actors::http::serve_http(
         &config.http_listen,

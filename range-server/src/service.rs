@@ -89,6 +89,21 @@ pub fn seal(
     ranges: &RangeRegistry,
     req: Seal,
 ) -> oneshot::Receiver<Result<SealResponse, RpcError>> {
+    // Only the node the sender means may answer: a server that came back with an empty disk
+    // (and so a new id) at a replica's address holds nothing of its ranges, and its "nothing
+    // here" must not count towards where the range ends.
+    let me = ranges.node_id();
+    if req.node != 0 && me != req.node {
+        let error = if me == 0 {
+            RpcError::new(ErrorCode::NotReady, "not registered with PD yet")
+        } else {
+            RpcError::new(
+                ErrorCode::WrongNode,
+                format!("this is node {me}, not node {}", req.node),
+            )
+        };
+        return ready(Err(error));
+    }
     let addr = ranges.get_or_create((req.stream_id, req.index), || {
         RangeState::new(req.stream_id, req.index, req.epoch, req.range_start)
     });

@@ -269,6 +269,7 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
             epoch: 2,
             range_start: 0,
             end: None,
+            node: 0,
         })
         .await
         .unwrap();
@@ -283,6 +284,7 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
             epoch: 5,
             range_start: 50,
             end: Some(50),
+            node: 0,
         })
         .await
         .unwrap();

@@ -211,6 +211,7 @@ impl StreamClient {
                 epoch,
                 range_start: range.start,
                 end: Some(end),
+                node,
             };
             tokio::spawn(async move {
                 if let Ok(rpc) = client.nodes.client(node).await {

@@ -582,11 +582,24 @@ pub(crate) async fn seal_with_quorum(
                     epoch,
                     range_start: range.start,
                     end: None,
+                    node,
                 };
                 match rpc.call_with_timeout(request, Duration::from_secs(2)).await {
                     Ok(answer) => Ok(answer.local_end),
                     Err(e) if e.code == ErrorCode::NotFound => Ok(range.start),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        if e.code == ErrorCode::WrongNode {
+                            // Another server at the replica's address (it lost its disk and
+                            // came back as a new node): silent, not "holds nothing".
+                            tracing::warn!(
+                                node,
+                                stream = range.stream_id,
+                                range = range.index,
+                                "seal: {e}"
+                            );
+                        }
+                        Err(e)
+                    }
                 }
             }
         }))

@@ -282,6 +282,7 @@ async fn ask_seal(
         epoch,
         range_start: 100,
         end,
+        node: 0,
     };
     forward(addr, req).await.unwrap()
 }
