@@ -130,7 +130,16 @@ pub fn join(c: &mut RawClient, req: &JoinGroupRequest) -> JoinGroupResponse {
 /// A new dynamic member: the MEMBER_ID_REQUIRED round trip, then the join that waits for
 /// the generation. Answers the member id and the correlation id of the pending join.
 pub fn start_join(c: &mut RawClient, group: &str, topic: &str) -> (String, i32) {
-    let first = join(c, &join_request(group, "", None, topic));
+    // A coordinator that moved (a lease lapsed on a loaded machine) loads again: retriable,
+    // as a client treats it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let answer = join(c, &join_request(group, "", None, topic));
+        if answer.error_code != code::COORDINATOR_LOAD_IN_PROGRESS || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         first.error_code,
         code::MEMBER_ID_REQUIRED,
