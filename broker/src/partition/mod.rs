@@ -59,8 +59,6 @@ pub struct Partition {
     /// Retried idempotent batches waiting for their original to be confirmed: `(end, answer)`.
     parked_duplicates: Vec<(u64, Produced, oneshot::Sender<ProduceOutcome>)>,
     meta_records_since_snapshot: usize,
-    /// The time index is in the meta stream up to here.
-    flushed_until: u64,
 }
 
 impl Partition {
@@ -75,7 +73,6 @@ impl Partition {
             waiters: Vec::new(),
             parked_duplicates: Vec::new(),
             meta_records_since_snapshot: 0,
-            flushed_until: 0,
         }
     }
 
@@ -86,7 +83,6 @@ impl Partition {
         }
         self.hw = end;
         let hw = self.hw;
-        self.time_index.confirmed(hw);
         for (end, produced, reply) in std::mem::take(&mut self.parked_duplicates) {
             if end <= hw {
                 let _ = reply.send(Ok(produced));
@@ -128,7 +124,6 @@ impl OwnedState for Partition {
         partition.log_start = replayed.log_start;
         partition.epochs = replayed.epochs;
         partition.time_index = replayed.index;
-        partition.time_index.confirmed(partition.hw);
         partition.producers = replayed.producers;
         partition.meta_records_since_snapshot = replayed.meta_records_since_snapshot;
         Ok(partition)
@@ -214,7 +209,6 @@ impl PartitionActor {
         }
         if self.write_snapshot(ctx, bodies, None) {
             self.state.time_index.flushed = self.state.time_index.entries.len();
-            self.state.flushed_until = self.state.time_index.indexed_until;
             self.state.meta_records_since_snapshot = 0;
         }
     }
@@ -225,14 +219,13 @@ impl PartitionActor {
             return;
         }
         let index = &mut self.state.time_index;
-        if index.indexed_until > self.state.flushed_until {
+        if !index.unflushed().is_empty() {
             let record = MetaRecord::TimeIndex {
-                entries: index.to_flush(),
+                entries: index.unflushed().to_vec(),
                 indexed_until: index.indexed_until,
                 indexed_bytes: index.position,
             };
             index.flushed = index.entries.len();
-            self.state.flushed_until = index.indexed_until;
             self.write_meta(ctx, record);
         }
         let changed = self.state.producers.take_dirty();

@@ -14,9 +14,6 @@ use crate::read::StoredBatch;
 /// Add a time-index entry at least every this many bytes, so `retention.bytes` can find a
 /// trim point even when timestamps stop rising.
 pub const INDEX_BYTES_STEP: u64 = 1 << 20;
-/// A batch that raises the running maximum timestamp gets an entry once the last entry is at
-/// least this many bytes back.
-pub const INDEX_RAISE_STEP: u64 = 64 << 10;
 
 /// Recent batches of the partition (stored bytes, base offset already set), for tail reads.
 #[derive(Debug, Default)]
@@ -80,26 +77,16 @@ impl TailCache {
     }
 }
 
-/// Sparse time index. An entry `(offset, position, max_timestamp)` says that the batches up to
-/// and including the one at `offset` hold no timestamp above `max_timestamp` (the running
-/// maximum). A batch that raises the running maximum gets an entry when the last entry is at
-/// least [`INDEX_RAISE_STEP`] bytes back, and some batch gets one at least every
-/// [`INDEX_BYTES_STEP`] bytes; a raise too close to the last entry is kept aside as `pending`
-/// (and written out with every flush and snapshot), so memory holds about one entry per 64 KiB
-/// of data, not one per batch. The first batch holding a timestamp `>= t` then lies after the
-/// last entry below `t` and at or before the first entry at or above it.
+/// Sparse time index: an entry at every batch that raises the partition's running maximum
+/// timestamp (and at least every [`INDEX_BYTES_STEP`] bytes). The first entry whose
+/// `max_timestamp >= t` is then exactly the first batch holding a timestamp `>= t`.
 #[derive(Debug, Clone, Default)]
 pub struct TimeIndex {
     pub entries: Vec<TimeIndexEntry>,
-    /// The newest raise that has no entry (yet).
-    pending: Option<TimeIndexEntry>,
-    /// Raises not yet known to be confirmed, and the newest confirmed one, oldest first: the
-    /// exact answer to "which confirmed batch holds the largest timestamp".
-    raises: VecDeque<(u64, i64)>,
     running_max: i64,
     /// Bytes of every batch appended so far (position of the next batch).
     pub position: u64,
-    /// Every batch before this offset is reflected in `entries` (and `pending`).
+    /// Every batch before this offset is reflected in `entries`.
     pub indexed_until: u64,
     /// Entries before this index were already written to the meta stream.
     pub flushed: usize,
@@ -115,8 +102,6 @@ impl TimeIndex {
         let flushed = entries.len();
         TimeIndex {
             entries,
-            pending: None,
-            raises: VecDeque::new(),
             running_max,
             position,
             indexed_until,
@@ -128,28 +113,15 @@ impl TimeIndex {
         if offset < self.indexed_until {
             return; // already indexed (replay overlap)
         }
-        let since_last = |entries: &[TimeIndexEntry], position: u64| {
-            entries.last().map(|e| position - e.position)
-        };
-        if max_timestamp > self.running_max {
+        let raises = max_timestamp > self.running_max;
+        let far = self
+            .entries
+            .last()
+            .is_none_or(|e| self.position - e.position >= INDEX_BYTES_STEP);
+        if raises {
             self.running_max = max_timestamp;
-            self.raises.push_back((offset, max_timestamp));
-            let raise = TimeIndexEntry {
-                max_timestamp,
-                offset,
-                position: self.position,
-            };
-            match since_last(&self.entries, self.position) {
-                Some(bytes) if bytes < INDEX_RAISE_STEP => self.pending = Some(raise),
-                _ => {
-                    self.entries.push(raise);
-                    self.pending = None;
-                }
-            }
-        } else if since_last(&self.entries, self.position).is_none_or(|b| b >= INDEX_BYTES_STEP) {
-            if let Some(raise) = self.pending.take() {
-                self.entries.push(raise);
-            }
+        }
+        if raises || far {
             self.entries.push(TimeIndexEntry {
                 max_timestamp: self.running_max,
                 offset,
@@ -160,49 +132,35 @@ impl TimeIndex {
         self.indexed_until = offset + count as u64;
     }
 
-    /// Everything below `hw` is confirmed: forget raises below it but the newest.
-    pub fn confirmed(&mut self, hw: u64) {
-        while self.raises.len() >= 2 && self.raises[1].0 < hw {
-            self.raises.pop_front();
-        }
-    }
-
     /// Drops what lies at or past `end` (data that was never confirmed).
     pub fn truncate(&mut self, end: u64) {
         self.entries.retain(|e| e.offset < end);
-        self.pending = self.pending.filter(|p| p.offset < end);
-        self.raises.retain(|(offset, _)| *offset < end);
         self.indexed_until = self.indexed_until.min(end);
         self.flushed = self.flushed.min(self.entries.len());
         self.running_max = self
             .entries
             .iter()
-            .chain(&self.pending)
             .map(|e| e.max_timestamp)
             .max()
             .unwrap_or(i64::MIN);
     }
 
     /// Where to start scanning for the first batch holding a timestamp `>= target`, or None
-    /// when no batch does: at the last entry below `target` (or the log start).
+    /// when no batch does. The answer is exact unless entries before it were trimmed away.
     pub fn scan_start(&self, target: i64, log_start: u64) -> Option<u64> {
-        if self.running_max < target {
+        let k = self.entries.partition_point(|e| e.max_timestamp < target);
+        if k == self.entries.len() {
             return None;
         }
-        let k = self.entries.partition_point(|e| e.max_timestamp < target);
-        match k.checked_sub(1) {
-            None => Some(log_start),
-            Some(before) => Some(self.entries[before].offset.max(log_start)),
+        if k == 0 {
+            return Some(log_start);
         }
+        Some(self.entries[k].offset.max(log_start))
     }
 
     /// The confirmed batch (starting below `hw`) holding the largest timestamp, and that
-    /// timestamp: the newest raise below `hw`, or (right after a replay, before any raise was
-    /// seen) the first entry carrying the largest running maximum below `hw`.
+    /// timestamp: the first entry carrying the largest running maximum below `hw`.
     pub fn max_timestamp_below(&self, hw: u64) -> Option<(u64, i64)> {
-        if let Some(raise) = self.raises.iter().rev().find(|(offset, _)| *offset < hw) {
-            return Some(*raise);
-        }
         let confirmed = self.entries.partition_point(|e| e.offset < hw);
         let max = self.entries[..confirmed]
             .iter()
@@ -214,18 +172,10 @@ impl TimeIndex {
             .map(|e| (e.offset, e.max_timestamp))
     }
 
-    /// First offset to keep so that no batch holding a timestamp `>= cutoff` is removed: the
-    /// last entry below `cutoff` (all of that batch's records may be older, but its end is not
-    /// known here), or `hw` when every batch is older.
+    /// First offset to keep so that no batch whose timestamps are all below `cutoff` remains.
     pub fn retention_by_time(&self, cutoff: i64, hw: u64) -> u64 {
-        if self.running_max < cutoff {
-            return hw;
-        }
         let k = self.entries.partition_point(|e| e.max_timestamp < cutoff);
-        match k.checked_sub(1) {
-            None => self.entries.first().map_or(0, |e| e.offset),
-            Some(before) => self.entries[before].offset,
-        }
+        self.entries.get(k).map(|e| e.offset).unwrap_or(hw)
     }
 
     /// First offset to keep so that at most `limit` bytes remain (at entry granularity).
@@ -244,21 +194,6 @@ impl TimeIndex {
         let drop = k.saturating_sub(1);
         self.entries.drain(..drop);
         self.flushed = self.flushed.saturating_sub(drop);
-    }
-
-    /// The entries the meta stream does not hold yet, with the pending raise (which stays
-    /// pending in memory): written with every flush, so a replay knows the running maximum.
-    pub fn to_flush(&self) -> Vec<TimeIndexEntry> {
-        let mut out = self.unflushed().to_vec();
-        out.extend(self.pending);
-        out
-    }
-
-    /// Every entry, with the pending raise (for a snapshot).
-    pub fn all_entries(&self) -> Vec<TimeIndexEntry> {
-        let mut out = self.entries.clone();
-        out.extend(self.pending);
-        out
     }
 
     pub fn unflushed(&self) -> &[TimeIndexEntry] {
@@ -489,11 +424,10 @@ pub fn snapshot_pieces(
     index: &TimeIndex,
     producers: &Producers,
 ) -> Vec<MetaRecord> {
-    let entries = index.all_entries();
-    let chunks: Vec<&[TimeIndexEntry]> = if entries.is_empty() {
+    let chunks: Vec<&[TimeIndexEntry]> = if index.entries.is_empty() {
         vec![&[]]
     } else {
-        entries.chunks(SNAPSHOT_PIECE_ENTRIES).collect()
+        index.entries.chunks(SNAPSHOT_PIECE_ENTRIES).collect()
     };
     let mut pieces = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
@@ -548,82 +482,25 @@ mod tests {
 
     #[test]
     fn time_index_finds_first_batch_at_or_after() {
-        // Batches of 64 KiB: every raise gets an entry.
-        let big = INDEX_RAISE_STEP as usize;
         let mut index = TimeIndex::default();
-        index.on_batch(0, 2, 100, big);
-        index.on_batch(2, 2, 90, big); // out of order: no entry
-        index.on_batch(4, 2, 200, big);
-        index.on_batch(6, 2, 150, big);
-        index.on_batch(8, 2, 300, big);
-        index.confirmed(10);
-        // The scan starts at the last entry below the target: at or before the batch.
+        index.on_batch(0, 2, 100, 10);
+        index.on_batch(2, 2, 90, 10); // out of order: no entry
+        index.on_batch(4, 2, 200, 10);
+        index.on_batch(6, 2, 150, 10);
+        index.on_batch(8, 2, 300, 10);
         assert_eq!(index.scan_start(50, 0), Some(0));
-        assert_eq!(index.scan_start(101, 0), Some(0));
-        assert_eq!(index.scan_start(200, 0), Some(0));
-        assert_eq!(index.scan_start(201, 0), Some(4));
+        assert_eq!(index.scan_start(101, 0), Some(4));
+        assert_eq!(index.scan_start(200, 0), Some(4));
+        assert_eq!(index.scan_start(201, 0), Some(8));
         assert_eq!(index.scan_start(301, 0), None);
         assert_eq!(index.max_timestamp_below(u64::MAX), Some((8, 300)));
         assert_eq!(index.max_timestamp_below(8), Some((4, 200)));
         assert_eq!(index.max_timestamp_below(0), None);
-        // Retention keeps from the last entry below the cutoff.
-        assert_eq!(index.retention_by_time(150, 10), 0);
-        assert_eq!(index.retention_by_time(250, 10), 4);
+        assert_eq!(index.retention_by_time(150, 10), 4);
         assert_eq!(index.retention_by_time(1000, 10), 10);
         index.truncate(6);
         assert_eq!(index.indexed_until, 6);
         assert_eq!(index.scan_start(201, 0), None);
-    }
-
-    /// Small batches whose timestamps rise: about one entry per 64 KiB instead of one per
-    /// batch (a busy partition's index once grew by an entry per batch: 2.9 GB a week), with
-    /// the answers still right: a scan starts at or before the first batch at or after a
-    /// time, the largest timestamp is the exact batch, retention never drops a newer batch.
-    #[test]
-    fn a_time_index_of_small_batches_stays_sparse_and_right() {
-        let mut index = TimeIndex::default();
-        let n = 100_000u64;
-        for i in 0..n {
-            index.on_batch(i, 1, 1_000 + i as i64, 1_000);
-        }
-        index.confirmed(n - 10);
-        let per_entry = n * 1_000 / index.entries.len() as u64;
-        assert!(
-            per_entry >= INDEX_RAISE_STEP / 2,
-            "{} entries",
-            index.entries.len()
-        );
-        for t in [1_000i64, 1_001, 5_000, 50_000, 99_999, 100_999] {
-            let first = (t - 1_000) as u64; // the batch holding t
-            let start = index.scan_start(t, 0).expect("a batch holds it");
-            assert!(
-                start <= first,
-                "scan for {t} starts at {start}, past {first}"
-            );
-            assert!(
-                first - start < 200,
-                "scan for {t} starts {start}, far before {first}"
-            );
-            let keep = index.retention_by_time(t, n);
-            assert!(
-                keep <= first,
-                "retention for {t} keeps from {keep}, past {first}"
-            );
-        }
-        assert_eq!(index.scan_start(101_000, 0), None);
-        // The exact batch with the largest confirmed timestamp, though it has no entry.
-        assert_eq!(
-            index.max_timestamp_below(n - 10),
-            Some((n - 11, 1_000 + n as i64 - 11))
-        );
-        // A flush carries the pending raise: a replay of it knows the running maximum.
-        let replayed =
-            TimeIndex::from_snapshot(index.all_entries(), index.indexed_until, index.position);
-        assert!(replayed.scan_start(1_000 + n as i64 - 1, 0).is_some());
-        assert_eq!(
-            replayed.max_timestamp_below(n).map(|(_, t)| t),
-            Some(1_000 + n as i64 - 1)
-        );
     }
 
     #[test]
