@@ -151,3 +151,72 @@ async fn connections_over_the_limit_are_closed_and_counted() {
     let mut again = RawClient::negotiated(&addr);
     assert!(again.call(&ApiVersionsRequest::default(), 0).is_ok());
 }
+
+/// `scripts/cluster` says by its exit status whether it did what it says: `up --brokers 0`
+/// succeeds (it once exited 1 after starting everything), `kill` returns once the process is
+/// gone (so an immediate `start` finds its ports free), `start` and `down` succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_cluster_commands_report_what_they_did() {
+    let _serial = serial().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf();
+    let data = tempfile::tempdir().expect("data dir");
+    let base = free_port_base();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(root.join("scripts/cluster"))
+            .args(args)
+            .arg("--data")
+            .arg(data.path())
+            .env("STRATA_BIN_DIR", integration::bin_dir())
+            .env("STRATA_PORT_BASE", base.to_string())
+            .output()
+            .expect("run scripts/cluster");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&["up", "--brokers", "0", "--range-servers", "1"]);
+    assert_eq!(code, Some(0), "up --brokers 0:\n{out}");
+    let pid: i32 = std::fs::read_to_string(data.path().join("range-server-1/pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let (code, out) = run(&["kill", "range-server-1"]);
+    assert_eq!(code, Some(0), "kill:\n{out}");
+    // Gone, or a zombie (dead, ports released) that nobody has reaped yet.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(!alive, "kill returned while pid {pid} still runs: {state}");
+    let (code, out) = run(&["start", "range-server-1"]);
+    assert_eq!(code, Some(0), "start right after kill:\n{out}");
+    let (code, out) = run(&["status"]);
+    assert_eq!(code, Some(0), "status with everything up:\n{out}");
+    let (code, out) = run(&["down"]);
+    assert_eq!(code, Some(0), "down:\n{out}");
+}
+
+/// A port base for `scripts/cluster` whose PD and first range-server ports are free now.
+fn free_port_base() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..100 {
+        let base: u16 = rng.random_range(20_000..40_000);
+        let free = [base, base + 1000, base + 101, base + 1101]
+            .iter()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port base found");
+}

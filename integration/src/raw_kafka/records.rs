@@ -34,10 +34,15 @@ pub fn record_batch(
             headers: IndexMap::new(),
         })
         .collect();
+    encode(&recs, compression)
+}
+
+/// `records` as one v2 batch.
+fn encode(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        recs.iter(),
+        records.iter(),
         &RecordEncodeOptions {
             version: 2,
             compression,
@@ -74,17 +79,7 @@ pub fn idempotent_batch(
             headers: IndexMap::new(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buf.freeze()
+    encode(&recs, Compression::None)
 }
 
 /// Byte offset of the attributes field in a v2 batch header (compression in bits 0-2,
