@@ -92,6 +92,8 @@ async fn producers_and_consumers_survive_random_kills() {
         "broker-3",
     ];
     let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
+    // (when, what) of every kill and restart, to name what preceded the longest stall.
+    let mut timeline: Vec<(Instant, String)> = Vec::new();
     let start = Instant::now();
     let mut next_kill = start + Duration::from_secs(3);
     let mut down: Option<(&str, Instant)> = None;
@@ -102,6 +104,7 @@ async fn producers_and_consumers_survive_random_kills() {
         if let Some((name, back_at)) = down {
             if now >= back_at {
                 proc_named(&mut cluster, name).start();
+                timeline.push((Instant::now(), format!("{name} started")));
                 down = None;
                 next_kill = now + Duration::from_secs(2);
             }
@@ -112,6 +115,7 @@ async fn producers_and_consumers_survive_random_kills() {
             p.kill();
             assert!(!p.is_running(), "{name} still runs");
             *kills.entry(kind(name)).or_default() += 1;
+            timeline.push((now, format!("{name} killed")));
             down = Some((name, now + Duration::from_millis(1500)));
         }
         for _ in 0..100 {
@@ -137,11 +141,21 @@ async fn producers_and_consumers_survive_random_kills() {
     let failed = sent - acked.len();
     let mut at: Vec<Instant> = deliveries.iter().map(|d| d.at).collect();
     at.sort();
-    let max_stall = at
+    let (max_stall, stall_start) = at
         .windows(2)
-        .map(|w| w[1].duration_since(w[0]))
+        .map(|w| (w[1].duration_since(w[0]), w[0]))
         .max()
-        .unwrap_or_default();
+        .unwrap_or((Duration::ZERO, start));
+    let before_stall: Vec<String> = timeline
+        .iter()
+        .filter(|(t, _)| {
+            *t <= stall_start + max_stall && *t + Duration::from_secs(8) >= stall_start
+        })
+        .map(|(t, what)| {
+            let at = t.duration_since(start).as_secs_f64();
+            format!("{what} at {at:.1} s")
+        })
+        .collect();
 
     // Let the group's consumer catch up, then stop it.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -189,10 +203,11 @@ async fn producers_and_consumers_survive_random_kills() {
         .collect();
     let seen = consumed.lock().unwrap();
     eprintln!(
-        "chaos: {secs} s, kills {kills:?}, {sent} sent, {} acknowledged, {failed} failed, {} stored, max stall between acknowledgements {} ms, group consumer read {} ({} re-deliveries after rebalances)",
+        "chaos: {secs} s, kills {kills:?}, {sent} sent, {} acknowledged, {failed} failed, {} stored, max stall between acknowledgements {} ms (from {:.1} s; around it: {before_stall:?}), group consumer read {} ({} re-deliveries after rebalances)",
         acked.len(),
         stored.len(),
         max_stall.as_millis(),
+        stall_start.duration_since(start).as_secs_f64(),
         seen.records,
         seen.rewinds
     );
