@@ -418,6 +418,89 @@ async fn a_replica_back_with_an_empty_disk_does_not_decide_a_seal() {
     verify_through_client(&client, stream.id, 40, &written).await;
 }
 
+/// A replica whose recovery found its WAL corrupt in an early segment (and so moved the later
+/// ones aside) holds only a prefix of what it acknowledged. With the other replica down, its
+/// short end once sealed a replica-2/ack-2 range below acknowledged appends; now it refuses
+/// to answer such a seal, the open waits for the other replica, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_discarded_wal_segments_does_not_decide_a_seal() {
+    let (mut cluster, client, stream) = cluster_with_stream(2, 2).await;
+    let mut writer = client.open(stream.id).await.expect("open");
+    // About 80 MB: more than one 64 MiB WAL segment on each replica.
+    let mut pending = VecDeque::new();
+    for _ in 0..320u64 {
+        let offset = writer.next_offset();
+        let payload = Bytes::from(payload_for(50, offset, 256 * 1024));
+        pending.push_back((offset, writer.append(payload, 1)));
+        if pending.len() >= 16 {
+            let (o, f) = pending.pop_front().unwrap();
+            assert_eq!(f.await.expect("append"), o);
+        }
+    }
+    for (o, f) in pending {
+        assert_eq!(f.await.expect("append"), o);
+    }
+    let end = writer.next_offset();
+    drop(writer);
+
+    // range-server-2 finds a flipped byte early in its first segment when it restarts.
+    cluster.range_server(1).kill();
+    let wal = cluster.range_servers[1].dir.join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .expect("wal dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "want several segments: {segments:?}");
+    let mut first = std::fs::read(&segments[0]).expect("read segment");
+    first[1_000_000] ^= 0x01;
+    std::fs::write(&segments[0], &first).expect("write segment");
+    cluster.range_server(1).start();
+    let moved_aside = std::fs::read_dir(&wal)
+        .expect("wal dir")
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().extension().is_some_and(|x| x == "discarded"));
+    assert!(
+        moved_aside,
+        "recovery did not discard segments:\n{}",
+        cluster.range_servers[1].log_tail()
+    );
+    cluster.range_server(0).kill();
+
+    let impatient = StreamClient::with_config(
+        &[cluster.pd_addr()],
+        stream_client::ClientConfig {
+            retry_for: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    match impatient.open(stream.id).await {
+        Err(e) => eprintln!("open without the intact replica: {e}"),
+        Ok(w) => assert!(
+            w.next_offset() >= end,
+            "sealed at {} below the acknowledged end {end}: acknowledged appends lost",
+            w.next_offset()
+        ),
+    }
+    cluster.range_server(0).start();
+    let writer = client
+        .open(stream.id)
+        .await
+        .expect("open with the intact replica back");
+    assert_eq!(
+        writer.next_offset(),
+        end,
+        "the range ends where the appends did"
+    );
+    let read = client
+        .read(stream.id, end - 1, 1 << 20)
+        .await
+        .expect("read the last append");
+    assert_eq!(read.batches.first().map(|b| b.offset), Some(end - 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_wal_tail_recovers_to_the_last_good_record() {
     for flip_bit in [false, true] {

@@ -3,6 +3,7 @@
 //! applies no range rules itself. Must be used on the actix System thread that runs the
 //! actors (creation starts an actor on the current arbiter).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ pub struct RangeRegistry {
     ranges: DashMap<RangeKey, Addr<RangeActor>>,
     /// This server's node id at PD (0 until registered).
     node_id: Arc<AtomicU64>,
+    /// Set when recovery discarded WAL segments: then this server cannot tell how far it held
+    /// any range it knew before (or lost entirely), and must not answer seals of them as if
+    /// it could. Ranges it learns of after recovery are not affected.
+    unsure_since_recovery: std::sync::OnceLock<HashSet<RangeKey>>,
     wal: Wal,
     cache: Arc<TailCache>,
     metrics: Metrics,
@@ -32,16 +37,34 @@ impl RangeRegistry {
         RangeRegistry {
             ranges: DashMap::new(),
             node_id,
+            unsure_since_recovery: std::sync::OnceLock::new(),
             wal,
             cache,
             metrics,
         }
     }
 
-    /// Starts an actor for every range recovery found.
+    /// Starts an actor for every range recovery found. When recovery discarded segments,
+    /// remembers which ranges were known then (see [`RangeRegistry::can_vouch_for`]).
     pub fn recover(&self, recovered: &mut Recovered) {
+        let lost_data = !recovered.discarded.is_empty();
+        let mut known = HashSet::new();
         for (key, range) in std::mem::take(&mut recovered.ranges) {
+            known.insert(key);
             self.get_or_create(key, || RangeState::from_recovered(range));
+        }
+        if lost_data {
+            let _ = self.unsure_since_recovery.set(known);
+        }
+    }
+
+    /// Whether this server may say how far it holds `key`: always, unless recovery discarded
+    /// WAL segments and the range was known then or is unknown now (it may have been lost
+    /// whole); a range first written after recovery is fine.
+    pub fn can_vouch_for(&self, key: RangeKey) -> bool {
+        match self.unsure_since_recovery.get() {
+            None => true,
+            Some(known) => !known.contains(&key) && self.ranges.contains_key(&key),
         }
     }
 

@@ -104,6 +104,16 @@ pub fn seal(
         };
         return ready(Err(error));
     }
+    // A replica that lost part of its WAL must not offer its short end for a range it held.
+    if req.end.is_none() && !ranges.can_vouch_for((req.stream_id, req.index)) {
+        return ready(Err(RpcError::new(
+            ErrorCode::StorageError,
+            format!(
+                "range {}/{}: this replica discarded WAL segments at recovery and cannot say how far it held it",
+                req.stream_id, req.index
+            ),
+        )));
+    }
     let addr = ranges.get_or_create((req.stream_id, req.index), || {
         RangeState::new(req.stream_id, req.index, req.epoch, req.range_start)
     });
