@@ -368,6 +368,43 @@ async fn an_append_too_large_for_a_frame_fails_alone() {
     verify_through_client(&client, stream.id, 30, &after).await;
 }
 
+/// With range-server-1 (which holds the data) down, opening the stream must not seal its
+/// open range below `end` (a 5 s attempt either fails or ends at or past it); once
+/// range-server-1 is back, the open seals it exactly at `end`.
+async fn seal_waits_for_the_replica_with_the_data(
+    cluster: &mut Cluster,
+    client: &StreamClient,
+    stream: StreamId,
+    end: u64,
+) {
+    assert!(!cluster.range_server(0).is_running());
+    let impatient = StreamClient::with_config(
+        &[cluster.pd_addr()],
+        stream_client::ClientConfig {
+            retry_for: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    match impatient.open(stream).await {
+        Err(e) => eprintln!("open without the replica holding the data: {e}"),
+        Ok(w) => assert!(
+            w.next_offset() >= end,
+            "sealed at {} below the acknowledged end {end}: acknowledged appends lost",
+            w.next_offset()
+        ),
+    }
+    cluster.range_server(0).start();
+    let writer = client
+        .open(stream)
+        .await
+        .expect("open once the replica is back");
+    assert_eq!(
+        writer.next_offset(),
+        end,
+        "the range ends where the appends did"
+    );
+}
+
 /// A replica that lost its disk and came back at the same address (as a new node) must not
 /// decide where a range ends: with the other replica down, its "I hold nothing" once sealed a
 /// range of a replica-2/ack-2 stream at its start, below appends both replicas had
@@ -389,32 +426,7 @@ async fn a_replica_back_with_an_empty_disk_does_not_decide_a_seal() {
     cluster.range_server(0).kill();
     assert!(!cluster.range_server(0).is_running());
 
-    let impatient = StreamClient::with_config(
-        &[cluster.pd_addr()],
-        stream_client::ClientConfig {
-            retry_for: Duration::from_secs(5),
-            ..Default::default()
-        },
-    );
-    match impatient.open(stream.id).await {
-        Err(e) => eprintln!("open without the replica holding the data: {e}"),
-        Ok(w) => assert!(
-            w.next_offset() >= end,
-            "sealed at {} below the acknowledged end {end}: acknowledged appends lost",
-            w.next_offset()
-        ),
-    }
-
-    cluster.range_server(0).start();
-    let writer = client
-        .open(stream.id)
-        .await
-        .expect("open once the replica is back");
-    assert_eq!(
-        writer.next_offset(),
-        end,
-        "the range ends where the appends did"
-    );
+    seal_waits_for_the_replica_with_the_data(&mut cluster, &client, stream.id, end).await;
     verify_through_client(&client, stream.id, 40, &written).await;
 }
 
@@ -469,31 +481,7 @@ async fn a_replica_that_discarded_wal_segments_does_not_decide_a_seal() {
     );
     cluster.range_server(0).kill();
 
-    let impatient = StreamClient::with_config(
-        &[cluster.pd_addr()],
-        stream_client::ClientConfig {
-            retry_for: Duration::from_secs(5),
-            ..Default::default()
-        },
-    );
-    match impatient.open(stream.id).await {
-        Err(e) => eprintln!("open without the intact replica: {e}"),
-        Ok(w) => assert!(
-            w.next_offset() >= end,
-            "sealed at {} below the acknowledged end {end}: acknowledged appends lost",
-            w.next_offset()
-        ),
-    }
-    cluster.range_server(0).start();
-    let writer = client
-        .open(stream.id)
-        .await
-        .expect("open with the intact replica back");
-    assert_eq!(
-        writer.next_offset(),
-        end,
-        "the range ends where the appends did"
-    );
+    seal_waits_for_the_replica_with_the_data(&mut cluster, &client, stream.id, end).await;
     let read = client
         .read(stream.id, end - 1, 1 << 20)
         .await
