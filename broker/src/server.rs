@@ -57,7 +57,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     )
     .await?;
     // Published now so that scripts and tests find a broker that is waiting for PD.
-    ::actors::process::write_file_atomic(&config.data, "http.addr", &http_addr.to_string())?;
+    ::actors::process::publish_addresses(&config.data, &[("http.addr", http_addr.to_string())])?;
 
     let pd = PdClient::new(&config.pd).with_retry_for(Duration::from_secs(5));
     let (node_id, lease_ms) =
@@ -104,13 +104,14 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         }
     });
 
-    for (name, addr) in [
-        ("rpc.addr", kafka_addr),
-        ("kafka.addr", kafka_addr),
-        ("http.addr", http_addr),
-    ] {
-        ::actors::process::write_file_atomic(&config.data, name, &addr.to_string())?;
-    }
+    // http.addr went out at start (so a broker waiting for PD can be probed).
+    ::actors::process::publish_addresses(
+        &config.data,
+        &[
+            ("rpc.addr", kafka_addr.to_string()),
+            ("kafka.addr", kafka_addr.to_string()),
+        ],
+    )?;
     ready.store(true, Ordering::Release);
     tracing::info!(node_id, %kafka_addr, %advertised, %http_addr, "strata-broker serving Kafka");
     Ok(RunningBroker {
