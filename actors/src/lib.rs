@@ -8,6 +8,7 @@
 //! - [`closing`]: flushing and closing a connection actor's framed writer.
 //! - [`listener`]: the stream of accepted connections every listener uses.
 //! - [`process`]: process chores (address files, shutdown signals).
+//! - [`throttle`]: at most one log line a second for a repeated warning.
 //!
 //! Nothing here knows about streams, ranges or Kafka.
 
@@ -17,5 +18,6 @@ pub mod listener;
 pub mod process;
 pub mod rpc;
 pub mod telemetry;
+pub mod throttle;
 
 pub use rpc::{serve, ClientOptions, RequestContext, Router, RpcClient, ServerOptions};

@@ -99,8 +99,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         ctx.add_stream(::actors::listener::incoming(listener));
         Acceptor {
             broker: acceptor_broker,
-            refused: 0,
-            refusal_logged: None,
+            refusals: ::actors::throttle::LogThrottle::new(),
         }
     });
 
@@ -123,9 +122,8 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
 
 struct Acceptor {
     broker: SharedBroker,
-    /// Connections refused (over `max_connections`) since the last log line about it.
-    refused: u64,
-    refusal_logged: Option<std::time::Instant>,
+    /// Connections refused over `max_connections`, for the log line.
+    refusals: ::actors::throttle::LogThrottle,
 }
 
 impl Actor for Acceptor {
@@ -140,15 +138,8 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for Acceptor {
                 if self.broker.metrics.connections.get() >= max as i64 {
                     // Closed at once (dropped); logged at most once a second.
                     self.broker.metrics.connections_refused.inc();
-                    self.refused += 1;
-                    let now = std::time::Instant::now();
-                    if self
-                        .refusal_logged
-                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-                    {
-                        tracing::warn!(%peer, refused = self.refused, max, "refusing Kafka connections: at --max-connections");
-                        self.refused = 0;
-                        self.refusal_logged = Some(now);
+                    if let Some(refused) = self.refusals.hit() {
+                        tracing::warn!(%peer, refused, max, "refusing Kafka connections: at --max-connections");
                     }
                     return;
                 }

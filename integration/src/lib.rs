@@ -240,6 +240,7 @@ pub struct ClusterBuilder {
     range_servers: usize,
     brokers: usize,
     broker_args: Vec<String>,
+    pd_args: Vec<String>,
     root: Option<PathBuf>,
 }
 
@@ -278,6 +279,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Any PD flag.
+    pub fn pd_arg(mut self, flag: &str, value: &str) -> Self {
+        self.pd_args.push(flag.to_string());
+        self.pd_args.push(value.to_string());
+        self
+    }
+
     /// Start in `root` instead of a fresh temporary directory (which is deleted on drop).
     pub fn root(mut self, root: &Path) -> Self {
         self.root = Some(root.to_path_buf());
@@ -297,7 +305,7 @@ impl ClusterBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let mut cluster = Cluster::start_in(&root, self.range_servers).await;
+        let mut cluster = Cluster::start_with(&root, self.range_servers, &self.pd_args).await;
         cluster._temp = keep_if_asked(temp);
         for i in 1..=self.brokers {
             let mut args = vec!["--pd".to_string(), cluster.pd_addr()];
@@ -320,6 +328,7 @@ impl Cluster {
             range_servers: 3,
             brokers: 1,
             broker_args: Vec::new(),
+            pd_args: Vec::new(),
             root: None,
         }
     }
@@ -338,12 +347,13 @@ impl Cluster {
     }
 
     pub async fn start_in(root: &Path, range_servers: usize) -> Cluster {
-        let mut pd = Proc::new(
-            "pd",
-            root,
-            "strata-pd",
-            vec!["--lease-ms".into(), "3000".into()],
-        );
+        Cluster::start_with(root, range_servers, &[]).await
+    }
+
+    async fn start_with(root: &Path, range_servers: usize, pd_args: &[String]) -> Cluster {
+        let mut args = vec!["--lease-ms".to_string(), "3000".to_string()];
+        args.extend(pd_args.iter().cloned());
+        let mut pd = Proc::new("pd", root, "strata-pd", args);
         pd.start();
         let mut servers = Vec::new();
         for i in 1..=range_servers {
@@ -448,6 +458,22 @@ impl Cluster {
         let mut all = vec!["--pd".to_string(), self.pd_addr()];
         all.extend(args.iter().map(|a| a.to_string()));
         Proc::new(name, &self.root, "strata-broker", all)
+    }
+
+    /// Starts one more range server (`range-server-N`, added to [`Cluster::range_servers`])
+    /// and waits until PD counts it alive; returns its index.
+    pub async fn add_range_server(&mut self) -> usize {
+        let n = self.range_servers.len() + 1;
+        let mut rs = Proc::new(
+            &format!("range-server-{n}"),
+            &self.root,
+            "strata-range-server",
+            vec!["--pd".into(), self.pd_addr()],
+        );
+        rs.start();
+        self.range_servers.push(rs);
+        self.wait_for_range_servers(n).await;
+        n - 1
     }
 
     /// Kills broker `i` (SIGKILL), deletes its data dir and starts it again on the same Kafka

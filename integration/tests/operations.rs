@@ -220,3 +220,183 @@ fn free_port_base() -> u16 {
     }
     panic!("no free port base found");
 }
+
+/// Sends `values` to partition 0 of `topic` (acks=all) and fails the test on any error.
+async fn produce_all(cluster: &Cluster, topic: &'static str, values: Vec<String>) {
+    let bootstrap = cluster.bootstrap();
+    let sent = blocking(move || {
+        let producer = kafka::producer(&bootstrap, &[("acks", "all")]);
+        for (i, v) in values.iter().enumerate() {
+            kafka::send(
+                &producer,
+                rdkafka::producer::BaseRecord::with_opaque_to(topic, Box::new(i))
+                    .partition(0)
+                    .payload(v.as_bytes()),
+            );
+        }
+        kafka::flush(&producer, Duration::from_secs(60))
+    })
+    .await;
+    if let Some(d) = sent.iter().find(|d| d.error.is_some()) {
+        fail(cluster, format!("produce to {topic} failed: {d:?}"));
+    }
+}
+
+/// The sum over the live range servers of their metric `name`.
+fn range_server_sum(cluster: &Cluster, name: &str) -> f64 {
+    cluster
+        .range_servers
+        .iter()
+        .filter(|rs| rs.is_running())
+        .filter_map(|rs| metric(&rs.http_addr, name))
+        .sum()
+}
+
+/// Waits (60 s at most) for `cond`, failing with `what` and the logs.
+async fn wait_until(cluster: &Cluster, what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        if Instant::now() > deadline {
+            fail(cluster, format!("after 60 s: {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What is deleted is forgotten everywhere: a range trimmed away (DeleteRecords past it) and
+/// the ranges of a deleted topic are retired on the range servers that held them, PD forgets
+/// the streams and the trimmed range, and once nothing names a dead range server PD forgets
+/// it too. Before, range servers kept every range forever and PD every stream, range and
+/// node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
+    use protocol::pd::{DescribeStream, ListNodes, ListStreams, ListTopics};
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder()
+            .brokers(1)
+            .pd_arg("--forget-nodes-after-secs", "2"),
+        &[],
+    )
+    .await;
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    let call_err = |e: protocol::RpcError| e.to_string();
+    let streams_before = ok(&cluster, pd.call(ListStreams {}).await.map_err(call_err)).len();
+    let ranges_before = range_server_sum(&cluster, "strata_rs_ranges");
+    // A fourth range server: holding no range yet, it gets the new topic's ranges (PD places
+    // ranges on the servers with the fewest open ones), and nothing else.
+    let victim = cluster.add_range_server().await;
+    let victim_addr = cluster.range_servers[victim].rpc_addr.clone();
+    let nodes = ok(&cluster, pd.call(ListNodes {}).await.map_err(call_err));
+    let Some(victim_node) = nodes.iter().find(|n| n.addr == victim_addr).map(|n| n.id) else {
+        fail(
+            &cluster,
+            format!("PD does not list {victim_addr}: {nodes:?}"),
+        );
+    };
+    create_topic(&cluster, "forgotten", 1, &[]).await;
+    produce_all(
+        &cluster,
+        "forgotten",
+        (0..10).map(|i| format!("a{i}")).collect(),
+    )
+    .await;
+
+    let topics = ok(&cluster, pd.call(ListTopics {}).await.map_err(call_err));
+    let Some(data_stream) = topics
+        .iter()
+        .find(|t| t.name == "forgotten")
+        .map(|t| t.partitions[0].data_stream)
+    else {
+        fail(&cluster, format!("PD does not list the topic: {topics:?}"));
+    };
+    let describe = || {
+        pd.call(DescribeStream {
+            stream_id: data_stream,
+        })
+    };
+    let stream = ok(&cluster, describe().await.map_err(call_err));
+    assert!(
+        stream.ranges[0].servers.contains(&victim_node),
+        "the new range server does not hold the topic's range: {stream:?}"
+    );
+    // Kill it: the writer moves to a new range on the others.
+    cluster.range_server(victim).kill();
+    assert!(
+        !cluster.range_servers[victim].is_running(),
+        "the kill failed"
+    );
+    produce_all(
+        &cluster,
+        "forgotten",
+        (10..20).map(|i| format!("b{i}")).collect(),
+    )
+    .await;
+    let stream = ok(&cluster, describe().await.map_err(call_err));
+    assert!(
+        stream.ranges.len() >= 2,
+        "the writer did not move to a new range: {stream:?}"
+    );
+
+    // Trim past the first range: it is retired on the live servers that held it, and PD
+    // forgets it.
+    let admin = kafka::admin(&cluster.bootstrap());
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let _ = tpl.add_partition_offset("forgotten", 0, rdkafka::Offset::Offset(20));
+    if let Err(e) = admin.delete_records(&tpl, &kafka::admin_options()).await {
+        fail(&cluster, format!("DeleteRecords: {e}"));
+    }
+    wait_until(&cluster, "PD still keeps the trimmed range", async || {
+        describe()
+            .await
+            .is_ok_and(|s| s.start_offset == 20 && s.ranges.iter().all(|r| r.index != 0))
+    })
+    .await;
+    wait_until(
+        &cluster,
+        "no range server retired the trimmed range",
+        async || range_server_sum(&cluster, "strata_rs_ranges_retired") >= 1.0,
+    )
+    .await;
+
+    // Delete the topic: every range it had on the live servers is retired, PD lists none of
+    // its streams, and the dead server, named by nothing now, is forgotten.
+    let deleted = admin
+        .delete_topics(&["forgotten"], &kafka::admin_options())
+        .await;
+    if !deleted.is_ok_and(|r| r.iter().all(|r| r.is_ok())) {
+        fail(&cluster, "DeleteTopics failed".into());
+    }
+    wait_until(&cluster, "PD still lists the topic's streams", async || {
+        pd.call(ListStreams {})
+            .await
+            .is_ok_and(|s| s.len() == streams_before)
+    })
+    .await;
+    let what = format!(
+        "the range servers still hold the deleted topic's ranges ({ranges_before} before it)"
+    );
+    wait_until(&cluster, &what, async || {
+        range_server_sum(&cluster, "strata_rs_ranges") == ranges_before
+    })
+    .await;
+    wait_until(
+        &cluster,
+        "PD still lists the dead range server",
+        async || {
+            pd.call(ListNodes {})
+                .await
+                .is_ok_and(|nodes| nodes.iter().all(|n| n.id != victim_node))
+        },
+    )
+    .await;
+    assert!(
+        cluster.pd.log().contains("forgot a long-dead node"),
+        "PD did not log forgetting the node"
+    );
+    let nodes = pd.call(ListNodes {}).await.map(|n| n.len());
+    assert_eq!(
+        nodes,
+        Ok(4),
+        "PD lists the broker and the three live range servers"
+    );
+}

@@ -6,7 +6,8 @@
 //! least loaded, each time of the topic the most loaded holds the most more of, so each topic
 //! stays spread) and [`pick_leaders`] (leaders for partitions being created) — and the
 //! leader-only task [`run`] that, every tick, publishes liveness flips as
-//! `Event::NodeChanged` watch events and proposes its plan as one `Command::AssignPartitions`.
+//! `Event::NodeChanged` watch events and proposes its plan as one `Command::AssignPartitions`;
+//! now and then the same task forgets nodes dead for long that nothing names any more.
 //!
 //! Must not: change the state except through that Raft command (apply re-validates every
 //! change), act while this voter is not the leader, or do I/O. Planning is one pass over the
@@ -154,6 +155,7 @@ fn liveness_flips(
     alive: impl Fn(u64) -> bool,
     seen: &mut BTreeMap<u64, bool>,
 ) -> Vec<Event> {
+    seen.retain(|id, _| state.nodes.contains_key(id));
     state
         .nodes
         .keys()
@@ -165,8 +167,31 @@ fn liveness_flips(
         .collect()
 }
 
+/// How often (in ticks) the leader looks for nodes to forget.
+const FORGET_EVERY_TICKS: u32 = 40;
+
+/// Forgets every node silent for `after` that no range or partition names (so PD's node list
+/// does not grow with every replaced machine). A forgotten node that comes back registers
+/// again under its kept id.
+async fn forget_dead_nodes(service: &PdService, after: Duration) {
+    let dead = |id| service.liveness.silent_for(id, after);
+    let Ok(nodes) = service.read(|s| s.state.forgettable_nodes(dead)) else {
+        return;
+    };
+    for node_id in nodes {
+        match service.write(Command::ForgetNode { node_id }).await {
+            Ok(_) => {
+                service.liveness.forget(node_id);
+                tracing::info!(node = node_id, silent_for = ?after, "forgot a long-dead node");
+            }
+            Err(e) => tracing::warn!(node = node_id, "forgetting a dead node: {e}"),
+        }
+    }
+}
+
 /// The balancer task: runs until Raft stops. Does nothing on a voter that is not the leader.
-pub async fn run(service: PdService, interval: Duration, max_moves: usize) {
+/// Also forgets nodes dead for `forget_after` (see [`forget_dead_nodes`]).
+pub async fn run(service: PdService, interval: Duration, max_moves: usize, forget_after: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = BTreeMap::new();
@@ -199,6 +224,9 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize) {
         if !flips.is_empty() {
             tracing::info!(?flips, "node liveness changed");
             service.watch.publish_local(flips);
+        }
+        if leader_ticks.is_multiple_of(FORGET_EVERY_TICKS) {
+            forget_dead_nodes(&service, forget_after).await;
         }
         if first.is_empty() {
             continue;

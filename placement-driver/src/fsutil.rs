@@ -22,6 +22,8 @@ pub enum DiskError {
     },
     #[error("corrupt {0}")]
     Corrupt(String),
+    #[error("a record of {0} bytes is over the {MAX_RECORD}-byte limit of what can be read back")]
+    TooLarge(usize),
 }
 
 impl DiskError {
@@ -31,11 +33,16 @@ impl DiskError {
     }
 }
 
-/// Appends one framed record to `buf`.
-pub fn frame_record(buf: &mut Vec<u8>, payload: &[u8]) {
+/// Appends one framed record to `buf`. A payload over [`MAX_RECORD`] is refused: it could be
+/// written but never read back.
+pub fn frame_record(buf: &mut Vec<u8>, payload: &[u8]) -> Result<(), DiskError> {
+    if payload.len() > MAX_RECORD {
+        return Err(DiskError::TooLarge(payload.len()));
+    }
     buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     buf.extend_from_slice(&protocol::checksum(payload).to_le_bytes());
     buf.extend_from_slice(payload);
+    Ok(())
 }
 
 /// What was found at one position of a record file.
@@ -88,8 +95,8 @@ pub fn write_atomic(
 ) -> Result<(), DiskError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
-    let mut buf = Vec::with_capacity(payload.len() + RECORD_HEADER);
-    frame_record(&mut buf, payload);
+    let mut buf = Vec::with_capacity(payload.len().min(MAX_RECORD) + RECORD_HEADER);
+    frame_record(&mut buf, payload)?;
     let ctx = || format!("write {}", tmp.display());
     let mut f = OpenOptions::new()
         .write(true)
@@ -150,6 +157,19 @@ mod tests {
             read_atomic(dir.path(), "x"),
             Err(DiskError::Corrupt(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn records_that_could_not_be_read_back_are_not_written() -> Result<(), DiskError> {
+        let dir = tempfile::tempdir().map_err(DiskError::io("tempdir"))?;
+        write_atomic(dir.path(), "x", b"kept", true)?;
+        let huge = vec![0u8; MAX_RECORD + 1];
+        assert!(matches!(
+            write_atomic(dir.path(), "x", &huge, true),
+            Err(DiskError::TooLarge(n)) if n == MAX_RECORD + 1
+        ));
+        assert_eq!(read_atomic(dir.path(), "x")?.as_deref(), Some(&b"kept"[..]));
         Ok(())
     }
 }

@@ -62,12 +62,28 @@ impl Liveness {
     }
 
     fn alive_at(&self, node: u64, now: Instant) -> bool {
+        self.silent_at(node, now) < self.lease
+    }
+
+    /// How long `node` has been silent: since its last heartbeat, or since the grace period
+    /// began when this leader has not heard from it at all.
+    fn silent_at(&self, node: u64, now: Instant) -> Duration {
         let g = self.lock();
         let since = match g.last.get(&node) {
             Some(t) => *t,
             None => g.grace_start,
         };
-        now.saturating_duration_since(since) < self.lease
+        now.saturating_duration_since(since)
+    }
+
+    /// Whether `node` has been silent for at least `period` (and so is dead).
+    pub fn silent_for(&self, node: u64, period: Duration) -> bool {
+        self.silent_at(node, Instant::now()) >= period.max(self.lease)
+    }
+
+    /// Drops what is kept of `node` (it was forgotten by the state).
+    pub fn forget(&self, node: u64) {
+        self.lock().last.remove(&node);
     }
 }
 
@@ -86,5 +102,11 @@ mod tests {
         assert!(l.alive_at(5, t0 + Duration::from_millis(5999)));
         assert!(!l.alive_at(5, t0 + Duration::from_millis(6001)));
         assert!(!l.alive_at(6, t0 + Duration::from_millis(6001)));
+        assert_eq!(
+            l.silent_at(5, t0 + Duration::from_millis(9000)),
+            Duration::from_millis(6000)
+        );
+        l.forget(5);
+        assert!(l.silent_at(5, t0 + Duration::from_millis(9000)) >= Duration::from_millis(9000));
     }
 }

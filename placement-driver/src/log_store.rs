@@ -303,7 +303,7 @@ impl Inner {
         for e in &entries {
             let payload = protocol::codec::encode_serde(e).map_err(codec_err)?;
             placed.push((e.log_id.index, offset + buf.len() as u64));
-            fsutil::frame_record(&mut buf, &payload);
+            fsutil::frame_record(&mut buf, &payload)?;
         }
         let path = self.dir.join(seg_name(seg_first));
         if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {

@@ -43,6 +43,9 @@ struct Args {
     /// Build a snapshot and purge the Raft log after this many entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_logs: u64,
+    /// Forget a node silent for this many seconds once no range or partition names it.
+    #[arg(long, default_value_t = placement_driver::server::DEFAULT_FORGET_NODES_AFTER.as_secs())]
+    forget_nodes_after_secs: u64,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         snapshot_logs: args.snapshot_logs,
         balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
         balance_max_moves: args.balance_max_moves,
+        forget_nodes_after: Duration::from_secs(args.forget_nodes_after_secs),
     };
     let telemetry = actors::telemetry::init("strata-pd");
     let result = actix_rt::System::new().block_on(placement_driver::run(config));

@@ -27,6 +27,9 @@ use crate::state_machine::StateMachineStore;
 use crate::watch::{WatchHub, DEFAULT_CAPACITY};
 use crate::{BasicNode, NodeId, Raft};
 
+/// How long a dead node is kept by default before PD forgets it.
+pub const DEFAULT_FORGET_NODES_AFTER: Duration = Duration::from_secs(3600);
+
 /// How the placement driver runs. Every field has a default for one machine.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -49,6 +52,8 @@ pub struct Config {
     pub balance_interval: Duration,
     /// Most partitions moved between live brokers per balancer tick.
     pub balance_max_moves: usize,
+    /// A node silent this long, and named by no range or partition, is forgotten.
+    pub forget_nodes_after: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             snapshot_logs: 5000,
             balance_interval: crate::balancer::DEFAULT_INTERVAL,
             balance_max_moves: crate::balancer::DEFAULT_MAX_MOVES,
+            forget_nodes_after: DEFAULT_FORGET_NODES_AFTER,
         }
     }
 }
@@ -331,6 +337,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         service.clone(),
         config.balance_interval,
         config.balance_max_moves,
+        config.forget_nodes_after,
     ));
     // Ready: a leader is known and this voter has applied what it recovered.
     let healthy = {

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use protocol::model::{NodeInfo, RangeInfo, StreamInfo, TopicInfo};
+use protocol::model::{NodeInfo, RangeInfo, RangeReport, StreamInfo, TopicInfo};
 use protocol::pd::*;
 use protocol::{ErrorCode, RpcError};
 
 use crate::balancer;
 use crate::liveness::Liveness;
-use crate::state::{Command, Kind, PdState, Response, StateError};
+use crate::state::{Command, Kind, PdState, RangeVerdict, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
 use crate::topics::{TopicRecord, TopicSpec};
 use crate::watch::WatchHub;
@@ -204,16 +204,51 @@ impl PdService {
             ));
         }
         self.liveness.heartbeat(req.node_id);
-        if !req.ranges.is_empty() {
-            tracing::debug!(
+        let reports = &req.ranges[..req.ranges.len().min(MAX_REPORTS_PER_HEARTBEAT)];
+        let (retired, stream_starts) = self.range_verdicts(reports).await;
+        if !retired.is_empty() {
+            tracing::info!(
                 node = req.node_id,
-                ranges = req.ranges.len(),
-                "range inventory"
+                ranges = ?retired,
+                "ranges retired on their range server"
             );
         }
         Ok(HeartbeatResponse {
             lease_ms: self.lease_ms(),
+            retired,
+            stream_starts,
         })
+    }
+
+    /// What a range server may drop of the ranges it reported (see
+    /// [`PdState::range_verdict`]). Retiring is final, so a retirement is only answered when a
+    /// linearizable read agrees (a new leader's applied state may lag the log: a range it
+    /// does not know yet may exist); a trim is safe on any applied state, since stream starts
+    /// only grow.
+    async fn range_verdicts(&self, reports: &[RangeReport]) -> (Vec<(u64, u32)>, Vec<(u64, u64)>) {
+        let verdicts = |state: &PdState| {
+            let mut retired = Vec::new();
+            let mut starts = Vec::new();
+            for r in reports {
+                match state.range_verdict(r.stream_id, r.index) {
+                    RangeVerdict::Retire => retired.push((r.stream_id, r.index)),
+                    RangeVerdict::TrimTo(start) => starts.push((r.stream_id, start)),
+                    RangeVerdict::Keep => {}
+                }
+            }
+            starts.dedup();
+            (retired, starts)
+        };
+        let Ok((retired, starts)) = self.read(|s| verdicts(&s.state)) else {
+            return (Vec::new(), Vec::new());
+        };
+        if retired.is_empty() {
+            return (retired, starts);
+        }
+        match self.linearizable_read(|s| verdicts(&s.state)).await {
+            Ok(confirmed) => confirmed,
+            Err(_) => (Vec::new(), starts),
+        }
     }
 
     command_handlers! {

@@ -22,15 +22,27 @@ pub struct RegisterNodeResponse {
     pub lease_ms: u64,
 }
 
+/// Most range reports one heartbeat carries: a range server with more sends them over
+/// several heartbeats, a page each.
+pub const MAX_REPORTS_PER_HEARTBEAT: usize = 1024;
+
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct Heartbeat {
     pub node_id: NodeId,
-    /// Optional inventory of the ranges this node holds (sent after a restart).
+    /// One page (at most [`MAX_REPORTS_PER_HEARTBEAT`]) of the ranges this node holds; a range
+    /// server cycles through all of them, a page per heartbeat. PD ignores reports past the
+    /// page limit.
     pub ranges: Vec<RangeReport>,
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct HeartbeatResponse {
     pub lease_ms: u64,
+    /// Reported ranges that hold nothing readable any more (their stream was deleted or
+    /// trimmed past their end, or PD never knew them): the server may drop them.
+    pub retired: Vec<(StreamId, u32)>,
+    /// For reported ranges that start below their stream's start offset: that start offset.
+    /// Data below it is never read again.
+    pub stream_starts: Vec<(StreamId, u64)>,
 }
 
 #[derive(Debug, Clone, Encode, Decode)]

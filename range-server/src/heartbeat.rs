@@ -1,7 +1,9 @@
 //! Registration with the placement driver and heartbeats. Keeps the node id in
-//! `<data>/node_id` so a restart re-joins as the same node, reports every range on the first
-//! heartbeat after each registration, and re-registers when PD no longer knows the node.
-//! PD being down never stops the server: this task only logs and retries.
+//! `<data>/node_id` so a restart re-joins as the same node, and re-registers when PD no longer
+//! knows the node. Every heartbeat carries the next page of range reports (cycling through
+//! all ranges), and what PD answers about them is applied here: retired ranges are dropped,
+//! ranges of trimmed streams forget what lies below the start. PD being down never stops the
+//! server: this task only logs and retries.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +12,10 @@ use std::time::Duration;
 
 use actors::RpcClient;
 use protocol::model::NodeKind;
-use protocol::pd::{Heartbeat, RegisterNode};
+use protocol::pd::{Heartbeat, HeartbeatResponse, RegisterNode, MAX_REPORTS_PER_HEARTBEAT};
 use protocol::ErrorCode;
 
-use crate::registry::RangeRegistry;
+use crate::registry::{RangeKey, RangeRegistry};
 
 const MAX_INTERVAL: Duration = Duration::from_millis(500);
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -79,27 +81,30 @@ pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<
         );
 
         let mut lease_ms = resp.lease_ms;
-        let mut reported = false;
+        // The last range of the page sent last; None: start from the first.
+        let mut cursor = None;
+        let mut cycled = false;
         loop {
-            let reports = if reported {
-                Vec::new()
-            } else {
-                ranges.reports().await
-            };
-            let count = reports.len();
+            let page = ranges.report_page(cursor, MAX_REPORTS_PER_HEARTBEAT).await;
+            let keys: Vec<RangeKey> = page.iter().map(|r| (r.stream_id, r.index)).collect();
             match client
                 .call(Heartbeat {
                     node_id: resp.node_id,
-                    ranges: reports,
+                    ranges: page,
                 })
                 .await
             {
                 Ok(hb) => {
-                    if !reported {
-                        tracing::info!(ranges = count, "reported ranges to PD");
-                    }
-                    reported = true;
                     lease_ms = hb.lease_ms;
+                    apply_verdicts(&ranges, &keys, &hb);
+                    cursor = keys
+                        .last()
+                        .copied()
+                        .filter(|_| keys.len() == MAX_REPORTS_PER_HEARTBEAT);
+                    if cursor.is_none() && !cycled {
+                        cycled = true;
+                        tracing::info!(ranges = ranges.len(), "reported every range to PD");
+                    }
                 }
                 Err(e) if e.code == ErrorCode::NotFound => {
                     tracing::warn!(error = %e, "PD does not know this node; registering again");
@@ -110,6 +115,20 @@ pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<
                 }
             }
             tokio::time::sleep(interval(lease_ms)).await;
+        }
+    }
+}
+
+/// Applies PD's answer about the ranges in `keys` (the page just reported).
+fn apply_verdicts(ranges: &RangeRegistry, keys: &[RangeKey], hb: &HeartbeatResponse) {
+    for key in &hb.retired {
+        if keys.contains(key) {
+            ranges.retire(*key);
+        }
+    }
+    for (stream_id, start) in &hb.stream_starts {
+        for key in keys.iter().filter(|k| k.0 == *stream_id) {
+            ranges.trim(*key, *start);
         }
     }
 }

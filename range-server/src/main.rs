@@ -32,6 +32,10 @@ struct Args {
     /// Largest RPC frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
     max_frame_bytes: usize,
+    /// Most ranges appends and seals may create here; more are refused (NoCapacity, counted
+    /// in ranges_refused) and their writers pick other servers.
+    #[arg(long, default_value_t = range_server::server::DEFAULT_MAX_RANGES)]
+    max_ranges: usize,
 }
 
 fn main() {
@@ -46,6 +50,7 @@ fn main() {
         cache_bytes: args.cache_bytes,
         segment_bytes: args.segment_bytes,
         max_frame_bytes: args.max_frame_bytes,
+        max_ranges: args.max_ranges,
     };
     let result = actix::System::new().block_on(range_server::run(config));
     if let Err(e) = result {

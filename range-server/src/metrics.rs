@@ -62,6 +62,12 @@ metrics! {
         "wal_failed", "1 when the WAL refuses writes after a disk error";
     cache_bytes: Gauge = Gauge::default(), "cache_bytes", "Bytes in the tail cache";
     ranges: Gauge = Gauge::default(), "ranges", "Ranges held by this server";
+    /// New ranges refused at `--max-ranges`.
+    ranges_refused: Counter = Counter::default(),
+        "ranges_refused", "New ranges refused at --max-ranges";
+    /// Ranges dropped because PD said they hold nothing readable.
+    ranges_retired: Counter = Counter::default(),
+        "ranges_retired", "Ranges retired (deleted or trimmed away at PD)";
 }
 
 #[cfg(test)]
@@ -88,6 +94,8 @@ mod tests {
             "wal_failed",
             "cache_bytes",
             "ranges",
+            "ranges_refused_total",
+            "ranges_retired_total",
         ] {
             assert!(
                 text.contains(&format!("\nstrata_rs_{name}")),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
 use bytes::Bytes;
 use protocol::model::RangeReport;
 use protocol::range_rpc::{
@@ -45,6 +45,9 @@ pub struct RangeState {
     pub sealed: bool,
     /// The range's end as decided at PD, once a seal carried it.
     pub final_end: Option<u64>,
+    /// The stream's start offset as PD last told it: nothing below is read again, and the
+    /// batches wholly below it are no longer indexed.
+    pub trimmed_to: u64,
     batches: BTreeMap<u64, BatchEntry>,
 }
 
@@ -65,6 +68,7 @@ impl RangeState {
             confirmed: r.confirmed,
             sealed: r.sealed,
             final_end: r.final_end,
+            trimmed_to: r.start,
             batches: r.batches,
         }
     }
@@ -156,6 +160,25 @@ impl RangeState {
         Ok(())
     }
 
+    /// The stream now starts at `start`: forgets the batches wholly below it.
+    pub fn trim_to(&mut self, start: u64) {
+        if start <= self.trimmed_to {
+            return;
+        }
+        self.trimmed_to = start;
+        // The batch holding `start` (if any) stays; every one before it goes.
+        let keep_from = match self.batches.range(..=start).next_back() {
+            Some((&off, e)) if off + e.count as u64 > start => off,
+            _ => start,
+        };
+        self.batches = self.batches.split_off(&keep_from);
+    }
+
+    /// Batches indexed (for tests and metrics).
+    pub fn indexed_batches(&self) -> usize {
+        self.batches.len()
+    }
+
     /// Records that the batch at `offset` is durable at `entry.loc`.
     pub fn batch_durable(&mut self, offset: u64, entry: BatchEntry) {
         self.durable = self.durable.max(offset + entry.count as u64);
@@ -233,12 +256,12 @@ impl RangeState {
             // tells a reader with a stale descriptor to look up the next range.
             return Ok(Vec::new());
         }
-        if req.offset < self.start {
+        if req.offset < self.start.max(self.trimmed_to) {
             return Err(self.error(
                 ErrorCode::OffsetOutOfRange,
                 format_args!(
-                    "offset {} is before the range start {}",
-                    req.offset, self.start
+                    "offset {} is before the range start {} or the stream start {}",
+                    req.offset, self.start, self.trimmed_to
                 ),
             ));
         }
@@ -517,6 +540,40 @@ impl Handler<ReportMsg> for RangeActor {
 
     fn handle(&mut self, msg: ReportMsg, _ctx: &mut Context<Self>) {
         let _ = msg.reply.send(self.state.report());
+    }
+}
+
+/// The stream starts at `start` now (PD said so in a heartbeat answer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TrimMsg {
+    pub start: u64,
+}
+
+impl Handler<TrimMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TrimMsg, _ctx: &mut Context<Self>) {
+        self.state.trim_to(msg.start);
+    }
+}
+
+/// PD retired the range: nothing in it is readable any more. The actor stops; requests
+/// still queued find it gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetireMsg;
+
+impl Handler<RetireMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RetireMsg, ctx: &mut Context<Self>) {
+        tracing::info!(
+            stream_id = self.state.stream_id,
+            index = self.state.index,
+            "range retired"
+        );
+        ctx.stop();
     }
 }
 

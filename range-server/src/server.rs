@@ -27,7 +27,12 @@ pub struct Config {
     pub cache_bytes: usize,
     pub segment_bytes: u64,
     pub max_frame_bytes: usize,
+    /// Most ranges that appends and seals may create on this server.
+    pub max_ranges: usize,
 }
+
+/// Default of [`Config::max_ranges`].
+pub const DEFAULT_MAX_RANGES: usize = 100_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -40,6 +45,7 @@ impl Default for Config {
             cache_bytes: 256 * 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
             max_frame_bytes: protocol::frame::DEFAULT_MAX_FRAME,
+            max_ranges: DEFAULT_MAX_RANGES,
         }
     }
 }
@@ -111,6 +117,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         cache,
         metrics.clone(),
         node_id.clone(),
+        config.max_ranges,
     ));
     let (records, segments, wal_bytes) = (recovered.records, recovered.segments, recovered.bytes);
     let truncated = recovered.truncated.clone();

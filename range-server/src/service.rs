@@ -65,9 +65,13 @@ pub fn append(
                     ),
                 )));
             }
-            ranges.get_or_create(key, || {
+            let created = ranges.get_or_create_for_request(key, || {
                 RangeState::new(req.stream_id, req.index, req.epoch, req.range_start)
-            })
+            });
+            match created {
+                Ok(addr) => addr,
+                Err(e) => return ready(Err(e)),
+            }
         }
     };
     forward(&addr, req)
@@ -114,10 +118,13 @@ pub fn seal(
             ),
         )));
     }
-    let addr = ranges.get_or_create((req.stream_id, req.index), || {
+    let created = ranges.get_or_create_for_request((req.stream_id, req.index), || {
         RangeState::new(req.stream_id, req.index, req.epoch, req.range_start)
     });
-    forward(&addr, req)
+    match created {
+        Ok(addr) => forward(&addr, req),
+        Err(e) => ready(Err(e)),
+    }
 }
 
 pub fn commit(ranges: &RangeRegistry, req: Commit) -> oneshot::Receiver<Result<(), RpcError>> {

@@ -172,6 +172,38 @@ async fn wait_until_only_alive(pd: &PdClient, node_id: u64, why: &str) {
     }
 }
 
+/// Makes PD know streams 1 to 10, with range 0 of streams 9 and 10 (epoch 1, start 0) on the
+/// one range server: PD retires the ranges it does not know on a range server.
+async fn create_streams_9_and_10(pd: &PdClient) {
+    use protocol::pd::{CreateRange, CreateStream, OpenStream};
+    for _ in 1..=10 {
+        pd.call(CreateStream {
+            replica: 1,
+            ack_count: 1,
+        })
+        .await
+        .unwrap();
+    }
+    for stream_id in [9, 10] {
+        let s = pd
+            .call(OpenStream {
+                stream_id,
+                min_epoch: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(s.epoch, 1);
+        pd.call(CreateRange {
+            stream_id,
+            epoch: 1,
+            start: 0,
+            exclude: Vec::new(),
+        })
+        .await
+        .unwrap();
+    }
+}
+
 #[actix::test]
 async fn serves_survives_kill_9_and_keeps_its_node_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +214,9 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
     let rpc = wait_file(&data.join("rpc.addr")).await;
     let http = wait_file(&data.join("http.addr")).await;
     let client = RpcClient::new(rpc.clone());
+    let node_id: u64 = wait_file(&data.join("node_id")).await.parse().unwrap();
+    wait_until_only_alive(&pd_client, node_id, "PD never saw the range server alive").await;
+    create_streams_9_and_10(&pd_client).await;
 
     // 300 pipelined appends of mixed sizes over several WAL segments.
     let n = 300u64;
@@ -216,9 +251,7 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
         assert_eq!(b.payload, payload(i as u64));
     }
 
-    // Registered, node id kept, ranges reported, metrics and health served.
-    let node_id: u64 = wait_file(&data.join("node_id")).await.parse().unwrap();
-    wait_until_only_alive(&pd_client, node_id, "PD never saw the range server alive").await;
+    // Registered, ranges reported, metrics and health served.
     let metrics = http_get(&http, "/metrics");
     assert!(metrics.contains("strata_rs_appends_total 300"), "{metrics}");
     assert!(metrics.contains("strata_rs_wal_fsyncs_total"));
@@ -280,19 +313,16 @@ async fn serves_survives_kill_9_and_keeps_its_node_id() {
     client
         .call(Seal {
             stream_id: 10,
-            index: 3,
+            index: 0,
             epoch: 5,
-            range_start: 50,
-            end: Some(50),
+            range_start: 0,
+            end: Some(0),
             node: 0,
         })
         .await
         .unwrap();
     let mut stale = append(0);
     stale.stream_id = 10;
-    stale.index = 3;
-    stale.range_start = 50;
-    stale.offset = 50;
     stale.epoch = 4;
     assert_eq!(
         client.call(stale).await.unwrap_err().code,

@@ -75,6 +75,11 @@ pub enum Command {
     SetClusterId {
         cluster_id: String,
     },
+    /// Forgets a node that the leader saw dead for long; refused while a range or a
+    /// partition still names it.
+    ForgetNode {
+        node_id: u64,
+    },
 }
 
 /// What applying a command produced.

@@ -21,7 +21,7 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::pd::Event;
 use protocol::RpcError;
@@ -31,7 +31,7 @@ use crate::topics::TopicRecord;
 
 pub use command::{ApplyResult, Command, Response, StateError};
 pub use records::{Kind, NodeRecord, RangeRecord, StreamRecord};
-pub use streams::check_replication;
+pub use streams::{check_replication, RangeVerdict};
 
 /// Largest `replica` a stream may ask for.
 pub const MAX_REPLICA: u8 = 5;
@@ -74,11 +74,12 @@ struct PdStateBeforeTopics {
 }
 
 impl PdState {
-    /// Decodes a snapshot's state, also in the layout used before topics existed.
+    /// Decodes a snapshot's state, also in the layout used before topics existed. Streams
+    /// that older versions kept as deleted tombstones are dropped.
     pub fn decode(bytes: &[u8]) -> Result<PdState, RpcError> {
-        protocol::codec::decode_serde::<PdState>(bytes).or_else(|e| {
+        let mut state = protocol::codec::decode_serde::<PdState>(bytes).or_else(|e| {
             let old: PdStateBeforeTopics = protocol::codec::decode_serde(bytes).map_err(|_| e)?;
-            Ok(PdState {
+            Ok::<_, RpcError>(PdState {
                 nodes: old.nodes,
                 streams: old.streams,
                 allocators: old.allocators,
@@ -86,7 +87,34 @@ impl PdState {
                 next_stream_id: old.next_stream_id,
                 ..PdState::default()
             })
-        })
+        })?;
+        state.streams.retain(|_, s| !s.deleted);
+        Ok(state)
+    }
+
+    /// Every node a range of a stream or a partition still names.
+    pub fn nodes_in_use(&self) -> BTreeSet<u64> {
+        let servers = self
+            .streams
+            .values()
+            .flat_map(|s| &s.ranges)
+            .flat_map(|r| r.servers.iter().copied());
+        let leaders = self
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.leader);
+        servers.chain(leaders).collect()
+    }
+
+    /// Nodes that may be forgotten: named by nothing and, by the leader's judgement, `dead`.
+    pub fn forgettable_nodes(&self, dead: impl Fn(u64) -> bool) -> Vec<u64> {
+        let in_use = self.nodes_in_use();
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|id| !in_use.contains(id) && dead(*id))
+            .collect()
     }
 }
 
@@ -140,6 +168,7 @@ impl PdState {
             } => self.alter_configs(name, set, remove, *replace_all),
             Command::AssignPartitions { changes } => self.assign_partitions(changes),
             Command::SetClusterId { cluster_id } => self.set_cluster_id(cluster_id),
+            Command::ForgetNode { node_id } => self.forget_node(*node_id),
         };
         let events = match (&result, cmd) {
             (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],
@@ -197,6 +226,18 @@ impl PdState {
         };
         self.nodes.insert(id, node.clone());
         Ok(Response::Node(node))
+    }
+
+    fn forget_node(&mut self, node_id: u64) -> ApplyResult {
+        if self.nodes_in_use().contains(&node_id) {
+            return Err(StateError::InvalidArgument(format!(
+                "node {node_id} is still named by a range or a partition"
+            )));
+        }
+        match self.nodes.remove(&node_id) {
+            Some(node) => Ok(Response::Node(node)),
+            None => Err(StateError::NotFound(format!("node {node_id}"))),
+        }
     }
 
     fn allocate(&mut self, key: &str, count: u64) -> ApplyResult {

@@ -247,6 +247,8 @@ impl PdState {
         Ok(Response::Range(range.clone()))
     }
 
+    /// Moves the start forward and forgets the ranges wholly below it, except the last one,
+    /// which fixes where the next range starts and what its index is.
     pub(super) fn trim(&mut self, stream_id: u64, start_offset: u64) -> ApplyResult {
         let s = self.stream_mut(stream_id)?;
         if let Some(last) = s.ranges.last() {
@@ -259,16 +261,52 @@ impl PdState {
             }
         }
         s.start_offset = s.start_offset.max(start_offset);
+        let start = s.start_offset;
+        let keep_from = s
+            .ranges
+            .iter()
+            .position(|r| r.end.is_none_or(|end| end > start))
+            .unwrap_or(s.ranges.len().saturating_sub(1));
+        s.ranges.drain(..keep_from);
         Ok(Response::Stream(s.clone()))
     }
 
+    /// Forgets a stream. Its id is never given out again (`next_stream_id` only grows), so
+    /// an id below `next_stream_id` that is not in the map was deleted.
     pub(super) fn delete(&mut self, stream_id: u64) -> ApplyResult {
-        match self.streams.get_mut(&stream_id) {
-            Some(s) => {
+        match self.streams.remove(&stream_id) {
+            Some(mut s) => {
                 s.deleted = true;
-                Ok(Response::Stream(s.clone()))
+                Ok(Response::Stream(s))
             }
             None => Err(not_found(stream_id)),
         }
     }
+
+    /// What a range server may do with a range it reports holding: drop it
+    /// ([`RangeVerdict::Retire`]: the stream is gone, the range wholly trimmed, or PD never
+    /// had it), forget what lies below the stream's start ([`RangeVerdict::TrimTo`]), or keep
+    /// it as it is. Open ranges of live streams are always kept.
+    pub fn range_verdict(&self, stream_id: u64, index: u32) -> RangeVerdict {
+        let Some(s) = self.streams.get(&stream_id).filter(|s| !s.deleted) else {
+            return RangeVerdict::Retire;
+        };
+        let Some(range) = s.ranges.iter().find(|r| r.index == index) else {
+            // Below the first kept range: trimmed away. Above the last: never created here.
+            return RangeVerdict::Retire;
+        };
+        match range.end {
+            Some(end) if end <= s.start_offset => RangeVerdict::Retire,
+            _ if range.start < s.start_offset => RangeVerdict::TrimTo(s.start_offset),
+            _ => RangeVerdict::Keep,
+        }
+    }
+}
+
+/// See [`PdState::range_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeVerdict {
+    Keep,
+    TrimTo(u64),
+    Retire,
 }

@@ -175,6 +175,22 @@ fn snapshots_from_before_topics_still_decode() {
 }
 
 #[test]
+fn snapshots_drop_the_deleted_streams_older_versions_kept() {
+    let (mut st, _) = setup(1);
+    let gone = stream(&mut st, 1, 1);
+    let kept = stream(&mut st, 1, 1);
+    // What an older version stored for a deleted stream: a tombstone.
+    let mut old = st.clone();
+    if let Some(s) = old.streams.get_mut(&gone) {
+        s.deleted = true;
+    }
+    let bytes = protocol::codec::encode_serde(&old).map_err(|e| e.message);
+    let decoded = bytes.and_then(|b| PdState::decode(&b).map_err(|e| e.message));
+    let ids = decoded.map(|d| d.streams.keys().copied().collect::<Vec<_>>());
+    assert_eq!(ids, Ok(vec![kept]));
+}
+
+#[test]
 fn create_stream_validates_replica_and_ack() {
     let mut st = PdState::default();
     for (r, a) in [(0, 0), (6, 1), (3, 0), (3, 4)] {
@@ -338,7 +354,84 @@ fn placement_prefers_new_and_less_loaded_servers() {
 }
 
 #[test]
-fn trim_moves_forward_and_delete_hides() {
+fn trim_forgets_the_ranges_wholly_below_the_start_but_the_last() {
+    let (mut st, servers, id, e) = writing_first_range();
+    seal(&mut st, id, e, 0, 100).ok();
+    create_range(&mut st, id, e, 100, &servers).ok();
+    seal(&mut st, id, e, 1, 200).ok();
+    create_range(&mut st, id, e, 200, &servers).ok();
+    let indexes =
+        |st: &PdState| -> Vec<u32> { st.streams[&id].ranges.iter().map(|r| r.index).collect() };
+    let trim = |st: &mut PdState, o| {
+        st.apply(&Command::TrimStream {
+            stream_id: id,
+            start_offset: o,
+        })
+        .0
+    };
+    assert!(trim(&mut st, 99).is_ok());
+    assert_eq!(indexes(&st), vec![0, 1, 2]);
+    assert_eq!(st.range_verdict(id, 0), RangeVerdict::TrimTo(99));
+    assert!(trim(&mut st, 100).is_ok());
+    assert_eq!(indexes(&st), vec![1, 2]);
+    assert_eq!(st.range_verdict(id, 0), RangeVerdict::Retire);
+    assert_eq!(st.range_verdict(id, 1), RangeVerdict::Keep);
+    assert!(trim(&mut st, 250).is_ok());
+    assert_eq!(indexes(&st), vec![2]);
+    assert_eq!(st.range_verdict(id, 1), RangeVerdict::Retire);
+    assert_eq!(st.range_verdict(id, 2), RangeVerdict::TrimTo(250));
+    // The open range is never retired, and the next range continues the numbering.
+    seal(&mut st, id, e, 2, 300).ok();
+    assert!(trim(&mut st, 300).is_ok());
+    assert_eq!(indexes(&st), vec![2]);
+    assert_eq!(st.range_verdict(id, 2), RangeVerdict::Retire);
+    assert!(matches!(
+        create_range(&mut st, id, e, 300, &servers),
+        Ok(Response::Range(ref r)) if r.index == 3
+    ));
+    // Ranges PD never had, of streams it never had, are retired too.
+    assert_eq!(st.range_verdict(id, 9), RangeVerdict::Retire);
+    assert_eq!(st.range_verdict(12345, 0), RangeVerdict::Retire);
+}
+
+#[test]
+fn dead_nodes_are_forgotten_only_when_nothing_names_them() {
+    let (mut st, servers, id, _) = writing_first_range();
+    let broker = reg(&mut st, Kind::Broker);
+    let spare = reg(&mut st, Kind::RangeServer);
+    let all_dead = |_| true;
+    // The range names every server but the spare; no partition names the broker.
+    assert_eq!(st.forgettable_nodes(all_dead), vec![broker, spare]);
+    assert!(matches!(
+        st.apply(&Command::ForgetNode {
+            node_id: servers[0]
+        })
+        .0,
+        Err(StateError::InvalidArgument(_))
+    ));
+    let (r, ev) = st.apply(&Command::ForgetNode { node_id: spare });
+    assert!(matches!(r, Ok(Response::Node(ref n)) if n.id == spare));
+    assert_eq!(ev, vec![Event::NodeChanged(spare)]);
+    assert!(!st.nodes.contains_key(&spare));
+    assert!(matches!(
+        st.apply(&Command::ForgetNode { node_id: spare }).0,
+        Err(StateError::NotFound(_))
+    ));
+    // Once its stream is gone, a server is free to forget; a forgotten node that comes back
+    // registers again under its old id.
+    assert!(st.apply(&Command::DeleteStream { stream_id: id }).0.is_ok());
+    assert_eq!(st.forgettable_nodes(|n| n == servers[0]), vec![servers[0]]);
+    let (r, _) = st.apply(&Command::RegisterNode {
+        kind: Kind::RangeServer,
+        node_id: Some(spare),
+        addr: "back".into(),
+        http_addr: "h".into(),
+    });
+    assert!(matches!(r, Ok(Response::Node(ref n)) if n.id == spare));
+}
+
+#[test]
+fn trim_moves_forward_and_delete_forgets() {
     let (mut st, servers, id, e) = writing_first_range();
     seal(&mut st, id, e, 0, 100).ok();
     let t = |st: &mut PdState, o| {
@@ -358,6 +451,8 @@ fn trim_moves_forward_and_delete_hides() {
     assert!(matches!(r, Ok(Response::Stream(ref s)) if s.deleted));
     assert_eq!(ev, vec![Event::StreamChanged(id)]);
     assert!(matches!(st.stream(id), Err(StateError::NotFound(_))));
+    assert!(!st.streams.contains_key(&id));
+    assert_eq!(st.range_verdict(id, 0), RangeVerdict::Retire);
     assert!(matches!(
         st.apply(&Command::OpenStream {
             stream_id: id,

@@ -269,7 +269,7 @@ impl PdState {
         Ok(Response::Topic(topic))
     }
 
-    /// Removes the topic and marks every stream of its partitions deleted.
+    /// Removes the topic and forgets every stream of its partitions.
     pub(crate) fn delete_topic(&mut self, name: &str) -> ApplyResult {
         let topic = self
             .topics
@@ -277,9 +277,7 @@ impl PdState {
             .ok_or_else(|| topic_not_found(name))?;
         for p in &topic.partitions {
             for id in [p.data_stream, p.meta_stream] {
-                if let Some(s) = self.streams.get_mut(&id) {
-                    s.deleted = true;
-                }
+                self.streams.remove(&id);
             }
         }
         Ok(Response::Topic(topic))

@@ -135,6 +135,33 @@ fn four_durable_batches() -> RangeState {
     s
 }
 
+/// Once PD says the stream starts further on, the batches wholly below are no longer
+/// indexed, reads below the start are refused, and the batch holding the start stays.
+#[test]
+fn trimming_forgets_the_batches_below_the_stream_start() {
+    let mut s = four_durable_batches();
+    s.confirmed = 130;
+    assert_eq!(s.indexed_batches(), 4);
+    s.trim_to(112);
+    assert_eq!(s.indexed_batches(), 3);
+    assert_eq!(
+        code(s.plan_fetch(&fetch(105, u64::MAX, 1000))),
+        ErrorCode::OffsetOutOfRange
+    );
+    let plan = s.plan_fetch(&fetch(112, u64::MAX, 1000)).unwrap();
+    assert_eq!(plan.first().map(|(off, _)| *off), Some(110));
+    s.trim_to(100); // never backwards
+    assert_eq!(s.indexed_batches(), 3);
+    s.trim_to(120);
+    assert_eq!(s.indexed_batches(), 1);
+    s.trim_to(130);
+    assert_eq!(s.indexed_batches(), 0);
+    // Appends go on at the end.
+    s.check_append(&append(130, 1, 1, b"p")).unwrap();
+    s.batch_durable(130, entry(1, 100));
+    assert_eq!(s.indexed_batches(), 1);
+}
+
 /// However much a reader asks for, one answer holds at most what fits a frame (its first
 /// batch always).
 #[test]
