@@ -73,6 +73,12 @@ struct Args {
     /// Group records a coordinator writes before it snapshots and trims its streams.
     #[arg(long, default_value_t = 1000)]
     offsets_snapshot_records: usize,
+    /// Most consumer groups one __consumer_offsets partition's coordinator holds; a JoinGroup
+    /// or OffsetCommit that would create one more gets GROUP_MAX_SIZE_REACHED (logged, and
+    /// counted in groups_refused). Empty groups without offsets are removed at each
+    /// retention check.
+    #[arg(long, default_value_t = 10_000)]
+    max_groups_per_coordinator: usize,
 }
 
 fn main() {
@@ -102,6 +108,7 @@ fn main() {
             max_session_timeout_ms: args.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: args.group_initial_rebalance_delay_ms.max(0),
             snapshot_every_records: args.offsets_snapshot_records.max(1),
+            max_groups_per_coordinator: args.max_groups_per_coordinator,
             ..broker::group::GroupConfig::default()
         },
     };

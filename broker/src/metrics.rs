@@ -17,6 +17,7 @@ pub struct Metrics {
     pub partitions: Gauge,
     pub connections: Gauge,
     pub connections_refused: Counter,
+    pub groups_refused: Counter,
 }
 
 impl Metrics {
@@ -29,6 +30,7 @@ impl Metrics {
         let partitions = Gauge::default();
         let connections = Gauge::default();
         let connections_refused = Counter::default();
+        let groups_refused = Counter::default();
         registry.register("kafka_requests", "Kafka requests by API", requests.clone());
         registry.register(
             "produced_bytes",
@@ -60,6 +62,11 @@ impl Metrics {
             "Client connections closed at once because --max-connections were open",
             connections_refused.clone(),
         );
+        registry.register(
+            "groups_refused",
+            "New consumer groups refused because their coordinator held --max-groups-per-coordinator",
+            groups_refused.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -69,6 +76,7 @@ impl Metrics {
             partitions,
             connections,
             connections_refused,
+            groups_refused,
         }
     }
 }

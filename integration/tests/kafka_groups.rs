@@ -1026,3 +1026,72 @@ async fn idle_group_offsets_expire_after_the_retention() {
     })
     .await;
 }
+
+/// A coordinator holds at most --max-groups-per-coordinator groups: a JoinGroup or a simple
+/// consumer's OffsetCommit that would create one more is refused with GROUP_MAX_SIZE_REACHED
+/// (and counted), while the groups it holds go on. Before, any client could create groups
+/// without end, each kept and scanned every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_groups_past_the_limit_are_refused() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .broker_arg("--offsets-topic-partitions", "1")
+        .broker_arg("--max-groups-per-coordinator", "2")
+        .start()
+        .await;
+    let bs = cluster.bootstrap();
+    create_topic(&cluster, "limited-t", 1, &[]).await;
+    blocking(move || {
+        let mut c = coordinator_client(&bs, "limited-a");
+        // Two groups: a member joining one, a simple consumer committing to the other.
+        let (member, cid) = start_join(&mut c, "limited-a", "limited-t");
+        let joined = finish_join(&mut c, cid);
+        assert_eq!(joined.error_code, code::NONE, "join of the first group");
+        assert_eq!(
+            commit(&mut c, "limited-b", "", -1, &[("limited-t", 0, 5)]),
+            vec![0]
+        );
+        // A third, either way, is refused.
+        let third = join(&mut c, &join_request("limited-c", "", None, "limited-t"));
+        assert_eq!(
+            third.error_code,
+            code::GROUP_MAX_SIZE_REACHED,
+            "third group's join"
+        );
+        assert_eq!(
+            commit(&mut c, "limited-d", "", -1, &[("limited-t", 0, 5)]),
+            vec![code::GROUP_MAX_SIZE_REACHED],
+            "third group's commit"
+        );
+        let listed: BTreeSet<String> = list_groups(&bs, &[]).into_iter().map(|g| g.0).collect();
+        assert_eq!(
+            listed,
+            BTreeSet::from(["limited-a".into(), "limited-b".into()])
+        );
+        // The groups it holds keep working.
+        assert_eq!(
+            commit(
+                &mut c,
+                "limited-a",
+                &member,
+                joined.generation_id,
+                &[("limited-t", 0, 7)]
+            ),
+            vec![0]
+        );
+        assert_eq!(
+            commit(&mut c, "limited-b", "", -1, &[("limited-t", 0, 9)]),
+            vec![0]
+        );
+        let metrics = integration::http_get(&cluster.brokers[0].http_addr, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        assert!(
+            metrics.lines().any(|l| l == "groups_refused_total 2"),
+            "groups_refused is not 2:\n{metrics}"
+        );
+        cluster
+    })
+    .await;
+}

@@ -255,6 +255,31 @@ impl GroupCoordinator {
     }
 }
 
+/// Whether a request may create the group `group_id` (`creates`: it would, if the group does
+/// not exist): refused with GROUP_MAX_SIZE_REACHED (counted, logged at most once a second)
+/// when the coordinator already holds its limit of groups.
+fn refuse_new_group(owner: &GroupCoordinator, group_id: &str, creates: bool) -> Option<E> {
+    let groups = &owner.state.groups;
+    let max = owner.state.config.max_groups_per_coordinator;
+    if !creates || groups.group(group_id).is_some() || groups.len() < max {
+        return None;
+    }
+    owner.broker.metrics.groups_refused.inc();
+    if let Some(refused) = GROUP_REFUSALS.hit() {
+        tracing::warn!(
+            group = group_id,
+            max,
+            refused,
+            "refusing new consumer groups: the coordinator holds --max-groups-per-coordinator"
+        );
+    }
+    Some(E::GroupMaxSizeReached)
+}
+
+/// Refused new groups, for the log line (one for the whole broker).
+static GROUP_REFUSALS: std::sync::LazyLock<::actors::throttle::LogThrottle> =
+    std::sync::LazyLock::new(::actors::throttle::LogThrottle::new);
+
 /// Answers a request: through the callback `op` hands to the groups (after the writes it
 /// queued are confirmed) when active, else at once with `refused(error)`.
 fn answer_later<T: 'static>(
@@ -298,6 +323,11 @@ request! {
     fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let member_id = msg.request.member_id.clone();
         let refused = |error| JoinResult::error(&member_id, error);
+        let creates = member_id.is_empty();
+        if let Some(error) = refuse_new_group(self, &msg.request.group_id, creates) {
+            let _ = msg.reply.send(refused(error));
+            return;
+        }
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
             groups.join(now, msg.request, answer)
         });
@@ -370,6 +400,11 @@ request! {
     fn handle(self: &mut GroupCoordinator, msg, ctx) {
         let partitions = msg.request.offsets.len();
         let refused = |error| vec![Err(error); partitions];
+        let creates = msg.request.generation < 0;
+        if let Some(error) = refuse_new_group(self, &msg.request.group_id, creates) {
+            let _ = msg.reply.send(refused(error));
+            return;
+        }
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
             groups.commit(now, msg.request, answer)
         });

@@ -49,6 +49,9 @@ pub struct GroupConfig {
     /// A coordinator snapshots its groups into the meta stream (and trims the data stream)
     /// after writing this many records.
     pub snapshot_every_records: usize,
+    /// Most groups one coordinator (one `__consumer_offsets` partition) holds; a request
+    /// that would create one more is refused with GROUP_MAX_SIZE_REACHED.
+    pub max_groups_per_coordinator: usize,
 }
 
 impl Default for GroupConfig {
@@ -62,6 +65,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3000,
             offset_metadata_max_bytes: 4096,
             snapshot_every_records: 1000,
+            max_groups_per_coordinator: 10_000,
         }
     }
 }
