@@ -1048,6 +1048,19 @@ async fn new_groups_past_the_limit_are_refused() {
         let (member, cid) = start_join(&mut c, "limited-a", "limited-t");
         let joined = finish_join(&mut c, cid);
         assert_eq!(joined.error_code, code::NONE, "join of the first group");
+        let v = c.version::<SyncGroupRequest>();
+        let synced = c
+            .call(
+                &sync_request(
+                    "limited-a",
+                    &member,
+                    joined.generation_id,
+                    &[(&member, b"A")],
+                ),
+                v,
+            )
+            .expect("SyncGroup");
+        assert_eq!(synced.error_code, code::NONE, "sync of the first group");
         assert_eq!(
             commit(&mut c, "limited-b", "", -1, &[("limited-t", 0, 5)]),
             vec![0]
