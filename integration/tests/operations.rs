@@ -275,7 +275,8 @@ async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
         Cluster::builder()
             .brokers(1)
             .pd_arg("--forget-nodes-after-secs", "2"),
-        &[],
+        // Open ranges on the first three range servers, so the fourth has the fewest.
+        &[("filler", 1)],
     )
     .await;
     let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
@@ -337,8 +338,8 @@ async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
         "the writer did not move to a new range: {stream:?}"
     );
 
-    // Trim past the first range: it is retired on the live servers that held it, and PD
-    // forgets it.
+    // Trim past the first range: it is retired on the live servers that held it, PD forgets
+    // it, and the range servers forget the trimmed batches of the open range.
     let admin = kafka::admin(&cluster.bootstrap());
     let mut tpl = rdkafka::TopicPartitionList::new();
     let _ = tpl.add_partition_offset("forgotten", 0, rdkafka::Offset::Offset(20));
@@ -357,6 +358,37 @@ async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
         async || range_server_sum(&cluster, "strata_rs_ranges_retired") >= 1.0,
     )
     .await;
+    // Readers asking a live replica of the open range for a trimmed offset are refused.
+    let stream = ok(&cluster, describe().await.map_err(call_err));
+    let open = stream.ranges.last().cloned().expect("an open range");
+    let nodes = ok(&cluster, pd.call(ListNodes {}).await.map_err(call_err));
+    for server in &open.servers {
+        let Some(addr) = nodes
+            .iter()
+            .find(|n| n.id == *server)
+            .map(|n| n.addr.clone())
+        else {
+            continue;
+        };
+        let client = actors::RpcClient::new(addr.clone());
+        let what = format!(
+            "{addr} still serves offset {} below the stream start",
+            open.start
+        );
+        wait_until(&cluster, &what, async || {
+            let fetched = client
+                .call(protocol::range_rpc::Fetch {
+                    stream_id: data_stream,
+                    index: open.index,
+                    offset: open.start,
+                    end: u64::MAX,
+                    max_bytes: 1 << 20,
+                })
+                .await;
+            fetched.is_err_and(|e| e.code == protocol::ErrorCode::OffsetOutOfRange)
+        })
+        .await;
+    }
 
     // Delete the topic: every range it had on the live servers is retired, PD lists none of
     // its streams, and the dead server, named by nothing now, is forgotten.

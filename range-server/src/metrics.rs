@@ -62,6 +62,9 @@ metrics! {
         "wal_failed", "1 when the WAL refuses writes after a disk error";
     cache_bytes: Gauge = Gauge::default(), "cache_bytes", "Bytes in the tail cache";
     ranges: Gauge = Gauge::default(), "ranges", "Ranges held by this server";
+    /// Batches in the ranges' indexes (dropped when trimmed or retired).
+    indexed_batches: Gauge = Gauge::default(),
+        "indexed_batches", "Batches indexed by the ranges held";
     /// New ranges refused at `--max-ranges`.
     ranges_refused: Counter = Counter::default(),
         "ranges_refused", "New ranges refused at --max-ranges";
@@ -94,6 +97,7 @@ mod tests {
             "wal_failed",
             "cache_bytes",
             "ranges",
+            "indexed_batches",
             "ranges_refused_total",
             "ranges_retired_total",
         ] {

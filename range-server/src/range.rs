@@ -383,18 +383,35 @@ pub struct RangeActor {
     /// Operations written to the WAL and not answered yet, by submission number.
     pending: BTreeMap<u64, Pending>,
     next_seq: u64,
+    /// This range's share of the `indexed_batches` gauge.
+    counted: usize,
 }
 
 impl RangeActor {
     pub fn new(state: RangeState, wal: Wal, cache: Arc<TailCache>, metrics: Metrics) -> Self {
-        RangeActor {
+        let mut actor = RangeActor {
             state,
             wal,
             cache,
             metrics,
             pending: BTreeMap::new(),
             next_seq: 0,
+            counted: 0,
+        };
+        actor.count_index();
+        actor
+    }
+
+    /// Brings the `indexed_batches` gauge up to date with this range's index.
+    fn count_index(&mut self) {
+        let now = self.state.indexed_batches();
+        let gauge = &self.metrics.indexed_batches;
+        if now > self.counted {
+            gauge.inc_by((now - self.counted) as i64);
+        } else {
+            gauge.dec_by((self.counted - now) as i64);
         }
+        self.counted = now;
     }
 
     fn submit(&mut self, record: WalRecord, kind: PendingKind, addr: Addr<RangeActor>) {
@@ -436,6 +453,7 @@ impl RangeActor {
                             loc,
                         },
                     );
+                    self.count_index();
                     self.cache
                         .insert((self.state.stream_id, self.state.index, offset), payload);
                     self.metrics.appends.inc();
@@ -463,6 +481,11 @@ impl RangeActor {
 
 impl Actor for RangeActor {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.metrics.indexed_batches.dec_by(self.counted as i64);
+        self.counted = 0;
+    }
 }
 
 impl Handler<AppendMsg> for RangeActor {
@@ -555,6 +578,7 @@ impl Handler<TrimMsg> for RangeActor {
 
     fn handle(&mut self, msg: TrimMsg, _ctx: &mut Context<Self>) {
         self.state.trim_to(msg.start);
+        self.count_index();
     }
 }
 

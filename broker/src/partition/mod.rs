@@ -59,6 +59,8 @@ pub struct Partition {
     /// Retried idempotent batches waiting for their original to be confirmed: `(end, answer)`.
     parked_duplicates: Vec<(u64, Produced, oneshot::Sender<ProduceOutcome>)>,
     meta_records_since_snapshot: usize,
+    /// A `retention.ms` scan is running (one at a time).
+    retention_scan: bool,
 }
 
 impl Partition {
@@ -73,6 +75,7 @@ impl Partition {
             waiters: Vec::new(),
             parked_duplicates: Vec::new(),
             meta_records_since_snapshot: 0,
+            retention_scan: false,
         }
     }
 
@@ -196,7 +199,8 @@ impl PartitionActor {
     /// stream to it.
     fn write_partition_snapshot(&mut self, ctx: &mut Context<Self>) {
         let p = &self.state;
-        let pieces = state::snapshot_pieces(p.log_start, &p.epochs, &p.time_index, &p.producers);
+        let pieces =
+            state::snapshot_pieces(p.log_start, &p.epochs, &p.time_index, p.hw, &p.producers);
         let mut bodies = Vec::with_capacity(pieces.len());
         for piece in &pieces {
             match protocol::encode(piece) {
@@ -208,7 +212,8 @@ impl PartitionActor {
             }
         }
         if self.write_snapshot(ctx, bodies, None) {
-            self.state.time_index.flushed = self.state.time_index.entries.len();
+            let hw = self.state.hw;
+            self.state.time_index.flushed = self.state.time_index.confirmed_len(hw);
             self.state.meta_records_since_snapshot = 0;
         }
     }
@@ -218,14 +223,16 @@ impl PartitionActor {
         if !self.is_active() {
             return;
         }
+        let hw = self.state.hw;
         let index = &mut self.state.time_index;
-        if !index.unflushed().is_empty() {
+        let unflushed = index.unflushed(hw);
+        if !unflushed.is_empty() {
             let record = MetaRecord::TimeIndex {
-                entries: index.unflushed().to_vec(),
-                indexed_until: index.indexed_until,
+                entries: unflushed.to_vec(),
+                indexed_until: index.indexed_until.min(hw),
                 indexed_bytes: index.position,
             };
-            index.flushed = index.entries.len();
+            index.flushed = index.confirmed_len(hw);
             self.write_meta(ctx, record);
         }
         let changed = self.state.producers.take_dirty();
@@ -272,17 +279,45 @@ impl PartitionActor {
         }
         let p = &self.state;
         let mut target = p.log_start;
-        if config.retention_ms >= 0 {
-            let cutoff = crate::now_ms().saturating_sub(config.retention_ms);
-            target = target.max(p.time_index.retention_by_time(cutoff, p.hw));
-        }
         if config.retention_bytes >= 0 {
             target = target.max(
                 p.time_index
                     .retention_by_bytes(config.retention_bytes as u64, p.log_start),
             );
         }
-        if target > p.log_start {
+        if config.retention_ms < 0 || p.retention_scan {
+            self.retain_from(ctx, target);
+            return;
+        }
+        // Batches whose every timestamp is older than the cutoff go: the index says where
+        // the first batch reaching it may be, a scan from there finds it.
+        let cutoff = crate::now_ms().saturating_sub(config.retention_ms);
+        let from = p.time_index.scan_start(cutoff, target);
+        if from >= p.hw {
+            self.retain_from(ctx, target);
+            return;
+        }
+        let mut scan = self.scan(from, reads::SCAN_CHUNK);
+        self.state.retention_scan = true;
+        let find = async move { reads::first_batch_reaching(&mut scan, cutoff).await };
+        self.after(ctx, find, move |act, ctx, result| {
+            act.state.retention_scan = false;
+            let by_time = match result {
+                Ok((Some((batch, _)), _)) => batch.offset,
+                // Only what was read is known to be older.
+                Ok((None, read_to)) => read_to.unwrap_or(from),
+                Err(e) => {
+                    tracing::warn!(topic = %act.key.0, partition = act.key.1, "retention scan failed: {e}");
+                    from
+                }
+            };
+            act.retain_from(ctx, target.max(by_time));
+        });
+    }
+
+    /// Moves the log start to `target` if that is forward.
+    fn retain_from(&mut self, ctx: &mut Context<Self>, target: u64) {
+        if target > self.state.log_start {
             let moved = self.move_log_start(target);
             self.after_ok(ctx, moved, |_, _, _| {});
         }

@@ -7,9 +7,11 @@ use kafka_protocol::error::ResponseError;
 use protocol::{ErrorCode, RpcError};
 
 use super::PartitionActor;
-use crate::batch;
+use futures::FutureExt;
+
+use crate::batch::{self, BatchHeader};
 use crate::owner::request;
-use crate::read::Scan;
+use crate::read::{Scan, StoredBatch};
 
 /// What a read of one partition gets.
 pub struct ReadOutcome {
@@ -52,7 +54,7 @@ impl PartitionActor {
     /// The one read of this partition: from `offset` to the high watermark, the tail cache
     /// first (up to `max_bytes` of it) when it reaches back that far, then the data stream in
     /// reads of up to `max_bytes`.
-    fn scan(&self, offset: u64, max_bytes: usize) -> Scan {
+    pub(super) fn scan(&self, offset: u64, max_bytes: usize) -> Scan {
         let p = &self.state;
         let client = self.broker.streams.clone();
         let stream = self.assignment.data_stream;
@@ -122,23 +124,25 @@ request! {
                 let _ = msg.reply.send(found(p.hw as i64, -1));
                 return;
             }
-            -3 => match p.time_index.max_timestamp_below(p.hw) {
-                Some((offset, ts)) if offset >= p.log_start => Some((offset, ts)),
-                _ => None,
-            },
+            -3 => None,
             t if t < 0 => {
                 let _ = msg.reply.send(Err(ResponseError::UnsupportedVersion));
                 return;
             }
-            t => p.time_index.scan_start(t, p.log_start).map(|o| (o, t)),
+            t => Some(t),
         };
-        let Some((from, target)) = scan_from else {
-            let _ = msg.reply.send(found(-1, -1));
-            return;
-        };
-        let scan = self.scan(from, usize::MAX);
         let reply = msg.reply;
-        self.after(ctx, find_timestamp(scan, target), move |act, _, result| {
+        let lookup = match scan_from {
+            Some(target) => {
+                let scan = self.scan(p.time_index.scan_start(target, p.log_start), SCAN_CHUNK);
+                find_timestamp(scan, target).boxed_local()
+            }
+            None => {
+                let from = p.time_index.max_timestamp_scan_start(p.hw, p.log_start);
+                find_max_timestamp(self.scan(from, SCAN_CHUNK)).boxed_local()
+            }
+        };
+        self.after(ctx, lookup, move |act, _, result| {
             let answer = match result {
                 Ok(Some((offset, ts))) => found(offset as i64, ts),
                 Ok(None) => found(-1, -1),
@@ -152,25 +156,75 @@ request! {
     }
 }
 
+/// Bytes a timestamp lookup reads from the stream at a time: the time index points within
+/// [`super::state::INDEX_BYTES_STEP`] of the answer.
+pub const SCAN_CHUNK: usize = 64 << 10;
+
+fn storage_error(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(ErrorCode::StorageError, e.to_string())
+}
+
+/// Reads `scan` up to the first batch whose maximum timestamp is `>= target`: that batch and
+/// its header, or None when the scan ended first; and the end of the last batch read (every
+/// batch before it has all timestamps below `target`).
+pub async fn first_batch_reaching(
+    scan: &mut Scan,
+    target: i64,
+) -> Result<(Option<(StoredBatch, BatchHeader)>, Option<u64>), RpcError> {
+    let mut read_to = None;
+    while let Some(stored) = scan.next().await? {
+        let header = batch::parse_header(&stored.payload).map_err(storage_error)?;
+        if header.max_timestamp >= target {
+            return Ok((Some((stored, header)), read_to));
+        }
+        read_to = Some(stored.end());
+    }
+    Ok((None, read_to))
+}
+
+/// The record holding the first timestamp `>= target` in `batch`.
+fn record_reaching(
+    stored: &StoredBatch,
+    header: &BatchHeader,
+    target: i64,
+) -> Result<Option<(u64, i64)>, RpcError> {
+    if header.is_log_append_time() {
+        return Ok(Some((stored.offset, header.max_timestamp)));
+    }
+    let found = batch::walk_records(&stored.payload, header, |r| r.timestamp >= target)
+        .map_err(|e| storage_error(format!("batch at {}: {e}", stored.offset)))?;
+    Ok(found.map(|r| (r.offset.max(0) as u64, r.timestamp)))
+}
+
 /// The first record with a timestamp `>= target` in the scanned batches.
 async fn find_timestamp(mut scan: Scan, target: i64) -> Result<Option<(u64, i64)>, RpcError> {
-    while let Some(stored) = scan.next().await? {
-        let header = batch::parse_header(&stored.payload)
-            .map_err(|e| RpcError::new(ErrorCode::StorageError, e.to_string()))?;
-        let base = header.base_offset.max(0) as u64;
-        if header.max_timestamp < target {
-            continue;
-        }
-        if header.is_log_append_time() {
-            return Ok(Some((base, header.max_timestamp)));
-        }
-        let found = batch::walk_records(&stored.payload, &header, |r| r.timestamp >= target)
-            .map_err(|e| RpcError::new(ErrorCode::StorageError, format!("batch at {base}: {e}")))?;
-        if let Some(record) = found {
-            return Ok(Some((record.offset.max(0) as u64, record.timestamp)));
+    loop {
+        let (Some((stored, header)), _) = first_batch_reaching(&mut scan, target).await? else {
+            return Ok(None);
+        };
+        // A batch's maximum is the producer's word; its records decide.
+        if let Some(found) = record_reaching(&stored, &header, target)? {
+            return Ok(Some(found));
         }
     }
-    Ok(None)
+}
+
+/// The first record holding the largest timestamp of the scanned batches.
+async fn find_max_timestamp(mut scan: Scan) -> Result<Option<(u64, i64)>, RpcError> {
+    let mut best: Option<(StoredBatch, BatchHeader)> = None;
+    while let Some(stored) = scan.next().await? {
+        let header = batch::parse_header(&stored.payload).map_err(storage_error)?;
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| header.max_timestamp > b.max_timestamp)
+        {
+            best = Some((stored, header));
+        }
+    }
+    match best {
+        Some((stored, header)) => record_reaching(&stored, &header, header.max_timestamp),
+        None => Ok(None),
+    }
 }
 
 /// Where a leader epoch ends, for OffsetForLeaderEpoch (-1 and -1 for an unknown epoch).

@@ -124,21 +124,22 @@ mod tests {
     use super::*;
     use crate::partition::state::{snapshot_pieces, SNAPSHOT_PIECE_ENTRIES};
 
-    /// A busy partition's index (a raise at every batch: 200 batches/s for over an hour) once
-    /// went into one snapshot record past the 16 MiB frame. Now every piece is small, and
-    /// replaying the pieces rebuilds the index exactly.
+    /// A long partition's index once went into one snapshot record past the 16 MiB frame.
+    /// Now every piece is small, and replaying the pieces rebuilds the index exactly.
     #[test]
     fn a_long_time_index_snapshots_in_small_pieces_that_replay_to_the_same_index() {
         let mut index = TimeIndex::default();
-        let batches = 800_000u64;
+        let batches = 80_000u64;
+        let step = crate::partition::state::INDEX_BYTES_STEP as usize;
         for i in 0..batches {
-            index.on_batch(i * 3, 3, 1_000 + i as i64, 1_000);
+            index.on_batch(i * 3, 3, 1_000 + i as i64, step);
         }
         assert_eq!(index.entries.len() as u64, batches);
         let epochs = EpochHistory {
             epochs: vec![(0, 0), (4, 1_000)],
         };
-        let pieces = snapshot_pieces(17, &epochs, &index, &Producers::default());
+        let hw = index.indexed_until;
+        let pieces = snapshot_pieces(17, &epochs, &index, hw, &Producers::default());
         assert_eq!(
             pieces.len(),
             (batches as usize).div_ceil(SNAPSHOT_PIECE_ENTRIES)
@@ -156,17 +157,22 @@ mod tests {
         assert_eq!(replayed.log_start, 17);
         assert_eq!(replayed.epochs.epochs, epochs.epochs);
         assert_eq!(replayed.index.entries, index.entries);
-        assert_eq!(replayed.index.indexed_until, index.indexed_until);
-        assert_eq!(replayed.index.position, index.position);
+        // Indexing starts again at the last entry.
+        let last = index.entries.last().unwrap();
+        assert_eq!(replayed.index.indexed_until, last.offset);
+        assert_eq!(replayed.index.position, last.position);
         // A crash after the first two pieces: what they cover is indexed, and the rest is
-        // left to indexing the data from where the third piece would have started.
+        // left to indexing the data from the last entry they hold.
         let mut partial = MetaState::default();
         for piece in pieces.into_iter().take(2) {
             partial.apply(piece);
         }
         let covered = 2 * SNAPSHOT_PIECE_ENTRIES;
         assert_eq!(partial.index.entries[..], index.entries[..covered]);
-        assert_eq!(partial.index.indexed_until, index.entries[covered].offset);
-        assert_eq!(partial.index.position, index.entries[covered].position);
+        assert_eq!(
+            partial.index.indexed_until,
+            index.entries[covered - 1].offset
+        );
+        assert_eq!(partial.index.position, index.entries[covered - 1].position);
     }
 }

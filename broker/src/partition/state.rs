@@ -11,9 +11,9 @@ use protocol::partition_meta::{MetaRecord, PartitionSnapshot, ProducerState, Tim
 use crate::batch::BatchHeader;
 use crate::read::StoredBatch;
 
-/// Add a time-index entry at least every this many bytes, so `retention.bytes` can find a
-/// trim point even when timestamps stop rising.
-pub const INDEX_BYTES_STEP: u64 = 1 << 20;
+/// The time index has an entry every this many bytes of batches: a lookup reads at most about
+/// this much past the answer, and the index holds one entry (24 bytes) per step retained.
+pub const INDEX_BYTES_STEP: u64 = 256 << 10;
 
 /// Recent batches of the partition (stored bytes, base offset already set), for tail reads.
 #[derive(Debug, Default)]
@@ -77,28 +77,40 @@ impl TailCache {
     }
 }
 
-/// Sparse time index: an entry at every batch that raises the partition's running maximum
-/// timestamp (and at least every [`INDEX_BYTES_STEP`] bytes). The first entry whose
-/// `max_timestamp >= t` is then exactly the first batch holding a timestamp `>= t`.
-#[derive(Debug, Clone, Default)]
+/// Sparse time index: an entry at the first batch and then at the first batch after every
+/// [`INDEX_BYTES_STEP`] bytes, each holding the largest timestamp of every batch *before* it.
+/// So every batch before entry `j` has timestamps `<= entries[j].max_timestamp`, and the first
+/// batch holding a timestamp `>= t` lies at or after the last entry whose maximum is below
+/// `t`: lookups scan the data from there ([`TimeIndex::scan_start`]). Its size is bounded by
+/// the bytes retained, not by the batch count.
+#[derive(Debug, Clone)]
 pub struct TimeIndex {
     pub entries: Vec<TimeIndexEntry>,
+    /// Largest timestamp of every batch indexed so far.
     running_max: i64,
     /// Bytes of every batch appended so far (position of the next batch).
     pub position: u64,
-    /// Every batch before this offset is reflected in `entries`.
+    /// Every batch before this offset is reflected in `entries` and `running_max`.
     pub indexed_until: u64,
     /// Entries before this index were already written to the meta stream.
     pub flushed: usize,
 }
 
+impl Default for TimeIndex {
+    fn default() -> Self {
+        TimeIndex::from_snapshot(Vec::new(), 0, 0)
+    }
+}
+
 impl TimeIndex {
+    /// The index as the meta stream recorded it. Only what the entries say survives: the
+    /// running maximum of the batches after the last entry was not recorded, so indexing
+    /// starts again at the last entry and the caller indexes the data from `indexed_until`.
     pub fn from_snapshot(entries: Vec<TimeIndexEntry>, indexed_until: u64, position: u64) -> Self {
-        let running_max = entries
-            .iter()
-            .map(|e| e.max_timestamp)
-            .max()
-            .unwrap_or(i64::MIN);
+        let (indexed_until, position, running_max) = match entries.last() {
+            Some(last) => (last.offset, last.position, last.max_timestamp),
+            None => (indexed_until, position, i64::MIN),
+        };
         let flushed = entries.len();
         TimeIndex {
             entries,
@@ -113,69 +125,67 @@ impl TimeIndex {
         if offset < self.indexed_until {
             return; // already indexed (replay overlap)
         }
-        let raises = max_timestamp > self.running_max;
-        let far = self
-            .entries
-            .last()
-            .is_none_or(|e| self.position - e.position >= INDEX_BYTES_STEP);
-        if raises {
-            self.running_max = max_timestamp;
-        }
-        if raises || far {
+        let step = match self.entries.last() {
+            None => true,
+            Some(last) => self.position - last.position >= INDEX_BYTES_STEP,
+        };
+        if step && self.entries.last().is_none_or(|last| last.offset < offset) {
             self.entries.push(TimeIndexEntry {
                 max_timestamp: self.running_max,
                 offset,
                 position: self.position,
             });
         }
+        self.running_max = self.running_max.max(max_timestamp);
         self.position += len as u64;
         self.indexed_until = offset + count as u64;
     }
 
-    /// Drops what lies at or past `end` (data that was never confirmed).
+    /// Drops what lies at or past `end` (data that was never confirmed); indexing starts
+    /// again at the last entry left, so the caller indexes the data from `indexed_until`.
     pub fn truncate(&mut self, end: u64) {
         self.entries.retain(|e| e.offset < end);
-        self.indexed_until = self.indexed_until.min(end);
         self.flushed = self.flushed.min(self.entries.len());
-        self.running_max = self
-            .entries
-            .iter()
-            .map(|e| e.max_timestamp)
-            .max()
-            .unwrap_or(i64::MIN);
+        match self.entries.last() {
+            Some(last) => {
+                self.indexed_until = last.offset;
+                self.position = last.position;
+                self.running_max = last.max_timestamp;
+            }
+            None => {
+                self.indexed_until = self.indexed_until.min(end);
+                self.running_max = i64::MIN;
+            }
+        }
     }
 
-    /// Where to start scanning for the first batch holding a timestamp `>= target`, or None
-    /// when no batch does. The answer is exact unless entries before it were trimmed away.
-    pub fn scan_start(&self, target: i64, log_start: u64) -> Option<u64> {
+    /// Where to start scanning the data for the first batch holding a timestamp `>= target`
+    /// (also the first batch whose maximum reaches `target`, which `retention.ms` keeps): at
+    /// the last entry whose maximum is below `target`, or the log start.
+    pub fn scan_start(&self, target: i64, log_start: u64) -> u64 {
         let k = self.entries.partition_point(|e| e.max_timestamp < target);
-        if k == self.entries.len() {
-            return None;
+        match k.checked_sub(1).and_then(|j| self.entries.get(j)) {
+            Some(e) => e.offset.max(log_start),
+            None => log_start,
         }
-        if k == 0 {
-            return Some(log_start);
-        }
-        Some(self.entries[k].offset.max(log_start))
     }
 
-    /// The confirmed batch (starting below `hw`) holding the largest timestamp, and that
-    /// timestamp: the first entry carrying the largest running maximum below `hw`.
-    pub fn max_timestamp_below(&self, hw: u64) -> Option<(u64, i64)> {
-        let confirmed = self.entries.partition_point(|e| e.offset < hw);
-        let max = self.entries[..confirmed]
+    /// Where to start scanning for the record with the largest timestamp below `hw` (the
+    /// scan goes on to `hw`): at the entry before the first one carrying the largest maximum
+    /// of the entries below `hw`. The batch that set that maximum lies between the two, and
+    /// any larger timestamp lies after them.
+    pub fn max_timestamp_scan_start(&self, hw: u64, log_start: u64) -> u64 {
+        let below = &self.entries[..self.entries.partition_point(|e| e.offset < hw)];
+        let Some(max) = below.iter().map(|e| e.max_timestamp).max() else {
+            return log_start;
+        };
+        let k = below
             .iter()
-            .map(|e| e.max_timestamp)
-            .max()?;
-        self.entries[..confirmed]
-            .iter()
-            .find(|e| e.max_timestamp == max)
-            .map(|e| (e.offset, e.max_timestamp))
-    }
-
-    /// First offset to keep so that no batch whose timestamps are all below `cutoff` remains.
-    pub fn retention_by_time(&self, cutoff: i64, hw: u64) -> u64 {
-        let k = self.entries.partition_point(|e| e.max_timestamp < cutoff);
-        self.entries.get(k).map(|e| e.offset).unwrap_or(hw)
+            .position(|e| e.max_timestamp == max)
+            .unwrap_or(0);
+        below
+            .get(k.saturating_sub(1))
+            .map_or(log_start, |e| e.offset.max(log_start))
     }
 
     /// First offset to keep so that at most `limit` bytes remain (at entry granularity).
@@ -196,8 +206,16 @@ impl TimeIndex {
         self.flushed = self.flushed.saturating_sub(drop);
     }
 
-    pub fn unflushed(&self) -> &[TimeIndexEntry] {
-        &self.entries[self.flushed.min(self.entries.len())..]
+    /// Entries at or below `hw`: each says something about batches before it only, so these
+    /// say nothing about data that may yet be lost, and only these are written down.
+    pub fn confirmed_len(&self, hw: u64) -> usize {
+        self.entries.partition_point(|e| e.offset <= hw)
+    }
+
+    /// Confirmed entries (see [`TimeIndex::confirmed_len`]) not yet written down.
+    pub fn unflushed(&self, hw: u64) -> &[TimeIndexEntry] {
+        let end = self.confirmed_len(hw);
+        &self.entries[self.flushed.min(end)..end]
     }
 }
 
@@ -422,18 +440,20 @@ pub fn snapshot_pieces(
     log_start: u64,
     epochs: &EpochHistory,
     index: &TimeIndex,
+    hw: u64,
     producers: &Producers,
 ) -> Vec<MetaRecord> {
-    let chunks: Vec<&[TimeIndexEntry]> = if index.entries.is_empty() {
+    let confirmed = &index.entries[..index.confirmed_len(hw)];
+    let chunks: Vec<&[TimeIndexEntry]> = if confirmed.is_empty() {
         vec![&[]]
     } else {
-        index.entries.chunks(SNAPSHOT_PIECE_ENTRIES).collect()
+        confirmed.chunks(SNAPSHOT_PIECE_ENTRIES).collect()
     };
     let mut pieces = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
         let (indexed_until, indexed_bytes) = match chunks.get(i + 1) {
             Some(next) => (next[0].offset, next[0].position),
-            None => (index.indexed_until, index.position),
+            None => (index.indexed_until.min(hw), index.position),
         };
         pieces.push(if i == 0 {
             MetaRecord::Snapshot(PartitionSnapshot {
@@ -480,27 +500,71 @@ mod tests {
         assert_eq!(cache.read(7, 10, 1000).unwrap().len(), 1, "stops at end");
     }
 
-    #[test]
-    fn time_index_finds_first_batch_at_or_after() {
+    /// Batches of a quarter step with these timestamps, two offsets each.
+    fn index_of(timestamps: &[i64]) -> TimeIndex {
         let mut index = TimeIndex::default();
-        index.on_batch(0, 2, 100, 10);
-        index.on_batch(2, 2, 90, 10); // out of order: no entry
-        index.on_batch(4, 2, 200, 10);
-        index.on_batch(6, 2, 150, 10);
-        index.on_batch(8, 2, 300, 10);
-        assert_eq!(index.scan_start(50, 0), Some(0));
-        assert_eq!(index.scan_start(101, 0), Some(4));
-        assert_eq!(index.scan_start(200, 0), Some(4));
-        assert_eq!(index.scan_start(201, 0), Some(8));
-        assert_eq!(index.scan_start(301, 0), None);
-        assert_eq!(index.max_timestamp_below(u64::MAX), Some((8, 300)));
-        assert_eq!(index.max_timestamp_below(8), Some((4, 200)));
-        assert_eq!(index.max_timestamp_below(0), None);
-        assert_eq!(index.retention_by_time(150, 10), 4);
-        assert_eq!(index.retention_by_time(1000, 10), 10);
-        index.truncate(6);
-        assert_eq!(index.indexed_until, 6);
-        assert_eq!(index.scan_start(201, 0), None);
+        for (i, t) in timestamps.iter().enumerate() {
+            index.on_batch(i as u64 * 2, 2, *t, (INDEX_BYTES_STEP / 4) as usize);
+        }
+        index
+    }
+
+    #[test]
+    fn time_index_points_at_or_before_the_first_batch_reaching_a_time() {
+        let index = index_of(&[100, 90, 200, 150, 300, 250, 400, 380, 500]);
+        // An entry every fourth batch, holding the largest timestamp before it.
+        let entries: Vec<(u64, i64)> = index
+            .entries
+            .iter()
+            .map(|e| (e.offset, e.max_timestamp))
+            .collect();
+        assert_eq!(entries, vec![(0, i64::MIN), (8, 200), (16, 400)]);
+        assert_eq!(index.scan_start(50, 0), 0);
+        assert_eq!(index.scan_start(200, 0), 0);
+        assert_eq!(index.scan_start(201, 0), 8); // 300 at offset 8
+        assert_eq!(index.scan_start(450, 0), 16); // 500 at offset 16
+        assert_eq!(index.scan_start(600, 0), 16); // none: the scan finds nothing
+        assert_eq!(index.scan_start(201, 10), 10);
+        // The largest timestamp (500 at 16) lies after the entry before the largest entry.
+        assert_eq!(index.max_timestamp_scan_start(u64::MAX, 0), 8);
+        // Below 16, the largest (400 at 12) lies after offset 0.
+        assert_eq!(index.max_timestamp_scan_start(16, 0), 0);
+        assert_eq!(index.max_timestamp_scan_start(0, 3), 3);
+    }
+
+    #[test]
+    fn the_time_index_grows_with_bytes_not_batches() {
+        let mut index = TimeIndex::default();
+        // 100,000 batches of 100 bytes with rising timestamps: 10 MB.
+        for i in 0..100_000u64 {
+            index.on_batch(i, 1, 1_000 + i as i64, 100);
+        }
+        let expected = (100_000 * 100u64).div_ceil(INDEX_BYTES_STEP) as usize;
+        assert_eq!(index.entries.len(), expected);
+    }
+
+    /// Dropping unconfirmed data, or replaying a recorded index, starts indexing again at the
+    /// last entry: what the entries did not record (the running maximum after the last one)
+    /// is rebuilt from the data, never guessed.
+    #[test]
+    fn indexing_starts_again_at_the_last_entry() {
+        let full = index_of(&[100, 90, 200, 150, 300, 250, 400, 380, 500]);
+        let mut index = full.clone();
+        index.truncate(14);
+        assert_eq!((index.entries.len(), index.indexed_until), (2, 8));
+        for (i, t) in [300, 250, 400, 380, 500].iter().enumerate() {
+            index.on_batch(8 + i as u64 * 2, 2, *t, (INDEX_BYTES_STEP / 4) as usize);
+        }
+        assert_eq!(index.entries, full.entries);
+        assert_eq!(
+            (index.indexed_until, index.position),
+            (full.indexed_until, full.position)
+        );
+        let replayed = TimeIndex::from_snapshot(full.entries.clone(), full.indexed_until, 0);
+        assert_eq!(replayed.indexed_until, 16);
+        // Only entries at or below the high watermark are written down.
+        assert_eq!(full.confirmed_len(8), 2);
+        assert_eq!(full.unflushed(7).len(), 1);
     }
 
     #[test]

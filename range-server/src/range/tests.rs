@@ -352,14 +352,16 @@ async fn pipelined_appends_are_answered_in_order_and_fetched_back() {
 
 #[actix::test]
 async fn fetch_reads_the_wal_when_the_cache_evicted_the_batch() {
-    let f = fixture(100);
+    // Room for two of the batches.
+    let budget = 2 * (40 + crate::cache::ENTRY_OVERHEAD) + 10;
+    let f = fixture(budget);
     let addr = start(&f);
     for i in 0..10u64 {
         let mut req = append(100 + i, 1, 1, &[i as u8; 40]);
         req.confirmed = 100 + i;
         ask_append(&addr, req).await.unwrap();
     }
-    assert!(f.cache.bytes() <= 100);
+    assert!(f.cache.bytes() <= budget);
     let resp = ask_fetch(&addr, fetch(100, u64::MAX, u32::MAX))
         .await
         .unwrap();
