@@ -1108,3 +1108,57 @@ async fn new_groups_past_the_limit_are_refused() {
     })
     .await;
 }
+
+/// A JoinGroup whose metadata would make the group's record larger than one stream append
+/// is refused (GROUP_MAX_SIZE_REACHED) and nothing else changes: the coordinator keeps
+/// serving its other groups. Before, the record's append failed and the coordinator
+/// restarted, dropping every group's pending requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_too_large_to_store_is_refused_alone() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .broker_arg("--offsets-topic-partitions", "1")
+        .start()
+        .await;
+    let bs = cluster.bootstrap();
+    create_topic(&cluster, "huge-join-t", 1, &[]).await;
+    blocking(move || {
+        let mut c = coordinator_client(&bs, "kept-group");
+        assert_eq!(
+            commit(&mut c, "kept-group", "", -1, &[("huge-join-t", 0, 5)]),
+            vec![0]
+        );
+        // 17 MiB of subscription metadata: a valid Kafka request, too large to store.
+        let huge = bytes::Bytes::from(vec![0u8; 17 << 20]);
+        let mut req = join_request("huge-group", "", None, "huge-join-t");
+        req.protocols[0].metadata = huge;
+        let answer = join(&mut c, &req);
+        assert_eq!(
+            answer.error_code,
+            code::GROUP_MAX_SIZE_REACHED,
+            "oversized join"
+        );
+        // The coordinator did not restart: the other group is served at once, as it was.
+        assert_eq!(
+            fetch_offsets(&mut c, "kept-group", &[("huge-join-t", 0)])[0].0,
+            5
+        );
+        assert_eq!(
+            commit(&mut c, "kept-group", "", -1, &[("huge-join-t", 0, 6)]),
+            vec![0]
+        );
+        let log = cluster.brokers[0].log();
+        assert!(
+            log.contains("the group's record would not fit one append"),
+            "the refusal was not logged"
+        );
+        assert!(
+            !log.contains("stopping") || !log.contains("group coordinator"),
+            "the coordinator stopped:\n{}",
+            cluster.brokers[0].log_tail()
+        );
+        cluster
+    })
+    .await;
+}

@@ -405,6 +405,75 @@ async fn seal_waits_for_the_replica_with_the_data(
     );
 }
 
+/// A sealed tail held by one replica is copied to the others: a writer that died after one
+/// replica took its last append (never acknowledged, since a second copy was missing) leaves
+/// a range whose quorum seal keeps that append (the silent third replica might have had it
+/// too). The next opener seals there and copies the tail to the replica that missed it, so
+/// the range's end does not rest on a single copy. Before, the tail stayed on one replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_tail_on_one_replica_is_copied_to_the_others() {
+    let (mut cluster, client, stream) = three_replica_stream().await;
+    let mut writer = client.open(stream.id).await.expect("open");
+    let written = append_many(&mut writer, 41, 0, 30, 8).await;
+    let end = writer.next_offset();
+    drop(writer); // a crashed writer: the range stays open
+    let info = client.describe(stream.id).await.expect("describe");
+    let range = info.ranges.last().cloned().expect("a range");
+    let [a, b, c] = range.servers[..] else {
+        panic!("three replicas expected: {range:?}");
+    };
+    // The dead writer's last append reached replica a only.
+    let payload = Bytes::from(payload_for(41, end, 700));
+    let a_client = actors::RpcClient::new(range_server_addr(&client, a).await);
+    a_client
+        .call(protocol::range_rpc::Append {
+            stream_id: stream.id,
+            index: range.index,
+            epoch: range.epoch,
+            range_start: range.start,
+            offset: end,
+            count: 3,
+            confirmed: end,
+            crc: protocol::checksum(&payload),
+            payload: payload.clone(),
+        })
+        .await
+        .expect("append to replica a");
+    // Replica c is down: the seal cannot rule the tail out.
+    let c_addr = range_server_addr(&client, c).await;
+    let c_index = cluster
+        .range_servers
+        .iter()
+        .position(|rs| rs.rpc_addr == c_addr)
+        .expect("replica c is a range server of the cluster");
+    cluster.range_server(c_index).kill();
+    assert!(!cluster.range_servers[c_index].is_running());
+
+    let writer = client.open(stream.id).await.expect("open again");
+    assert_eq!(writer.next_offset(), end + 3, "the seal keeps the tail");
+    // Replica b, which missed the tail, now serves it.
+    let b_client = actors::RpcClient::new(range_server_addr(&client, b).await);
+    let fetched = b_client
+        .call(Fetch {
+            stream_id: stream.id,
+            index: range.index,
+            offset: end,
+            end: end + 3,
+            max_bytes: 1 << 20,
+        })
+        .await;
+    let batches = fetched.map(|f| f.batches).unwrap_or_default();
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| (b.offset, b.payload.clone()))
+            .collect::<Vec<_>>(),
+        vec![(end, payload)],
+        "replica b does not hold the sealed tail"
+    );
+    verify_through_client(&client, stream.id, 41, &written).await;
+}
+
 /// A replica that lost its disk and came back at the same address (as a new node) must not
 /// decide where a range ends: with the other replica down, its "I hold nothing" once sealed a
 /// range of a replica-2/ack-2 stream at its start, below appends both replicas had

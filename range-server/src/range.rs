@@ -99,7 +99,13 @@ impl RangeState {
     /// must be written to the WAL.
     pub fn check_append(&mut self, req: &Append) -> Result<(), RpcError> {
         self.check_epoch(req.epoch)?;
-        if self.sealed {
+        // A sealed range takes appends only below its final end: a new writer copying the
+        // sealed tail from the replica that has it (so the tail is not left on one copy).
+        let repair = req
+            .offset
+            .checked_add(req.count as u64)
+            .is_some_and(|end| self.final_end.is_some_and(|final_end| end <= final_end));
+        if self.sealed && !repair {
             return Err(RpcError::new(
                 ErrorCode::RangeSealed,
                 format!("{} is sealed", self.name()),

@@ -109,8 +109,10 @@ impl StreamClient {
         let epoch = info.epoch;
         let start = match info.last_range() {
             Some(range) if range.end.is_none() => {
-                let end = writer::seal_with_quorum(self, range, epoch, info.ack_count).await?;
+                let (end, answered) =
+                    writer::seal_with_quorum(self, range, epoch, info.ack_count).await?;
                 self.seal_range(range, epoch, end, &[]).await?;
+                writer::repair_sealed_tail(self, range, epoch, end, &answered).await;
                 tracing::info!(
                     stream = stream_id,
                     range = range.index,

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use protocol::model::{NodeId, RangeInfo, StreamId};
-use protocol::range_rpc::{Append, Commit, Seal, MAX_APPEND_BYTES};
+use protocol::range_rpc::{Append, Commit, Fetch, Seal, MAX_APPEND_BYTES};
 use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -559,13 +559,13 @@ async fn send_beside<T>(
 
 /// Seals `range` on its replicas at `epoch` and returns the quorum end: at
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
-/// replica counting as the largest.
+/// replica counting as the largest. Also returns each answering replica's local end.
 pub(crate) async fn seal_with_quorum(
     client: &StreamClient,
     range: &RangeInfo,
     epoch: u64,
     ack_count: u8,
-) -> Result<u64, RpcError> {
+) -> Result<(u64, Vec<(NodeId, u64)>), RpcError> {
     let n = range.servers.len();
     let ack = (ack_count as usize).clamp(1, n.max(1));
     let need = n + 1 - ack;
@@ -605,10 +605,14 @@ pub(crate) async fn seal_with_quorum(
         }))
         .await;
         let mut ends = Vec::with_capacity(n);
+        let mut answered = Vec::with_capacity(n);
         let mut last_error = None;
-        for answer in answers {
+        for (answer, &node) in answers.into_iter().zip(&range.servers) {
             match answer {
-                Ok(end) => ends.push(end.max(range.start)),
+                Ok(end) => {
+                    ends.push(end.max(range.start));
+                    answered.push((node, end.max(range.start)));
+                }
                 Err(e) if e.code == ErrorCode::Fenced => return Err(e),
                 Err(e) => last_error = Some(e),
             }
@@ -618,7 +622,7 @@ pub(crate) async fn seal_with_quorum(
                 ends.push(u64::MAX);
             }
             ends.sort_unstable();
-            return Ok(ends[n - ack]);
+            return Ok((ends[n - ack], answered));
         }
         if Instant::now() + backoff > deadline {
             return Err(last_error.unwrap_or_else(|| {
@@ -636,6 +640,110 @@ pub(crate) async fn seal_with_quorum(
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
+
+/// Copies `[local end, end)` of the sealed `range` to each replica that answered the seal
+/// with less than `end`, from one that holds it, so the sealed tail (which may never have
+/// been acknowledged, but is now part of the stream) does not live on a single copy. Best
+/// effort: a replica that cannot be repaired is logged and left; the data stays readable
+/// from the source.
+pub(crate) async fn repair_sealed_tail(
+    client: &StreamClient,
+    range: &RangeInfo,
+    epoch: u64,
+    end: u64,
+    answered: &[(NodeId, u64)],
+) {
+    let Some(&(source, _)) = answered.iter().find(|(_, local)| *local >= end) else {
+        return;
+    };
+    for &(target, local) in answered.iter().filter(|(_, local)| *local < end) {
+        match copy_range_tail(client, range, epoch, end, source, target, local).await {
+            Ok(()) => tracing::info!(
+                stream = range.stream_id,
+                range = range.index,
+                from = local,
+                end,
+                source,
+                target,
+                "copied the sealed tail to a replica that missed it"
+            ),
+            Err(e) => tracing::warn!(
+                stream = range.stream_id,
+                range = range.index,
+                target,
+                "could not copy the sealed tail to a replica that missed it: {e}"
+            ),
+        }
+    }
+}
+
+async fn copy_range_tail(
+    client: &StreamClient,
+    range: &RangeInfo,
+    epoch: u64,
+    end: u64,
+    source: NodeId,
+    target: NodeId,
+    from: u64,
+) -> Result<(), RpcError> {
+    let reader = client.nodes.client(source).await?;
+    let writer = client.nodes.client(target).await?;
+    // The target must know the final end before it takes appends on a sealed range.
+    writer
+        .call(Seal {
+            stream_id: range.stream_id,
+            index: range.index,
+            epoch,
+            range_start: range.start,
+            end: Some(end),
+            node: target,
+        })
+        .await?;
+    let mut offset = from;
+    while offset < end {
+        let answer = reader
+            .call(Fetch {
+                stream_id: range.stream_id,
+                index: range.index,
+                offset,
+                end,
+                max_bytes: REPAIR_READ_BYTES,
+            })
+            .await?;
+        let Some(last) = answer.batches.last() else {
+            return Err(RpcError::new(
+                ErrorCode::Unavailable,
+                format!("replica {source} returned nothing at {offset}"),
+            ));
+        };
+        let next = last.offset + last.count as u64;
+        for batch in answer.batches {
+            let appended = writer
+                .call(Append {
+                    stream_id: range.stream_id,
+                    index: range.index,
+                    epoch,
+                    range_start: range.start,
+                    offset: batch.offset,
+                    count: batch.count,
+                    confirmed: end,
+                    crc: batch.crc,
+                    payload: batch.payload,
+                })
+                .await;
+            match appended {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::AlreadyCommitted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// Bytes read from the source per call while copying a sealed tail.
+const REPAIR_READ_BYTES: u32 = 4 << 20;
 
 #[cfg(test)]
 mod tests;

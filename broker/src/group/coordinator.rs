@@ -328,6 +328,12 @@ request! {
             let _ = msg.reply.send(refused(error));
             return;
         }
+        if !self.state.groups.join_fits(&msg.request) {
+            tracing::warn!(group = %msg.request.group_id, client = %msg.request.client_id,
+                "refusing a join: the group's record would not fit one append");
+            let _ = msg.reply.send(refused(E::GroupMaxSizeReached));
+            return;
+        }
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
             groups.join(now, msg.request, answer)
         });
@@ -348,6 +354,13 @@ request! {
                 error
             })
         };
+        if !self.state.groups.sync_fits(&msg.request) {
+            // Kafka's answer when a group record is too large to store.
+            tracing::warn!(group = %msg.request.group_id,
+                "refusing a sync: the group's record with these assignments would not fit one append");
+            let _ = msg.reply.send(refused(E::UnknownServerError));
+            return;
+        }
         answer_later(self, ctx, msg.reply, refused, |groups, now, answer| {
             groups.sync(now, msg.request, answer)
         });

@@ -114,6 +114,31 @@ fn seal_is_idempotent_and_fenced() {
     drop(s);
 }
 
+/// A sealed range whose final end is known takes the appends that fill it up to that end
+/// (a new writer copying the sealed tail to a replica that missed it), and nothing past it.
+#[test]
+fn a_sealed_range_is_filled_up_to_its_final_end_only() {
+    let mut s = RangeState::new(1, 0, 1, 100);
+    s.check_append(&append(100, 4, 1, b"a")).unwrap();
+    s.batch_durable(100, entry(4, 1));
+    s.seal(2, None).unwrap();
+    // Sealed without a known end: nothing more.
+    assert_eq!(
+        refused(&mut s, append(104, 2, 2, b"b")),
+        ErrorCode::RangeSealed
+    );
+    s.seal(2, Some(110)).unwrap();
+    s.check_append(&append(104, 2, 2, b"b")).unwrap();
+    s.batch_durable(104, entry(2, 1));
+    assert_eq!(
+        refused(&mut s, append(106, 6, 2, b"c")),
+        ErrorCode::RangeSealed
+    );
+    s.check_append(&append(106, 4, 2, b"c")).unwrap();
+    // The older writer stays fenced.
+    assert_eq!(refused(&mut s, append(110, 1, 1, b"d")), ErrorCode::Fenced);
+}
+
 fn fetch(offset: u64, end: u64, max_bytes: u32) -> Fetch {
     Fetch {
         stream_id: 1,

@@ -508,3 +508,87 @@ pub(super) fn new_member_id(prefix: &str) -> String {
     let id = uuid::Uuid::from_u128(rand::random::<u128>());
     format!("{prefix}-{id}")
 }
+
+/// Largest group record a coordinator writes (the group and all its members): one stream
+/// append, less room for the encoding around the fields counted by [`stored_size`].
+pub const MAX_GROUP_RECORD_BYTES: usize = protocol::range_rpc::MAX_APPEND_BYTES - (1 << 20);
+
+/// About the bytes one member takes in its group's record: its ids, its largest protocol
+/// metadata (the record keeps one) and its assignment, plus fixed fields.
+fn stored_size(
+    member_id: usize,
+    instance_id: Option<&String>,
+    client_id: &str,
+    client_host: &str,
+    protocols: &[(String, Bytes)],
+    assignment: usize,
+) -> usize {
+    let metadata = protocols.iter().map(|(_, m)| m.len()).max().unwrap_or(0);
+    member_id
+        + instance_id.map_or(0, |i| i.len())
+        + client_id.len()
+        + client_host.len()
+        + metadata
+        + assignment
+        + 64
+}
+
+impl Member {
+    fn stored_size(&self) -> usize {
+        stored_size(
+            self.id.len(),
+            self.instance_id.as_ref(),
+            &self.client_id,
+            &self.client_host,
+            &self.protocols,
+            self.assignment.len(),
+        )
+    }
+}
+
+impl Groups {
+    /// Whether the group's record still fits one append once `req` joined (a new member's
+    /// id is its client id or instance id and a UUID). A request that would not fit is
+    /// refused before anything changes, so a group can always be written.
+    pub fn join_fits(&self, req: &JoinRequest) -> bool {
+        let prefix = req
+            .instance_id
+            .as_ref()
+            .map_or(req.client_id.len(), |i| i.len());
+        let id = if req.member_id.is_empty() {
+            prefix + 37
+        } else {
+            req.member_id.len()
+        };
+        let joining = stored_size(
+            id,
+            req.instance_id.as_ref(),
+            &req.client_id,
+            &req.client_host,
+            &req.protocols,
+            0,
+        );
+        let others: usize = self.group(&req.group_id).map_or(0, |g| {
+            g.members
+                .values()
+                .filter(|m| m.id != req.member_id)
+                .map(Member::stored_size)
+                .sum()
+        });
+        others + joining <= MAX_GROUP_RECORD_BYTES
+    }
+
+    /// Whether the group's record still fits one append with the leader's `assignments`.
+    pub fn sync_fits(&self, req: &SyncRequest) -> bool {
+        let Some(group) = self.group(&req.group_id) else {
+            return true;
+        };
+        let assigned: usize = req.assignments.iter().map(|(_, a)| a.len()).sum();
+        let members: usize = group
+            .members
+            .values()
+            .map(|m| m.stored_size() - m.assignment.len())
+            .sum();
+        members + assigned <= MAX_GROUP_RECORD_BYTES
+    }
+}

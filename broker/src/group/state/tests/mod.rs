@@ -572,3 +572,41 @@ fn protocol_is_the_common_one_most_members_prefer() {
     assert_eq!(r.protocol_name.as_deref(), Some("range"));
     assert_eq!(take(&rb).protocol_name.as_deref(), Some("range"));
 }
+
+/// A group's record must fit one stream append: a join whose metadata would make it too
+/// large, or a leader's assignments that would, are found before anything changes (the
+/// coordinator refuses them), while ordinary requests fit.
+#[test]
+fn joins_and_assignments_that_would_not_fit_one_append_are_found() {
+    let mut g = Groups::new(config());
+    let id = stable_single(&mut g, 0, "g");
+    assert!(g.join_fits(&join_req("g", "", None, true)));
+    let mut huge = join_req("g", "", None, true);
+    huge.protocols = vec![("range".into(), Bytes::from(vec![0; MAX_GROUP_RECORD_BYTES]))];
+    assert!(!g.join_fits(&huge));
+    // Half the limit fits in a group of its own.
+    let mut half = join_req("h", "", None, true);
+    half.protocols = vec![(
+        "range".into(),
+        Bytes::from(vec![0; MAX_GROUP_RECORD_BYTES / 2]),
+    )];
+    assert!(g.join_fits(&half));
+    let sync_req = |assignment: usize| SyncRequest {
+        group_id: "g".into(),
+        generation: 1,
+        member_id: id.clone(),
+        instance_id: None,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![(id.clone(), Bytes::from(vec![0; assignment]))],
+    };
+    assert!(g.sync_fits(&sync_req(1 << 20)));
+    assert!(!g.sync_fits(&sync_req(MAX_GROUP_RECORD_BYTES)));
+    // A rejoining member replaces its own earlier metadata.
+    let mut rejoin = join_req("g", &id, None, true);
+    rejoin.protocols = vec![(
+        "range".into(),
+        Bytes::from(vec![0; MAX_GROUP_RECORD_BYTES - 200]),
+    )];
+    assert!(g.join_fits(&rejoin));
+}
