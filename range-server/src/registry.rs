@@ -60,7 +60,7 @@ impl RangeRegistry {
     /// Starts an actor for every range recovery found. When recovery discarded segments,
     /// remembers which ranges were known then (see [`RangeRegistry::can_vouch_for`]).
     pub fn recover(&self, recovered: &mut Recovered) {
-        let lost_data = !recovered.discarded.is_empty();
+        let lost_data = recovered.lost_data;
         let mut known = HashSet::new();
         for (key, range) in std::mem::take(&mut recovered.ranges) {
             known.insert(key);

@@ -96,6 +96,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let wal_dir = config.data.join("wal");
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
+        max_record_bytes: config.max_frame_bytes,
         ..WalOptions::default()
     };
     let wal_metrics = metrics.clone();

@@ -78,6 +78,17 @@ pub struct WalOptions {
     pub segment_bytes: u64,
     /// A group commit stops draining the queue once it holds this many bytes.
     pub max_group_bytes: usize,
+    /// Largest record the WAL is given (an append within one RPC frame).
+    pub max_record_bytes: usize,
+}
+
+impl WalOptions {
+    /// The most bytes one group commit writes: a crash can leave at most this much of a
+    /// segment's end unsynced (torn), since the next group is written only after this
+    /// group's sync returned.
+    pub fn torn_window(&self) -> u64 {
+        (self.max_group_bytes + self.max_record_bytes + record::FRAME_HEADER) as u64
+    }
 }
 
 impl Default for WalOptions {
@@ -85,6 +96,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: 64 * 1024 * 1024,
             max_group_bytes: 16 * 1024 * 1024,
+            max_record_bytes: protocol::frame::DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -148,7 +160,8 @@ impl Wal {
         opts: WalOptions,
         metrics: Metrics,
     ) -> Result<(Wal, Recovered), WalError> {
-        let recovered = recovery::recover(dir).map_err(|e| WalError::Io(e.to_string()))?;
+        let recovered =
+            recovery::recover(dir, opts.torn_window()).map_err(|e| WalError::Io(e.to_string()))?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             failed: Mutex::new(None),

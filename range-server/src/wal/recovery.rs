@@ -1,8 +1,11 @@
 //! WAL recovery at start, before anything is served: a sequential scan of every segment in
 //! order that stops at the first torn or corrupt record (short read, impossible length, CRC
 //! mismatch, undecodable body), truncates that segment there, moves every later segment aside
-//! (`*.discarded`), and rebuilds the per-range index. It never panics on disk contents and
-//! never serves data past the last good record.
+//! (`*.discarded`), and rebuilds the per-range index. It tells a torn tail (what a crash
+//! leaves of the last, unsynced group commit) from corruption of synced data: a bad record
+//! followed, further than one group commit can span, by a good one was synced, so what
+//! followed it is lost and [`Recovered::lost_data`] says so. It never panics on disk contents
+//! and never serves data past the last good record.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -66,6 +69,10 @@ pub struct Recovered {
     pub truncated: Option<(Location, String)>,
     /// Later segments moved aside after a corrupt record.
     pub discarded: Vec<PathBuf>,
+    /// Records that may have been acknowledged were dropped (segments discarded, or a
+    /// corrupt record found well before the end of the last segment): this server cannot
+    /// tell how far it held the ranges it knew.
+    pub lost_data: bool,
     /// The segment appends continue in, and its length.
     pub tail_segment: u64,
     pub tail_len: u64,
@@ -189,8 +196,46 @@ fn apply(out: &mut Recovered, record: WalRecord, payload_len: usize, loc: Locati
     }
 }
 
+/// Whether a good record starts anywhere in `file` at or after `from`: the bad record
+/// before it was followed by more than a torn group commit. Candidate positions whose header
+/// is impossible are skipped at once; CRCs are computed over at most [`SEARCH_BUDGET`] bytes,
+/// after which the answer is yes (the safe side: data is treated as lost).
+fn good_record_after(file: &File, from: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if from >= len {
+        return Ok(false);
+    }
+    let mut data = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut data, from)?;
+    let mut budget = SEARCH_BUDGET;
+    for p in 0..data.len().saturating_sub(FRAME_HEADER) {
+        let mut header = [0u8; FRAME_HEADER];
+        header.copy_from_slice(&data[p..p + FRAME_HEADER]);
+        let (body_len, crc) = parse_header(&header);
+        let Some(body) = data.get(p + FRAME_HEADER..p + FRAME_HEADER + body_len) else {
+            continue;
+        };
+        if body_len == 0 {
+            continue;
+        }
+        if budget < body_len {
+            return Ok(true);
+        }
+        budget -= body_len;
+        if protocol::checksum(body) == crc && WalRecord::decode_meta(body).is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Bytes [`good_record_after`] checksums at most.
+const SEARCH_BUDGET: usize = 1 << 30;
+
 /// Scans `dir` (created if missing) and leaves it ready for appends after the last good record.
-pub fn recover(dir: &Path) -> std::io::Result<Recovered> {
+/// `torn_window` is the most a crash can leave unsynced at a segment's end.
+pub fn recover(dir: &Path, torn_window: u64) -> std::io::Result<Recovered> {
     std::fs::create_dir_all(dir)?;
     let seqs = list_segments(dir)?;
     let mut out = Recovered {
@@ -208,8 +253,16 @@ pub fn recover(dir: &Path) -> std::io::Result<Recovered> {
                 out.tail_len = len;
             }
             ScanEnd::Bad(pos, why) => {
-                tracing::warn!(segment = seq, position = pos, reason = %why,
-                    "WAL recovery stops at a torn or corrupt record; truncating there");
+                let last = i + 1 == seqs.len();
+                let synced = !last || good_record_after(&file, pos.saturating_add(torn_window))?;
+                if synced {
+                    tracing::error!(segment = seq, position = pos, reason = %why,
+                        "WAL corrupt before its unsynced tail: records after it are lost");
+                    out.lost_data = true;
+                } else {
+                    tracing::warn!(segment = seq, position = pos, reason = %why,
+                        "WAL recovery stops at a torn tail; truncating there");
+                }
                 file.set_len(pos)?;
                 file.sync_all()?;
                 for &later in &seqs[i + 1..] {

@@ -229,6 +229,7 @@ fn recovery_after_flipped_bit_discards_later_segments() {
     assert_eq!(rec.records, 4);
     assert_eq!(rec.ranges[&(2, 0)].next, 4);
     assert!(!rec.discarded.is_empty());
+    assert!(rec.lost_data);
     assert!(wal_files(dir.path())
         .iter()
         .any(|p| p.to_string_lossy().ends_with(".discarded")));
@@ -237,6 +238,49 @@ fn recovery_after_flipped_bit_discards_later_segments() {
     drop(wal);
     let (_, rec, _) = open(dir.path(), 600);
     assert_eq!(rec.records, 5);
+}
+
+/// A bad record followed, further than one group commit can span, by good ones was synced
+/// (a crash tears only the last group): recovery says data was lost, so the server does not
+/// vouch for how far it held its ranges. A bad record near the end is a torn tail and loses
+/// nothing acknowledged. Before, both were taken for a torn tail.
+#[test]
+fn corruption_before_the_unsynced_tail_is_reported_as_lost_data() {
+    let small = WalOptions {
+        segment_bytes: 1 << 20,
+        max_group_bytes: 2048,
+        max_record_bytes: 2048,
+    };
+    let write = |dir: &Path| {
+        let (wal, _) = Wal::open(dir, small.clone(), Metrics::default()).unwrap();
+        append_many(&wal, 4, 100, |i| vec![i as u8; 200])
+    };
+    let flip = |dir: &Path, loc: Location| {
+        let seg = dir.join(segment_name(loc.segment));
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[loc.position as usize + 60] ^= 0x01;
+        std::fs::write(&seg, &bytes).unwrap();
+    };
+    // Record 10 of 100 (about 2 KB in, 20 KB of good records after it: beyond the window).
+    let dir = tempfile::tempdir().unwrap();
+    let locs = write(dir.path());
+    assert!(locs.iter().all(|l| l.segment == locs[0].segment));
+    flip(dir.path(), locs[10]);
+    let (_, rec) = Wal::open(dir.path(), small.clone(), Metrics::default()).unwrap();
+    assert_eq!(rec.records, 10);
+    assert!(rec.discarded.is_empty());
+    assert!(
+        rec.lost_data,
+        "corruption followed by synced records was taken for a torn tail"
+    );
+
+    // Record 95 of 100: within one group of the end, a torn tail.
+    let dir = tempfile::tempdir().unwrap();
+    let locs = write(dir.path());
+    flip(dir.path(), locs[95]);
+    let (_, rec) = Wal::open(dir.path(), small, Metrics::default()).unwrap();
+    assert_eq!(rec.records, 95);
+    assert!(!rec.lost_data);
 }
 
 #[test]
@@ -313,6 +357,7 @@ fn fuzz_wal_records_and_recovery() {
     let mut budget = protocol::fuzz::Budget::new("wal segment recovery", 300);
     while budget.another() {
         std::fs::write(&segment, budget.spoil(&seeds)).unwrap();
-        recovery::recover(dir.path()).expect("recovery reads what it can");
+        recovery::recover(dir.path(), WalOptions::default().torn_window())
+            .expect("recovery reads what it can");
     }
 }
