@@ -27,6 +27,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Recent batches each partition keeps in memory for tail reads.
     pub partition_cache_bytes: usize,
+    /// An idempotent producer that has not written to a partition for this long is forgotten
+    /// there (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiration: Duration,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::GroupConfig,
 }
@@ -47,6 +50,9 @@ impl Default for Config {
             max_request_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
             partition_cache_bytes: 8 * 1024 * 1024,
+            producer_id_expiration: Duration::from_millis(
+                crate::partition::state::DEFAULT_PRODUCER_EXPIRY_MS as u64,
+            ),
             groups: crate::group::GroupConfig::default(),
         }
     }

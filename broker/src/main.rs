@@ -79,6 +79,10 @@ struct Args {
     /// retention check.
     #[arg(long, default_value_t = 10_000)]
     max_groups_per_coordinator: usize,
+    /// An idempotent producer idle this long (ms) on a partition is forgotten there (Kafka's
+    /// producer.id.expiration.ms; counted in producers_expired).
+    #[arg(long, default_value_t = 86_400_000)]
+    producer_id_expiration_ms: u64,
 }
 
 fn main() {
@@ -98,6 +102,7 @@ fn main() {
         max_request_bytes: args.max_request_bytes,
         max_connections: args.max_connections,
         partition_cache_bytes: args.partition_cache_bytes,
+        producer_id_expiration: Duration::from_millis(args.producer_id_expiration_ms),
         groups: broker::group::GroupConfig {
             offsets_topic_partitions: args.offsets_topic_partitions.max(1),
             offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub connections: Gauge,
     pub connections_refused: Counter,
     pub groups_refused: Counter,
+    pub producers_expired: Counter,
 }
 
 impl Metrics {
@@ -31,6 +32,7 @@ impl Metrics {
         let connections = Gauge::default();
         let connections_refused = Counter::default();
         let groups_refused = Counter::default();
+        let producers_expired = Counter::default();
         registry.register("kafka_requests", "Kafka requests by API", requests.clone());
         registry.register(
             "produced_bytes",
@@ -67,6 +69,11 @@ impl Metrics {
             "New consumer groups refused because their coordinator held --max-groups-per-coordinator",
             groups_refused.clone(),
         );
+        registry.register(
+            "producers_expired",
+            "Idempotent producers forgotten by a partition after --producer-id-expiration-ms idle",
+            producers_expired.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -77,6 +84,7 @@ impl Metrics {
             connections,
             connections_refused,
             groups_refused,
+            producers_expired,
         }
     }
 }

@@ -432,3 +432,64 @@ async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
         "PD lists the broker and the three live range servers"
     );
 }
+
+/// An idempotent producer idle for --producer-id-expiration-ms is forgotten by the partition
+/// (counted in producers_expired); when it writes again it is taken as new and its records
+/// are stored once. Before, the expiry was a constant a day long, without a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_producers_are_forgotten_after_the_configured_expiry() {
+    let (_serial, cluster) = start_with_topics(
+        Cluster::builder()
+            .brokers(1)
+            .retention_check_ms(200)
+            .broker_arg("--producer-id-expiration-ms", "1000"),
+        &[("expiring-producers", 1)],
+    )
+    .await;
+    let bootstrap = cluster.bootstrap();
+    let http = cluster.brokers[0].http_addr.clone();
+    let sent = blocking(move || {
+        let producer = kafka::producer(
+            &bootstrap,
+            &[("acks", "all"), ("enable.idempotence", "true")],
+        );
+        let send = |from: usize| {
+            for i in from..from + 10 {
+                let v = format!("value {i}");
+                kafka::send(
+                    &producer,
+                    rdkafka::producer::BaseRecord::with_opaque_to(
+                        "expiring-producers",
+                        Box::new(i),
+                    )
+                    .partition(0)
+                    .payload(v.as_bytes()),
+                );
+            }
+            kafka::flush(&producer, Duration::from_secs(30))
+        };
+        let mut sent = send(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&http, "producers_expired").unwrap_or(0.0) < 1.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sent.extend(send(10));
+        sent
+    })
+    .await;
+    assert!(
+        metric(&cluster.brokers[0].http_addr, "producers_expired").unwrap_or(0.0) >= 1.0,
+        "the idle producer was not forgotten"
+    );
+    assert!(
+        sent.iter().all(|d| d.error.is_none()),
+        "produce failed: {sent:?}"
+    );
+    let records = read_from_start(&cluster, "expiring-producers", 0, 20);
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("value {i}")).collect();
+    assert_eq!(values, expected, "every record stored once, in order");
+}

@@ -269,8 +269,10 @@ impl PartitionActor {
         if !self.is_active() {
             return;
         }
-        let expired = self.state.producers.expire(crate::now_ms());
+        let expiry = self.broker.config.producer_id_expiration.as_millis() as i64;
+        let expired = self.state.producers.expire(crate::now_ms(), expiry);
         if expired > 0 {
+            self.broker.metrics.producers_expired.inc_by(expired as u64);
             tracing::info!(topic = %self.key.0, partition = self.key.1, expired, "forgot idle producers");
         }
         let Some(config) = self.config() else { return };

@@ -250,7 +250,7 @@ impl EpochHistory {
 
 /// How long a producer that stopped writing is remembered (Kafka's
 /// `producer.id.expiration.ms` default, one day).
-pub const PRODUCER_EXPIRY_MS: i64 = 24 * 60 * 60 * 1000;
+pub const DEFAULT_PRODUCER_EXPIRY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Per producer id: the epoch and the last five batches, as Kafka keeps them. Kept in the
 /// meta stream too (`MetaRecord::Producers`, and in snapshots), so the next owner of the
@@ -394,12 +394,11 @@ impl Producers {
         self.by_id.retain(|_, e| !e.recent.is_empty());
     }
 
-    /// Forgets producers that have not written since `now_ms - PRODUCER_EXPIRY_MS`; answers
-    /// how many.
-    pub fn expire(&mut self, now_ms: i64) -> usize {
+    /// Forgets producers that have not written since `now_ms - expiry_ms`; answers how many.
+    pub fn expire(&mut self, now_ms: i64, expiry_ms: i64) -> usize {
         let before = self.by_id.len();
         self.by_id
-            .retain(|_, e| now_ms.saturating_sub(e.last_write_ms) < PRODUCER_EXPIRY_MS);
+            .retain(|_, e| now_ms.saturating_sub(e.last_write_ms) < expiry_ms);
         before - self.by_id.len()
     }
 
@@ -661,7 +660,13 @@ mod tests {
         );
         // Producer 9 (last write at 2 s) expires a day later; producer 7 writes at 3 s.
         new_owner.record(&header(7, 2, 6, 3), 120, 3_000);
-        assert_eq!(new_owner.expire(2_000 + PRODUCER_EXPIRY_MS), 1);
+        assert_eq!(
+            new_owner.expire(
+                2_000 + DEFAULT_PRODUCER_EXPIRY_MS,
+                DEFAULT_PRODUCER_EXPIRY_MS
+            ),
+            1
+        );
         assert_eq!(new_owner.len(), 1);
     }
 }
