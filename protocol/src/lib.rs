@@ -2,7 +2,8 @@
 //!
 //! This crate owns the wire: the frame codec ([`frame`]), the error codes ([`error`]), the
 //! shared data model ([`model`]) and the request/response pairs of the placement driver
-//! ([`pd`]) and of the range servers ([`range_rpc`]). It is the only crate that knows bincode exists
+//! ([`pd`]) and of the range servers ([`range_rpc`]), and the layout of objects in object
+//! storage ([`object`]). It is the only crate that knows bincode exists
 //! ([`codec`]); everything else sees typed messages. It does no I/O of its own and holds no
 //! state.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod fuzz;
 pub mod model;
+pub mod object;
 pub mod partition_meta;
 pub mod pd;
 pub mod range_rpc;

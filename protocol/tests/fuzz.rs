@@ -122,3 +122,32 @@ fn fuzz_rpc_frames_and_messages() {
         }
     }
 }
+
+/// Objects as a reader fetches them from object storage: spoiled whole objects must be errors,
+/// never panics or allocations sized by their claims.
+#[test]
+fn fuzz_objects() {
+    use protocol::object::{parse_object, ObjectBatch, ObjectBuilder};
+    let mut seeds = Vec::new();
+    for streams in 1..4u64 {
+        let mut b = ObjectBuilder::new();
+        for s in 0..streams {
+            for i in 0..5u64 {
+                let payload = bytes::Bytes::from(vec![(s + i) as u8; 20]);
+                let batch = ObjectBatch {
+                    offset: i * 2,
+                    count: 2,
+                    crc: protocol::checksum(&payload),
+                    payload,
+                };
+                b.add(s, &batch).expect("in order");
+            }
+        }
+        seeds.push(b.finish().0.to_vec());
+    }
+    let mut budget = Budget::new("objects", 20_000);
+    while budget.another() {
+        let bytes = budget.spoil(&seeds);
+        let _ = parse_object(&bytes);
+    }
+}
