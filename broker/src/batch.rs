@@ -37,6 +37,33 @@ pub enum BatchError {
     TooLarge { size: usize, limit: usize },
     #[error("record batch magic {0} is not supported (only v2)")]
     UnsupportedMagic(i8),
+    #[error("the request's compressed batches decompress to more than its budget of {0} bytes")]
+    OverBudget(usize),
+}
+
+/// Bytes the compressed batches of one produce request may decompress to, together: 256 MiB
+/// plus ten times the request's record bytes. Validation decompresses every batch (each at
+/// most [`decompress::MAX_DECOMPRESSED_BYTES`]); without a bound per request, one request of
+/// many small batches that expand to the cap could hold the broker's event loop for hours.
+#[derive(Debug, Clone, Copy)]
+pub struct DecompressionBudget {
+    pub total: usize,
+    pub left: usize,
+}
+
+impl DecompressionBudget {
+    pub fn for_request(record_bytes: usize) -> Self {
+        let total = (256usize << 20).saturating_add(record_bytes.saturating_mul(10));
+        DecompressionBudget { total, left: total }
+    }
+
+    /// No bound (for stored batches, already validated).
+    pub fn unlimited() -> Self {
+        DecompressionBudget {
+            total: usize::MAX,
+            left: usize::MAX,
+        }
+    }
 }
 
 /// The fields of a v2 batch header a broker looks at.
@@ -131,6 +158,20 @@ pub fn split_and_validate(
     records: &Bytes,
     max_batch_bytes: usize,
 ) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    split_and_validate_within(
+        records,
+        max_batch_bytes,
+        &mut DecompressionBudget::unlimited(),
+    )
+}
+
+/// [`split_and_validate`], taking what compressed batches decompress to from `budget` (a
+/// batch that overdraws it is refused with [`BatchError::OverBudget`]).
+pub fn split_and_validate_within(
+    records: &Bytes,
+    max_batch_bytes: usize,
+    budget: &mut DecompressionBudget,
+) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -163,7 +204,18 @@ pub fn split_and_validate(
                 header.records_count, header.last_offset_delta
             )));
         }
-        walk_records(batch, &header, |_| false)?;
+        if budget.left == 0 && header.attributes & ATTR_COMPRESSION != 0 {
+            return Err(BatchError::OverBudget(budget.total));
+        }
+        let (_, decompressed) = walk_records_sized(batch, &header, |_| false)?;
+        match budget.left.checked_sub(decompressed) {
+            Some(left) => budget.left = left,
+            None => {
+                // Spent: every later compressed batch of the request is refused unread.
+                budget.left = 0;
+                return Err(BatchError::OverBudget(budget.total));
+            }
+        }
         out.push((header, records.slice(at..at + header.length)));
         at += header.length;
     }
@@ -190,8 +242,18 @@ pub struct RecordAt {
 pub fn walk_records(
     batch: &[u8],
     header: &BatchHeader,
-    mut each: impl FnMut(RecordAt) -> bool,
+    each: impl FnMut(RecordAt) -> bool,
 ) -> Result<Option<RecordAt>, BatchError> {
+    walk_records_sized(batch, header, each).map(|(found, _)| found)
+}
+
+/// [`walk_records`], also answering how many bytes the records decompressed to (0 for an
+/// uncompressed batch).
+fn walk_records_sized(
+    batch: &[u8],
+    header: &BatchHeader,
+    mut each: impl FnMut(RecordAt) -> bool,
+) -> Result<(Option<RecordAt>, usize), BatchError> {
     let corrupt = |what: String| BatchError::Corrupt(what);
     let stored = batch
         .get(HEADER_LEN..)
@@ -202,6 +264,10 @@ pub fn walk_records(
             decompress::records(codec, stored, decompress::MAX_DECOMPRESSED_BYTES)
                 .map_err(corrupt)?,
         ),
+    };
+    let decompressed = match &records {
+        Cow::Owned(bytes) => bytes.len(),
+        Cow::Borrowed(_) => 0,
     };
     let count = header.records_count;
     let mut records = Cursor(&records);
@@ -221,7 +287,7 @@ pub fn walk_records(
             timestamp: header.first_timestamp.saturating_add(timestamp_delta),
         };
         if each(at) {
-            return Ok(Some(at));
+            return Ok((Some(at), decompressed));
         }
         found += 1;
     }
@@ -230,7 +296,7 @@ pub fn walk_records(
             "{found} records where it declares {count}"
         )));
     }
-    Ok(None)
+    Ok((None, decompressed))
 }
 
 /// One record's fields after its length: attributes, timestamp and offset deltas, key,
@@ -491,6 +557,45 @@ mod tests {
             Err(BatchError::Corrupt(why)) => assert!(why.contains("more than"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// What one request's compressed batches may decompress to is bounded together: once
+    /// the budget is spent, the batch that overdrew it and every later compressed batch are
+    /// refused (the later ones unread); uncompressed batches cost nothing.
+    #[test]
+    fn a_request_decompresses_within_its_budget() {
+        let three = encoded(3, Compression::Zstd);
+        let size = {
+            let batches = split_and_validate(&three, 1 << 20).unwrap();
+            let (header, batch) = &batches[0];
+            walk_records_sized(batch, header, |_| false).unwrap().1
+        };
+        assert!(size > 0);
+        let mut budget = DecompressionBudget {
+            total: 2 * size,
+            left: 2 * size,
+        };
+        assert!(split_and_validate_within(&three, 1 << 20, &mut budget).is_ok());
+        assert!(split_and_validate_within(&three, 1 << 20, &mut budget).is_ok());
+        assert_eq!(budget.left, 0);
+        let plain = encoded(3, Compression::None);
+        assert!(split_and_validate_within(&plain, 1 << 20, &mut budget).is_ok());
+        assert!(matches!(
+            split_and_validate_within(&three, 1 << 20, &mut budget),
+            Err(BatchError::OverBudget(total)) if total == 2 * size
+        ));
+        let mut budget = DecompressionBudget {
+            total: size + 1,
+            left: size + 1,
+        };
+        assert!(split_and_validate_within(&three, 1 << 20, &mut budget).is_ok());
+        assert!(split_and_validate_within(&three, 1 << 20, &mut budget).is_err());
+        assert_eq!(budget.left, 0, "an overdraft spends the budget");
+        // A request's budget: 256 MiB and ten times its bytes.
+        assert_eq!(
+            DecompressionBudget::for_request(1 << 20).total,
+            (256 << 20) + (10 << 20)
+        );
     }
 
     #[test]

@@ -624,3 +624,43 @@ async fn fetch_list_offsets_epochs_and_producer_ids() {
     }
     assert_ne!(ids[0], ids[1], "two InitProducerId calls gave the same id");
 }
+
+/// One produce request's compressed batches may decompress to 256 MiB plus ten times its
+/// bytes, together: three zstd batches of about 12 KB that each expand to 100 MiB (each
+/// within the per-batch cap) overdraw it, so their partition is refused with
+/// POLICY_VIOLATION and nothing of it is stored, while a batch within the budget is stored
+/// and the broker goes on serving. Before, a request of many such batches was decompressed
+/// whole on the broker's event loop, however long that took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_batches_past_the_request_budget_are_refused() {
+    let (_serial, cluster) =
+        start_with_topics(Cluster::builder().brokers(1), &[("expanding", 1)]).await;
+    let mut c = RawClient::negotiated(&cluster.kafka_addr(0));
+    let (topic_id, _) = raw_wait_topic(&mut c, "expanding", 1);
+    let zeros = vec![0u8; 100 << 20];
+    let one = record_batch(&[(None, &zeros[..])], Compression::Zstd, now_ms());
+    assert!(one.len() < 1 << 20, "a {} byte batch", one.len());
+    // Within the budget: stored.
+    let stored = ok(
+        &cluster,
+        raw_produce(&mut c, "expanding", topic_id, 0, one.clone()),
+    );
+    assert_eq!((stored.error_code, stored.base_offset), (0, 0));
+    // Three together: over it.
+    let mut three = Vec::new();
+    for _ in 0..3 {
+        three.extend_from_slice(&one);
+    }
+    let refused = ok(
+        &cluster,
+        raw_produce(&mut c, "expanding", topic_id, 0, Bytes::from(three)),
+    );
+    assert_eq!(refused.error_code, code::POLICY_VIOLATION, "{refused:?}");
+    let data = ok(
+        &cluster,
+        raw_fetch(&mut c, "expanding", topic_id, 0, 0, 1 << 20),
+    );
+    assert_eq!(data.high_watermark, 1, "the refused batches were stored");
+    let r = ok(&cluster, raw_list_offsets(&mut c, "expanding", 0, -1));
+    assert_eq!((r.error_code, r.offset), (0, 1));
+}

@@ -28,6 +28,7 @@ fn batch_error(e: &BatchError) -> ResponseError {
         BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
         BatchError::Corrupt(_) => ResponseError::CorruptMessage,
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::OverBudget(_) => ResponseError::PolicyViolation,
     }
 }
 
@@ -38,6 +39,13 @@ pub fn start(
     version: i16,
 ) -> impl Future<Output = ProduceResponse> {
     let snapshot = broker.snapshot();
+    let record_bytes: usize = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let mut budget = batch::DecompressionBudget::for_request(record_bytes);
     let mut plan: Vec<(TopicName, Vec<(i32, Pending)>)> = Vec::new();
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
@@ -62,7 +70,12 @@ pub fn start(
                         Pending::Done(ResponseError::UnknownTopicOrPartition)
                     } else if let Some(handle) = broker.partition(&name, p.index as u32) {
                         let records = p.records.unwrap_or_else(Bytes::new);
-                        match batch::split_and_validate(&records, config.max_message_bytes) {
+                        let validated = batch::split_and_validate_within(
+                            &records,
+                            config.max_message_bytes,
+                            &mut budget,
+                        );
+                        match validated {
                             Ok(batches) => {
                                 let (reply, rx) = oneshot::channel();
                                 handle.addr.do_send(Produce {
