@@ -121,10 +121,9 @@ pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<
 
 /// Applies PD's answer about the ranges in `keys` (the page just reported).
 fn apply_verdicts(ranges: &RangeRegistry, keys: &[RangeKey], hb: &HeartbeatResponse) {
-    for key in &hb.retired {
-        if keys.contains(key) {
-            ranges.retire(*key);
-        }
+    let reported: std::collections::HashSet<&RangeKey> = keys.iter().collect();
+    for key in hb.retired.iter().filter(|k| reported.contains(k)) {
+        ranges.retire(*key);
     }
     for (stream_id, start) in &hb.stream_starts {
         for key in keys.iter().filter(|k| k.0 == *stream_id) {

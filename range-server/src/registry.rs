@@ -169,11 +169,6 @@ impl RangeRegistry {
         &self.wal
     }
 
-    /// The current state of every range, for PD.
-    pub async fn reports(&self) -> Vec<RangeReport> {
-        self.report_page(None, usize::MAX).await
-    }
-
     /// The current state of up to `limit` ranges with keys after `after`, in key order: one
     /// page of what this server holds.
     pub async fn report_page(&self, after: Option<RangeKey>, limit: usize) -> Vec<RangeReport> {
@@ -251,6 +246,9 @@ mod tests {
         assert_eq!(metrics.ranges.get(), 2);
         assert!(registry.get((7, 0)).is_none());
         assert!(create((9, 9)).is_ok());
-        assert_eq!(keys(registry.reports().await), vec![(3, 5), (7, 2), (9, 9)]);
+        assert_eq!(
+            keys(registry.report_page(None, usize::MAX).await),
+            vec![(3, 5), (7, 2), (9, 9)]
+        );
     }
 }
