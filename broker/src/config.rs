@@ -30,6 +30,11 @@ pub struct Config {
     /// An idempotent producer that has not written to a partition for this long is forgotten
     /// there (Kafka's `producer.id.expiration.ms`).
     pub producer_id_expiration: Duration,
+    /// The cluster's object store (`file:///dir`, `s3://bucket/prefix`), where offloaded
+    /// history is read from; None: read everything from range servers.
+    pub object_store: Option<String>,
+    /// Budget of the block cache for reads from objects.
+    pub object_cache_bytes: usize,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::GroupConfig,
 }
@@ -53,6 +58,8 @@ impl Default for Config {
             producer_id_expiration: Duration::from_millis(
                 crate::partition::state::DEFAULT_PRODUCER_EXPIRY_MS as u64,
             ),
+            object_store: None,
+            object_cache_bytes: stream_client::objects::DEFAULT_CACHE_BYTES,
             groups: crate::group::GroupConfig::default(),
         }
     }

@@ -83,6 +83,13 @@ struct Args {
     /// producer.id.expiration.ms; counted in producers_expired).
     #[arg(long, default_value_t = 86_400_000)]
     producer_id_expiration_ms: u64,
+    /// The cluster's object store (file:///abs/dir or s3://bucket[/prefix], S3 settings from
+    /// the AWS_* variables): offloaded history is read from it directly.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// Bytes of object blocks kept in memory for reads from objects.
+    #[arg(long, default_value_t = stream_client::objects::DEFAULT_CACHE_BYTES)]
+    object_cache_bytes: usize,
 }
 
 fn main() {
@@ -103,6 +110,8 @@ fn main() {
         max_connections: args.max_connections,
         partition_cache_bytes: args.partition_cache_bytes,
         producer_id_expiration: Duration::from_millis(args.producer_id_expiration_ms),
+        object_store: args.object_store,
+        object_cache_bytes: args.object_cache_bytes,
         groups: broker::group::GroupConfig {
             offsets_topic_partitions: args.offsets_topic_partitions.max(1),
             offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),

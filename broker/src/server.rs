@@ -62,7 +62,13 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     let pd = PdClient::new(&config.pd).with_retry_for(Duration::from_secs(5));
     let (node_id, lease_ms) =
         membership::join(&pd, &config.data, &advertised, &http_addr.to_string()).await;
-    let streams = StreamClient::new(&config.pd);
+    let mut streams = StreamClient::new(&config.pd);
+    if let Some(url) = &config.object_store {
+        streams = streams.with_objects(stream_client::Objects::open(
+            url,
+            config.object_cache_bytes,
+        )?);
+    }
     let broker: SharedBroker = Rc::new(Broker {
         node_id,
         config: config.clone(),

@@ -6,7 +6,8 @@
 //!
 //! [`kafka`] holds the librdkafka helpers the Kafka tests and `kafka-bench` share,
 //! [`raw_kafka`] a raw `kafka-protocol` client for the requests no client library sends, and
-//! [`testing`] what every Kafka test file shares (the serial lock, failing with the logs).
+//! [`testing`] what every Kafka test file shares (the serial lock, failing with the logs),
+//! and [`s3`] a real S3 server (s3s-fs) for the object-storage tests.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,6 +21,7 @@ use stream_client::PdClient;
 
 pub mod kafka;
 pub mod raw_kafka;
+pub mod s3;
 pub mod testing;
 
 /// Where the binaries are: `$STRATA_BIN_DIR`, else the directory of the running test or
@@ -43,6 +45,8 @@ pub struct Proc {
     binary: String,
     /// Arguments other than the listen addresses and the data dir.
     args: Vec<String>,
+    /// Environment variables set for the process (beside this one's).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub rpc_addr: String,
     pub http_addr: String,
@@ -55,9 +59,18 @@ impl Proc {
             dir: root.join(name),
             binary: binary.to_string(),
             args,
+            env: Vec::new(),
             child: None,
             rpc_addr: "127.0.0.1:0".to_string(),
             http_addr: "127.0.0.1:0".to_string(),
+        }
+    }
+
+    /// Sets `flag` to `value` for the next start (replacing an earlier value of it).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
+            _ => self.args.extend([flag.to_string(), value.to_string()]),
         }
     }
 
@@ -92,6 +105,7 @@ impl Proc {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -241,6 +255,8 @@ pub struct ClusterBuilder {
     brokers: usize,
     broker_args: Vec<String>,
     pd_args: Vec<String>,
+    range_server_args: Vec<String>,
+    env: Vec<(String, String)>,
     root: Option<PathBuf>,
 }
 
@@ -286,6 +302,26 @@ impl ClusterBuilder {
         self
     }
 
+    /// Any range-server flag, passed to every range server.
+    pub fn range_server_arg(mut self, flag: &str, value: &str) -> Self {
+        self.range_server_args.push(flag.to_string());
+        self.range_server_args.push(value.to_string());
+        self
+    }
+
+    /// An environment variable for every process (PD, range servers, brokers).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The cluster's object store (`--object-store` of PD, range servers and brokers).
+    pub fn object_store(self, url: &str) -> Self {
+        self.pd_arg("--object-store", url)
+            .range_server_arg("--object-store", url)
+            .broker_arg("--object-store", url)
+    }
+
     /// Start in `root` instead of a fresh temporary directory (which is deleted on drop).
     pub fn root(mut self, root: &Path) -> Self {
         self.root = Some(root.to_path_buf());
@@ -305,12 +341,20 @@ impl ClusterBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let mut cluster = Cluster::start_with(&root, self.range_servers, &self.pd_args).await;
+        let mut cluster = Cluster::start_with(
+            &root,
+            self.range_servers,
+            &self.pd_args,
+            &self.range_server_args,
+            &self.env,
+        )
+        .await;
         cluster._temp = keep_if_asked(temp);
         for i in 1..=self.brokers {
             let mut args = vec!["--pd".to_string(), cluster.pd_addr()];
             args.extend(self.broker_args.iter().cloned());
             let mut broker = Proc::new(&format!("broker-{i}"), &root, "strata-broker", args);
+            broker.env = self.env.clone();
             broker.start();
             cluster.brokers.push(broker);
         }
@@ -329,6 +373,8 @@ impl Cluster {
             brokers: 1,
             broker_args: Vec::new(),
             pd_args: Vec::new(),
+            range_server_args: Vec::new(),
+            env: Vec::new(),
             root: None,
         }
     }
@@ -347,22 +393,32 @@ impl Cluster {
     }
 
     pub async fn start_in(root: &Path, range_servers: usize) -> Cluster {
-        Cluster::start_with(root, range_servers, &[]).await
+        Cluster::start_with(root, range_servers, &[], &[], &[]).await
     }
 
-    async fn start_with(root: &Path, range_servers: usize, pd_args: &[String]) -> Cluster {
+    async fn start_with(
+        root: &Path,
+        range_servers: usize,
+        pd_args: &[String],
+        range_server_args: &[String],
+        env: &[(String, String)],
+    ) -> Cluster {
         let mut args = vec!["--lease-ms".to_string(), "3000".to_string()];
         args.extend(pd_args.iter().cloned());
         let mut pd = Proc::new("pd", root, "strata-pd", args);
+        pd.env = env.to_vec();
         pd.start();
         let mut servers = Vec::new();
         for i in 1..=range_servers {
+            let mut args = vec!["--pd".to_string(), pd.rpc_addr.clone()];
+            args.extend(range_server_args.iter().cloned());
             let mut rs = Proc::new(
                 &format!("range-server-{i}"),
                 root,
                 "strata-range-server",
-                vec!["--pd".into(), pd.rpc_addr.clone()],
+                args,
             );
+            rs.env = env.to_vec();
             rs.start();
             servers.push(rs);
         }

@@ -5,10 +5,13 @@
 //! - [`state`]: the replicated data and the rules (pure, deterministic); [`topics`]: the topic
 //!   and partition part of it.
 //! - [`balancer`]: which live broker owns each partition (pure plan + leader-only task).
+//! - [`collector`]: the leader's upkeep of object storage (expired uploads, unneeded
+//!   objects, orphans).
 //! - [`log_store`]: the durable Raft log and vote.
 //! - [`state_machine`]: the openraft adaptor for [`state`], snapshots.
 //! - [`watch`]: recent change events and long-poll.
 //! - [`liveness`]: heartbeat leases (leader memory only).
+//! - [`holdings`]: how far each range server holds each range (leader memory only).
 //! - [`service`]: request handlers.
 //! - [`network`]: Raft traffic between voters over the Strata RPC.
 //! - [`server`]: process wiring ([`run`]).
@@ -16,7 +19,9 @@
 use std::io::Cursor;
 
 pub mod balancer;
+pub mod collector;
 pub mod fsutil;
+pub mod holdings;
 pub mod liveness;
 pub mod log_store;
 pub mod network;
@@ -47,3 +52,11 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Milliseconds since the Unix epoch by this machine's clock (0 if the clock is before it).
+/// Only the leader reads it, to put times into commands.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

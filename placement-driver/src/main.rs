@@ -46,6 +46,21 @@ struct Args {
     /// Forget a node silent for this many seconds once no range or partition names it.
     #[arg(long, default_value_t = placement_driver::server::DEFAULT_FORGET_NODES_AFTER.as_secs())]
     forget_nodes_after_secs: u64,
+    /// The cluster's object store (file:///abs/dir or s3://bucket[/prefix], S3 settings from
+    /// the AWS_* variables): the leader deletes objects no stream needs and sweeps orphaned
+    /// uploads there.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// An upload reserved this long ago (ms) and not committed is an orphan: its commit is
+    /// refused and the upload deleted.
+    #[arg(long, default_value_t = 600_000)]
+    prepared_object_ttl_ms: u64,
+    /// How often the leader deletes unneeded objects and expires reservations (ms).
+    #[arg(long, default_value_t = 5_000)]
+    object_gc_interval_ms: u64,
+    /// How often the leader lists the object store for orphaned uploads (ms).
+    #[arg(long, default_value_t = 600_000)]
+    orphan_sweep_interval_ms: u64,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -73,6 +88,12 @@ fn main() -> ExitCode {
         balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
         balance_max_moves: args.balance_max_moves,
         forget_nodes_after: Duration::from_secs(args.forget_nodes_after_secs),
+        object_store: args.object_store,
+        collector: placement_driver::collector::CollectorConfig {
+            interval: Duration::from_millis(args.object_gc_interval_ms.max(10)),
+            prepared_ttl: Duration::from_millis(args.prepared_object_ttl_ms),
+            sweep_every: Duration::from_millis(args.orphan_sweep_interval_ms),
+        },
     };
     let telemetry = actors::telemetry::init("strata-pd");
     let result = actix_rt::System::new().block_on(placement_driver::run(config));

@@ -54,6 +54,9 @@ pub struct Config {
     pub balance_max_moves: usize,
     /// A node silent this long, and named by no range or partition, is forgotten.
     pub forget_nodes_after: Duration,
+    /// The cluster's object store; None: no object collector.
+    pub object_store: Option<String>,
+    pub collector: crate::collector::CollectorConfig,
 }
 
 impl Default for Config {
@@ -70,6 +73,8 @@ impl Default for Config {
             balance_interval: crate::balancer::DEFAULT_INTERVAL,
             balance_max_moves: crate::balancer::DEFAULT_MAX_MOVES,
             forget_nodes_after: DEFAULT_FORGET_NODES_AFTER,
+            object_store: None,
+            collector: crate::collector::CollectorConfig::default(),
         }
     }
 }
@@ -86,6 +91,8 @@ pub enum PdError {
     },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PdError {
@@ -154,6 +161,10 @@ fn router(service: &PdService) -> actors::Router {
     route!(Watch, watch);
     route!(AllocateIds, allocate_ids);
     route!(ListStreams, list_streams);
+    route!(PrepareObject, prepare_object);
+    route!(CommitObject, commit_object);
+    route!(CompactObjects, compact_objects);
+    route!(ObjectStats, object_stats);
     route!(CreateTopic, create_topic);
     route!(DeleteTopic, delete_topic);
     route!(CreatePartitions, create_partitions);
@@ -248,6 +259,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         shared,
         watch,
         liveness: liveness.clone(),
+        holdings: Arc::default(),
     };
 
     let rpc_addr = actors::serve(
@@ -339,6 +351,15 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         config.balance_max_moves,
         config.forget_nodes_after,
     ));
+    if let Some(url) = &config.object_store {
+        let objects = stream_client::Objects::open(url, 0)
+            .map_err(|e| PdError::Config(format!("object store: {e}")))?;
+        tokio::spawn(crate::collector::run(
+            service.clone(),
+            objects,
+            config.collector.clone(),
+        ));
+    }
     // Ready: a leader is known and this voter has applied what it recovered.
     let healthy = {
         let metrics = raft.metrics();

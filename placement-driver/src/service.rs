@@ -18,6 +18,7 @@ use protocol::pd::*;
 use protocol::{ErrorCode, RpcError};
 
 use crate::balancer;
+use crate::holdings::Holdings;
 use crate::liveness::Liveness;
 use crate::state::{Command, Kind, PdState, RangeVerdict, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
@@ -45,6 +46,7 @@ pub struct PdService {
     pub shared: SharedState,
     pub watch: Arc<WatchHub>,
     pub liveness: Arc<Liveness>,
+    pub holdings: Arc<Holdings>,
 }
 
 fn unexpected(r: Response) -> RpcError {
@@ -141,7 +143,16 @@ impl PdService {
 
     async fn write_stream(&self, cmd: Command) -> Result<StreamInfo, RpcError> {
         match self.write(cmd).await? {
-            Response::Stream(s) => Ok(s.to_info()),
+            // With its object slices as they stand after the command (a deleted stream has
+            // none left).
+            Response::Stream(record) => Ok(self
+                .read(|s| {
+                    s.state
+                        .stream(record.id)
+                        .ok()
+                        .map(|live| s.state.stream_info(live))
+                })?
+                .unwrap_or_else(|| record.to_info())),
             other => Err(unexpected(other)),
         }
     }
@@ -205,7 +216,10 @@ impl PdService {
         }
         self.liveness.heartbeat(req.node_id);
         let reports = &req.ranges[..req.ranges.len().min(MAX_REPORTS_PER_HEARTBEAT)];
+        self.holdings.record(req.node_id, reports);
         let (retired, stream_starts) = self.range_verdicts(reports).await;
+        self.holdings.forget(&retired);
+        let offload = self.offload_tasks(req.node_id, reports);
         if !retired.is_empty() {
             tracing::info!(
                 node = req.node_id,
@@ -217,7 +231,84 @@ impl PdService {
             lease_ms: self.lease_ms(),
             retired,
             stream_starts,
+            offload,
         })
+    }
+
+    /// The reported ranges that `node` is to offload now (see [`PdState::offload_task`]).
+    fn offload_tasks(&self, node: u64, reports: &[RangeReport]) -> Vec<OffloadTask> {
+        self.read(|s| {
+            reports
+                .iter()
+                .filter_map(|r| {
+                    let key = (r.stream_id, r.index);
+                    let from = s.state.offload_task(
+                        node,
+                        key,
+                        |id| self.liveness.alive(id),
+                        |id| self.holdings.local_end(key, id),
+                    )?;
+                    Some(OffloadTask {
+                        stream_id: r.stream_id,
+                        index: r.index,
+                        from,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    pub async fn prepare_object(&self, req: PrepareObject) -> Result<u64, RpcError> {
+        match self
+            .write(Command::PrepareObject {
+                node_id: req.node_id,
+                at_ms: crate::now_ms(),
+            })
+            .await?
+        {
+            Response::FirstId(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn commit_object(&self, req: CommitObject) -> Result<CommitObjectResponse, RpcError> {
+        let cmd = Command::CommitObject {
+            object_id: req.object_id,
+            size: req.size,
+            slices: req.slices.into_iter().map(Into::into).collect(),
+        };
+        match self.write(cmd).await? {
+            Response::Offloaded(offloaded) => Ok(CommitObjectResponse { offloaded }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compact_objects(&self, req: CompactObjects) -> Result<StreamInfo, RpcError> {
+        self.write_stream(Command::CompactObjects {
+            object_id: req.object_id,
+            size: req.size,
+            stream_id: req.stream_id,
+            replaces: req.replaces,
+            start: req.start,
+            end: req.end,
+            bytes: req.bytes,
+        })
+        .await
+    }
+
+    pub async fn object_stats(&self, _req: ObjectStats) -> Result<ObjectStatsResponse, RpcError> {
+        self.linearizable_read(|s| {
+            let o = &s.state.objects;
+            ObjectStatsResponse {
+                committed: o.committed.len() as u64,
+                committed_bytes: o.committed.values().map(|r| r.size).sum(),
+                prepared: o.prepared.len() as u64,
+                doomed: o.doomed.len() as u64,
+                next_object_id: o.next_id,
+            }
+        })
+        .await
     }
 
     /// What a range server may drop of the ranges it reported (see
@@ -260,9 +351,13 @@ impl PdService {
     }
 
     pub async fn describe_stream(&self, req: DescribeStream) -> Result<StreamInfo, RpcError> {
-        self.linearizable_read(|s| s.state.stream(req.stream_id).map(|s| s.to_info()))
-            .await?
-            .map_err(RpcError::from)
+        self.linearizable_read(|s| {
+            s.state
+                .stream(req.stream_id)
+                .map(|stream| s.state.stream_info(stream))
+        })
+        .await?
+        .map_err(RpcError::from)
     }
 
     pub async fn create_range(&self, req: CreateRange) -> Result<RangeInfo, RpcError> {
@@ -292,8 +387,13 @@ impl PdService {
     }
 
     pub async fn list_streams(&self, _req: ListStreams) -> Result<Vec<StreamInfo>, RpcError> {
-        self.linearizable_read(|s| s.state.live_streams().map(|s| s.to_info()).collect())
-            .await
+        self.linearizable_read(|s| {
+            s.state
+                .live_streams()
+                .map(|stream| s.state.stream_info(stream))
+                .collect()
+        })
+        .await
     }
 
     pub async fn allocate_ids(&self, req: AllocateIds) -> Result<u64, RpcError> {

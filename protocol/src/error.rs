@@ -50,6 +50,9 @@ pub enum ErrorCode {
     Internal,
     /// The request named another node than the one that received it.
     WrongNode,
+    /// The range server's WAL is at its size budget (`--wal-max-bytes`) until offload frees
+    /// space: retry later, the same server or another.
+    StorageFull,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, thiserror::Error)]

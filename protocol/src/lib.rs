@@ -68,6 +68,10 @@ mod tests {
             Watch::OPCODE,
             AllocateIds::OPCODE,
             ListStreams::OPCODE,
+            PrepareObject::OPCODE,
+            CommitObject::OPCODE,
+            CompactObjects::OPCODE,
+            ObjectStats::OPCODE,
             CreateTopic::OPCODE,
             DeleteTopic::OPCODE,
             CreatePartitions::OPCODE,
@@ -78,7 +82,7 @@ mod tests {
         ]
         .map(|o| o.0);
         let pd_expected = [
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 50,
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 25, 50,
         ];
         assert_eq!(pd, pd_expected);
         let range = [Append::OPCODE, Fetch::OPCODE, Seal::OPCODE, Commit::OPCODE].map(|o| o.0);

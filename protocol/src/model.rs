@@ -59,9 +59,40 @@ pub struct StreamInfo {
     pub start_offset: u64,
     pub ranges: Vec<RangeInfo>,
     pub deleted: bool,
+    /// The offloaded part of the stream, in offset order without gaps: offsets from the
+    /// stream start to [`StreamInfo::offloaded_end`] are read from object storage.
+    pub objects: Vec<ObjectSlice>,
+}
+
+/// Offsets `[start, end)` of one stream, kept in one object in object storage.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ObjectSlice {
+    pub object_id: u64,
+    /// The whole object's length in bytes (where its footer is).
+    pub object_size: u64,
+    pub start: u64,
+    pub end: u64,
+    /// Payload bytes of the stream's batches in the object.
+    pub bytes: u64,
 }
 
 impl StreamInfo {
+    /// Offsets below this are in object storage (or trimmed): never below the start offset.
+    pub fn offloaded_end(&self) -> u64 {
+        self.objects
+            .last()
+            .map_or(self.start_offset, |o| o.end.max(self.start_offset))
+    }
+
+    /// The slice holding `offset`, if it is offloaded.
+    pub fn object_at(&self, offset: u64) -> Option<&ObjectSlice> {
+        if offset < self.start_offset {
+            return None;
+        }
+        let i = self.objects.partition_point(|o| o.end <= offset);
+        self.objects.get(i).filter(|o| o.start <= offset)
+    }
+
     pub fn last_range(&self) -> Option<&RangeInfo> {
         self.ranges.last()
     }

@@ -40,9 +40,21 @@ pub struct HeartbeatResponse {
     /// Reported ranges that hold nothing readable any more (their stream was deleted or
     /// trimmed past their end, or PD never knew them): the server may drop them.
     pub retired: Vec<(StreamId, u32)>,
-    /// For reported ranges that start below their stream's start offset: that start offset.
-    /// Data below it is never read again.
+    /// For reported ranges that start below what their stream keeps elsewhere (its start
+    /// offset, or the end of its offloaded part): that offset. Data below it is never read
+    /// from this server again.
     pub stream_starts: Vec<(StreamId, u64)>,
+    /// Reported ranges this server is to offload now: each holds its stream's offload
+    /// frontier, given as where the next object of the stream must start.
+    pub offload: Vec<OffloadTask>,
+}
+
+/// Upload range `(stream_id, index)` from `from` (the stream's offloaded end) on.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct OffloadTask {
+    pub stream_id: StreamId,
+    pub index: u32,
+    pub from: u64,
 }
 
 #[derive(Debug, Clone, Encode, Decode)]
@@ -130,6 +142,68 @@ pub struct AllocateIds {
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct ListStreams {}
 
+/// Reserve an id for an object about to be uploaded. PD remembers the reservation for a
+/// while (`--prepared-object-ttl-ms`); an object committed after it expired is refused and
+/// its upload is swept as an orphan.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct PrepareObject {
+    pub node_id: NodeId,
+}
+
+/// One stream's part of an uploaded object.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SliceSpec {
+    pub stream_id: StreamId,
+    pub start: u64,
+    pub end: u64,
+    /// Payload bytes of the stream's batches in the object.
+    pub bytes: u64,
+}
+
+/// Record an uploaded object (prepared before) as part of its streams, in one step. A slice
+/// is taken when it continues its stream's offloaded part (starts at or before its end and
+/// ends after it); the others are ignored. An object no slice of which is taken is deleted.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CommitObject {
+    pub object_id: u64,
+    pub size: u64,
+    pub slices: Vec<SliceSpec>,
+}
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CommitObjectResponse {
+    /// For each live stream of the object: its offloaded end after the commit.
+    pub offloaded: Vec<(StreamId, u64)>,
+}
+
+/// Replace a run of consecutive slices of one stream by one new object (prepared before)
+/// that holds the same batches (less those below the stream's start). Refused unless the
+/// run is still exactly what the stream has at `replaces`.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct CompactObjects {
+    pub object_id: u64,
+    pub size: u64,
+    pub stream_id: StreamId,
+    /// Object ids of the replaced slices, in offset order.
+    pub replaces: Vec<u64>,
+    pub start: u64,
+    pub end: u64,
+    pub bytes: u64,
+}
+
+/// Object-storage bookkeeping at PD: counts, for status pages and tests.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ObjectStats {}
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ObjectStatsResponse {
+    pub committed: u64,
+    pub committed_bytes: u64,
+    pub prepared: u64,
+    /// Unreferenced objects waiting to be deleted from the store.
+    pub doomed: u64,
+    /// Ids below this were handed out.
+    pub next_object_id: u64,
+}
+
 /// Raft traffic between placement-driver voters: an openraft message carried as bincode of its
 /// serde form. Opaque to everyone else.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -210,6 +284,10 @@ rpc! {
     Watch => WatchResponse = 11,
     AllocateIds => u64 = 12,
     ListStreams => Vec<StreamInfo> = 13,
+    PrepareObject => u64 = 14,
+    CommitObject => CommitObjectResponse = 15,
+    CompactObjects => StreamInfo = 16,
+    ObjectStats => ObjectStatsResponse = 17,
     CreateTopic => TopicInfo = 20,
     DeleteTopic => TopicInfo = 21,
     CreatePartitions => TopicInfo = 22,

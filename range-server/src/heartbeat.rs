@@ -2,7 +2,8 @@
 //! `<data>/node_id` so a restart re-joins as the same node, and re-registers when PD no longer
 //! knows the node. Every heartbeat carries the next page of range reports (cycling through
 //! all ranges), and what PD answers about them is applied here: retired ranges are dropped,
-//! ranges of trimmed streams forget what lies below the start. PD being down never stops the
+//! ranges of trimmed or offloaded streams forget what lies below the start or the offloaded
+//! end, and offload assignments go to the offloader. PD being down never stops the
 //! server: this task only logs and retries.
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use protocol::model::NodeKind;
 use protocol::pd::{Heartbeat, HeartbeatResponse, RegisterNode, MAX_REPORTS_PER_HEARTBEAT};
 use protocol::ErrorCode;
 
+use crate::offload::OffloadTasks;
 use crate::registry::{RangeKey, RangeRegistry};
 
 const MAX_INTERVAL: Duration = Duration::from_millis(500);
@@ -34,7 +36,13 @@ fn interval(lease_ms: u64) -> Duration {
 }
 
 /// Registers and heartbeats forever. `node_id` is set once registered (0 until then).
-pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<AtomicU64>) {
+/// PD's offload assignments go to `offload`.
+pub async fn run(
+    cfg: HeartbeatConfig,
+    ranges: Arc<RangeRegistry>,
+    node_id: Arc<AtomicU64>,
+    offload: Arc<OffloadTasks>,
+) {
     let client = RpcClient::new(cfg.pd.clone());
     let mut kept = actors::process::load_node_id(&cfg.data_dir);
     let mut backoff = Duration::from_millis(100);
@@ -97,6 +105,7 @@ pub async fn run(cfg: HeartbeatConfig, ranges: Arc<RangeRegistry>, node_id: Arc<
                 Ok(hb) => {
                     lease_ms = hb.lease_ms;
                     apply_verdicts(&ranges, &keys, &hb);
+                    offload.assign(&hb.offload);
                     cursor = keys
                         .last()
                         .copied()

@@ -36,6 +36,26 @@ struct Args {
     /// in ranges_refused) and their writers pick other servers.
     #[arg(long, default_value_t = range_server::server::DEFAULT_MAX_RANGES)]
     max_ranges: usize,
+    /// The cluster's object store: file:///abs/dir or s3://bucket[/prefix] (S3 settings from
+    /// the AWS_* variables). Without it nothing is offloaded and the WAL keeps everything.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// Upload an object once this many confirmed bytes wait to be offloaded.
+    #[arg(long, default_value_t = 16 << 20)]
+    offload_bytes: u64,
+    /// Upload an object once the oldest waiting data is this old (milliseconds).
+    #[arg(long, default_value_t = 30_000)]
+    offload_max_age_ms: u64,
+    /// Objects of a stream smaller than this are merged (and a merge stops at this size).
+    #[arg(long, default_value_t = 64 << 20)]
+    compact_target_bytes: u64,
+    /// Merge only runs of at least this many consecutive small objects of a stream.
+    #[arg(long, default_value_t = 8)]
+    compact_min_slices: usize,
+    /// Budget of the WAL on disk in bytes; at it, appends are refused (retriably) until
+    /// offloaded segments are reclaimed. Segments are then at most an eighth of it.
+    #[arg(long)]
+    wal_max_bytes: Option<u64>,
 }
 
 fn main() {
@@ -51,6 +71,16 @@ fn main() {
         segment_bytes: args.segment_bytes,
         max_frame_bytes: args.max_frame_bytes,
         max_ranges: args.max_ranges,
+        object_store: args.object_store,
+        offload: range_server::offload::OffloadConfig {
+            object_bytes: args.offload_bytes.max(1),
+            max_age: std::time::Duration::from_millis(args.offload_max_age_ms),
+            compact: range_server::compact::CompactConfig {
+                target_bytes: args.compact_target_bytes.max(1),
+                min_slices: args.compact_min_slices.max(2),
+            },
+        },
+        wal_max_bytes: args.wal_max_bytes,
     };
     let result = actix::System::new().block_on(range_server::run(config));
     if let Err(e) = result {

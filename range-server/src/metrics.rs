@@ -71,6 +71,29 @@ metrics! {
     /// Ranges dropped because PD said they hold nothing readable.
     ranges_retired: Counter = Counter::default(),
         "ranges_retired", "Ranges retired (deleted or trimmed away at PD)";
+    /// Bytes of WAL segments on disk.
+    wal_disk_bytes: Gauge = Gauge::default(), "wal_disk_bytes", "Bytes of WAL segments on disk";
+    /// WAL segments deleted because everything in them is offloaded or trimmed.
+    wal_segments_reclaimed: Counter = Counter::default(),
+        "wal_segments_reclaimed", "WAL segments deleted once offloaded or trimmed";
+    /// Appends refused because the WAL was at --wal-max-bytes.
+    storage_full: Counter = Counter::default(),
+        "storage_full", "Appends refused because the WAL is at --wal-max-bytes";
+    /// Objects uploaded and committed at PD by this server's offloader.
+    objects_uploaded: Counter = Counter::default(),
+        "objects_uploaded", "Objects uploaded and committed at PD";
+    /// Bytes of those objects.
+    object_bytes_uploaded: Counter = Counter::default(),
+        "object_bytes_uploaded", "Bytes of objects uploaded and committed";
+    /// Uploads or commits that failed (retried later).
+    offload_failures: Counter = Counter::default(),
+        "offload_failures", "Object uploads or commits that failed";
+    /// Runs of small objects merged into one by this server's compactor.
+    objects_merged: Counter = Counter::default(),
+        "objects_merged", "Runs of small objects merged into one object";
+    /// Confirmed bytes of the ranges this server offloads that are not in objects yet.
+    offload_lag_bytes: Gauge = Gauge::default(),
+        "offload_lag_bytes", "Confirmed bytes waiting to be offloaded by this server";
 }
 
 #[cfg(test)]
@@ -100,6 +123,14 @@ mod tests {
             "indexed_batches",
             "ranges_refused_total",
             "ranges_retired_total",
+            "wal_disk_bytes",
+            "wal_segments_reclaimed_total",
+            "storage_full_total",
+            "objects_uploaded_total",
+            "object_bytes_uploaded_total",
+            "offload_failures_total",
+            "offload_lag_bytes",
+            "objects_merged_total",
         ] {
             assert!(
                 text.contains(&format!("\nstrata_rs_{name}")),

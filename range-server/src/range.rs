@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::cache::TailCache;
 use crate::metrics::Metrics;
+use crate::reclaim::SegmentPins;
 use crate::wal::WalRecord;
 use crate::wal::{BatchEntry, Location, RecoveredRange, SealRecord, Wal, WalError};
 
@@ -56,8 +57,11 @@ impl RangeState {
         Self::from_recovered(RecoveredRange::new(stream_id, index, epoch, start))
     }
 
-    /// Everything recovery found is durable (recovery synced it).
+    /// Everything recovery found is durable (recovery synced it). A range whose first
+    /// records were in reclaimed segments (offloaded or trimmed) serves from its first
+    /// remaining batch on.
     pub fn from_recovered(r: RecoveredRange) -> Self {
+        let first_kept = r.batches.keys().next().copied().unwrap_or(r.start);
         RangeState {
             stream_id: r.stream_id,
             index: r.index,
@@ -68,7 +72,7 @@ impl RangeState {
             confirmed: r.confirmed,
             sealed: r.sealed,
             final_end: r.final_end,
-            trimmed_to: r.start,
+            trimmed_to: first_kept.max(r.start),
             batches: r.batches,
         }
     }
@@ -183,6 +187,23 @@ impl RangeState {
     /// Batches indexed (for tests and metrics).
     pub fn indexed_batches(&self) -> usize {
         self.batches.len()
+    }
+
+    /// The oldest WAL segment holding a batch this range still indexes (batches are
+    /// written in offset order, so it is the first batch's).
+    pub fn lowest_segment(&self) -> Option<u64> {
+        self.batches.values().next().map(|e| e.loc.segment)
+    }
+
+    /// Payload bytes of the indexed batches that start in `[from, end)`.
+    pub fn bytes_between(&self, from: u64, end: u64) -> u64 {
+        if from >= end {
+            return 0;
+        }
+        self.batches
+            .range(from..end)
+            .map(|(_, e)| u64::from(e.payload_len))
+            .sum()
     }
 
     /// Records that the batch at `offset` is durable at `entry.loc`.
@@ -391,10 +412,18 @@ pub struct RangeActor {
     next_seq: u64,
     /// This range's share of the `indexed_batches` gauge.
     counted: usize,
+    /// Where this range says which WAL segments it still needs.
+    pins: Arc<SegmentPins>,
 }
 
 impl RangeActor {
-    pub fn new(state: RangeState, wal: Wal, cache: Arc<TailCache>, metrics: Metrics) -> Self {
+    pub fn new(
+        state: RangeState,
+        wal: Wal,
+        cache: Arc<TailCache>,
+        metrics: Metrics,
+        pins: Arc<SegmentPins>,
+    ) -> Self {
         let mut actor = RangeActor {
             state,
             wal,
@@ -403,13 +432,19 @@ impl RangeActor {
             pending: BTreeMap::new(),
             next_seq: 0,
             counted: 0,
+            pins,
         };
         actor.count_index();
         actor
     }
 
-    /// Brings the `indexed_batches` gauge up to date with this range's index.
+    fn key(&self) -> (u64, u32) {
+        (self.state.stream_id, self.state.index)
+    }
+
+    /// Brings the `indexed_batches` gauge and this range's WAL pin up to date with its index.
     fn count_index(&mut self) {
+        self.pins.set(self.key(), self.state.lowest_segment());
         let now = self.state.indexed_batches();
         let gauge = &self.metrics.indexed_batches;
         if now > self.counted {
@@ -491,6 +526,7 @@ impl Actor for RangeActor {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.metrics.indexed_batches.dec_by(self.counted as i64);
         self.counted = 0;
+        self.pins.set(self.key(), None);
     }
 }
 
@@ -502,6 +538,18 @@ impl Handler<AppendMsg> for RangeActor {
         if let Some(why) = self.wal.failure() {
             self.metrics.append_errors.inc();
             let _ = reply.send(Err(WalError::Failed(why).into()));
+            return;
+        }
+        if self.wal.is_full() {
+            self.metrics.append_errors.inc();
+            self.metrics.storage_full.inc();
+            let _ = reply.send(Err(RpcError::new(
+                ErrorCode::StorageFull,
+                format!(
+                    "range {}/{}: the WAL is at its budget (--wal-max-bytes) until offload frees space",
+                    req.stream_id, req.index
+                ),
+            )));
             return;
         }
         if let Err(e) = self.state.check_append(&req) {
@@ -585,6 +633,26 @@ impl Handler<TrimMsg> for RangeActor {
     fn handle(&mut self, msg: TrimMsg, _ctx: &mut Context<Self>) {
         self.state.trim_to(msg.start);
         self.count_index();
+    }
+}
+
+/// How much of the range from `from` on could be offloaded now: its readable end and the
+/// payload bytes below it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OffloadStatusMsg {
+    pub from: u64,
+    pub reply: oneshot::Sender<(u64, u64)>,
+}
+
+impl Handler<OffloadStatusMsg> for RangeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: OffloadStatusMsg, _ctx: &mut Context<Self>) {
+        let end = self.state.readable_end_for(u64::MAX);
+        let _ = msg
+            .reply
+            .send((end, self.state.bytes_between(msg.from, end)));
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::cache::TailCache;
 use crate::metrics::Metrics;
 use crate::range::{RangeActor, RangeState, ReportMsg, RetireMsg, TrimMsg};
+use crate::reclaim::SegmentPins;
 use crate::wal::{Recovered, Wal};
 
 pub type RangeKey = (u64, u32);
@@ -35,6 +36,8 @@ pub struct RangeRegistry {
     /// Most ranges requests may create (recovery is not limited).
     max_ranges: usize,
     refusals: actors::throttle::LogThrottle,
+    /// The WAL segments each range still needs.
+    pins: Arc<SegmentPins>,
 }
 
 impl RangeRegistry {
@@ -54,6 +57,7 @@ impl RangeRegistry {
             metrics,
             max_ranges,
             refusals: actors::throttle::LogThrottle::new(),
+            pins: Arc::new(SegmentPins::default()),
         }
     }
 
@@ -104,6 +108,7 @@ impl RangeRegistry {
                     self.wal.clone(),
                     self.cache.clone(),
                     self.metrics.clone(),
+                    self.pins.clone(),
                 )
                 .start()
             })
@@ -167,6 +172,10 @@ impl RangeRegistry {
 
     pub fn wal(&self) -> &Wal {
         &self.wal
+    }
+
+    pub fn pins(&self) -> &Arc<SegmentPins> {
+        &self.pins
     }
 
     /// The current state of up to `limit` ranges with keys after `after`, in key order: one

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cache::TailCache;
 use crate::heartbeat::{self, HeartbeatConfig};
 use crate::metrics::Metrics;
+use crate::offload::{self, OffloadConfig, OffloadTasks};
+use crate::reclaim;
 use crate::registry::RangeRegistry;
 use crate::service;
 use crate::wal::{Wal, WalError, WalOptions};
@@ -29,6 +31,11 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Most ranges that appends and seals may create on this server.
     pub max_ranges: usize,
+    /// The cluster's object store (`file:///dir`, `s3://bucket/prefix`); None: no offload.
+    pub object_store: Option<String>,
+    pub offload: OffloadConfig,
+    /// WAL disk budget; None: unbounded.
+    pub wal_max_bytes: Option<u64>,
 }
 
 /// Default of [`Config::max_ranges`].
@@ -46,6 +53,9 @@ impl Default for Config {
             segment_bytes: 64 * 1024 * 1024,
             max_frame_bytes: protocol::frame::DEFAULT_MAX_FRAME,
             max_ranges: DEFAULT_MAX_RANGES,
+            object_store: None,
+            offload: OffloadConfig::default(),
+            wal_max_bytes: None,
         }
     }
 }
@@ -60,6 +70,8 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("object store: {0}")]
+    ObjectStore(protocol::RpcError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -93,10 +105,17 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.data).map_err(io("create the data directory"))?;
     let metrics = Metrics::default();
     let started = Instant::now();
+    let objects = config
+        .object_store
+        .as_deref()
+        .map(|url| stream_client::Objects::open(url, 0))
+        .transpose()
+        .map_err(ServerError::ObjectStore)?;
     let wal_dir = config.data.join("wal");
     let opts = WalOptions {
-        segment_bytes: config.segment_bytes,
+        segment_bytes: segment_bytes(&config),
         max_record_bytes: config.max_frame_bytes,
+        max_bytes: config.wal_max_bytes,
         ..WalOptions::default()
     };
     let wal_metrics = metrics.clone();
@@ -180,10 +199,36 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         data_dir: config.data.clone(),
     };
     let (heartbeat_ranges, heartbeat_node) = (ranges.clone(), node_id.clone());
+    let offload_tasks = Arc::new(OffloadTasks::default());
+    let assignments = offload_tasks.clone();
     actors::process::spawn_dedicated("pd-heartbeat", move || {
-        heartbeat::run(heartbeat_config, heartbeat_ranges, heartbeat_node)
+        heartbeat::run(
+            heartbeat_config,
+            heartbeat_ranges,
+            heartbeat_node,
+            assignments,
+        )
     })
     .map_err(io("start the heartbeat thread"))?;
+
+    // Offload and reclamation run beside the actors, on a thread of their own.
+    let (reclaim_wal, pins) = (wal.clone(), ranges.pins().clone());
+    let offloader = objects.map(|objects| {
+        let pd = stream_client::PdClient::new(std::slice::from_ref(&config.pd));
+        let (ranges, node, metrics) = (ranges.clone(), node_id.clone(), metrics.clone());
+        let offload = config.offload.clone();
+        move || offload::run(offload, objects, pd, ranges, offload_tasks, node, metrics)
+    });
+    actors::process::spawn_dedicated("offload", move || async move {
+        let reclaim = reclaim::run(reclaim_wal, pins, RECLAIM_INTERVAL);
+        match offloader {
+            Some(offloader) => {
+                futures_join(reclaim, offloader()).await;
+            }
+            None => reclaim.await,
+        }
+    })
+    .map_err(io("start the offload thread"))?;
 
     Ok(RunningServer {
         rpc_addr,
@@ -194,6 +239,26 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics,
         node_id,
     })
+}
+
+/// How often WAL segments nothing needs are looked for.
+const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs two endless tasks side by side.
+async fn futures_join(
+    a: impl std::future::Future<Output = ()>,
+    b: impl std::future::Future<Output = ()>,
+) {
+    tokio::join!(a, b);
+}
+
+/// The WAL segment size: with a WAL budget, at most an eighth of it (at least 1 MiB), so
+/// that reclaiming whole segments can keep the WAL within the budget.
+fn segment_bytes(config: &Config) -> u64 {
+    match config.wal_max_bytes {
+        Some(max) => config.segment_bytes.min((max / 8).max(1 << 20)),
+        None => config.segment_bytes,
+    }
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM.

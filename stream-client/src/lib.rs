@@ -8,6 +8,7 @@
 //! addresses; it keeps no data and runs no server.
 
 mod nodes;
+pub mod objects;
 mod pd;
 mod reader;
 mod writer;
@@ -24,6 +25,7 @@ use protocol::range_rpc::Seal;
 use protocol::{ErrorCode, Rpc, RpcError};
 
 pub use nodes::Nodes;
+pub use objects::Objects;
 pub use pd::PdClient;
 pub use reader::ReadResult;
 pub use writer::{AppendFuture, StreamWriter};
@@ -51,6 +53,8 @@ pub struct StreamClient {
     nodes: Nodes,
     streams: Arc<Mutex<HashMap<StreamId, StreamInfo>>>,
     config: ClientConfig,
+    /// Where offloaded data is read from; without it, only range servers are asked.
+    objects: Option<Objects>,
 }
 
 impl StreamClient {
@@ -67,7 +71,18 @@ impl StreamClient {
             nodes,
             streams: Arc::new(Mutex::new(HashMap::new())),
             config,
+            objects: None,
         }
+    }
+
+    /// Reads offloaded offsets from `objects` (the cluster's object store).
+    pub fn with_objects(mut self, objects: Objects) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    pub fn objects(&self) -> Option<&Objects> {
+        self.objects.as_ref()
     }
 
     pub fn pd(&self) -> &PdClient {
@@ -109,8 +124,14 @@ impl StreamClient {
         let epoch = info.epoch;
         let start = match info.last_range() {
             Some(range) if range.end.is_none() => {
-                let (end, answered) =
-                    writer::seal_with_quorum(self, range, epoch, info.ack_count).await?;
+                let (end, answered) = writer::seal_with_quorum(
+                    self,
+                    range,
+                    epoch,
+                    info.ack_count,
+                    info.offloaded_end(),
+                )
+                .await?;
                 self.seal_range(range, epoch, end, &[]).await?;
                 writer::repair_sealed_tail(self, range, epoch, end, &answered).await;
                 tracing::info!(

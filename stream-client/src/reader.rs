@@ -1,7 +1,9 @@
-//! The read path of the stream client: confirmed batches from any replica of the range that
-//! holds an offset, spread over replicas and checked against their CRC32C. It retries another
-//! replica on a bad batch or a failed call and refreshes a stale stream descriptor once. It
-//! never writes, seals or changes a stream.
+//! The read path of the stream client: offloaded offsets from object storage (through
+//! [`crate::Objects`]), the rest as confirmed batches from any replica of the range that holds
+//! an offset, spread over replicas and checked against their CRC32C. It retries another
+//! replica on a bad batch or a failed call and refreshes a stale stream descriptor once (an
+//! object compacted away, a range whose data moved to objects). It never writes, seals or
+//! changes a stream.
 
 use protocol::model::{NodeId, RangeInfo, StreamId};
 use protocol::range_rpc::{Batch, Fetch, FetchResponse};
@@ -19,6 +21,22 @@ pub struct ReadResult {
 }
 
 impl ReadResult {
+    fn from_objects(batches: Vec<protocol::object::ObjectBatch>) -> Self {
+        let next_offset = batches.last().map_or(0, |b| b.end());
+        ReadResult {
+            batches: batches
+                .into_iter()
+                .map(|b| Batch {
+                    offset: b.offset,
+                    count: b.count,
+                    crc: b.crc,
+                    payload: b.payload,
+                })
+                .collect(),
+            next_offset,
+        }
+    }
+
     /// Nothing readable yet at `offset`.
     fn nothing_at(offset: u64) -> Self {
         ReadResult {
@@ -49,6 +67,25 @@ impl StreamClient {
                     ),
                 ));
             }
+            if let (Some(slice), Some(objects)) = (info.object_at(offset), &self.objects) {
+                match objects
+                    .read(slice, stream_id, offset, u64::from(max_bytes))
+                    .await
+                {
+                    Ok(batches) => return Ok(ReadResult::from_objects(batches)),
+                    Err(e) if !refreshed => {
+                        tracing::debug!(
+                            stream = stream_id,
+                            offset,
+                            "object read failed, looking again: {e}"
+                        );
+                        info = self.describe(stream_id).await?;
+                        refreshed = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let Some(range) = info.ranges.iter().find(|r| r.contains(offset)).cloned() else {
                 if !refreshed {
                     info = self.describe(stream_id).await?;
@@ -58,7 +95,17 @@ impl StreamClient {
                 // Past the end of every range: nothing to read yet.
                 return Ok(ReadResult::nothing_at(offset));
             };
-            match self.read_range(&range, offset, max_bytes).await? {
+            let read = match self.read_range(&range, offset, max_bytes).await {
+                // The range may have moved to objects (its servers dropped it) since the
+                // descriptor was cached: look again once.
+                Err(_) if !refreshed => {
+                    info = self.describe(stream_id).await?;
+                    refreshed = true;
+                    continue;
+                }
+                other => other?,
+            };
+            match read {
                 // Nothing readable in what the cache says is the open range: it may have been
                 // sealed since (by a writer elsewhere), so look again once.
                 RangeRead::Batches(result)

@@ -13,7 +13,7 @@
 //! does not read.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ pub struct StreamWriter {
     confirmed: Arc<AtomicU64>,
     /// Payload bytes appended but not yet confirmed (or failed).
     unconfirmed_bytes: Arc<AtomicU64>,
+    /// Set while too few replicas take appends (their WALs are full) to confirm any.
+    stalled: Arc<AtomicBool>,
 }
 
 /// Resolves to the append's first offset once it is confirmed, or to the error that ended the
@@ -74,6 +76,13 @@ impl StreamWriter {
     /// so callers can stop taking work instead of queueing without bound.
     pub fn unconfirmed_bytes(&self) -> u64 {
         self.unconfirmed_bytes.load(Ordering::Acquire)
+    }
+
+    /// True while appends cannot be confirmed because too many replicas refuse them for
+    /// lack of space (their WALs wait for offload). The writer keeps every append and
+    /// resends it; callers should push back on new work meanwhile.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 
     /// Appends one batch that takes `count` offsets. The offset is assigned now (it is
@@ -164,13 +173,16 @@ impl PendingAppend {
 /// An answer from one replica about one append.
 struct Ack {
     generation: u64,
+    /// The replica's send round (see [`Replica::round`]).
+    round: u64,
     node: NodeId,
     end: u64,
     result: Result<u64, RpcError>,
 }
 
 enum ReplicaOp {
-    Append(Append, tracing::Span),
+    /// An append, in the replica's send round it belongs to.
+    Append(Append, tracing::Span, u64),
     Commit(Commit),
 }
 
@@ -178,7 +190,26 @@ struct Replica {
     node: NodeId,
     ops: mpsc::UnboundedSender<ReplicaOp>,
     durable: u64,
+    /// Bumped when the replica refuses an append for lack of space ([`ErrorCode::StorageFull`]):
+    /// the appends sent after it fail too, and their errors (from the older round) are not
+    /// failures of the replica. Its successes stay true whatever the round.
+    round: u64,
+    /// Refused for lack of space; resent from `durable` after a pause.
+    stalled: bool,
+    /// The pause before the next resend.
+    pause: Duration,
 }
+
+/// A stalled replica's pause is over: resend to it (if it is still in `round`).
+struct Resume {
+    generation: u64,
+    node: NodeId,
+    round: u64,
+}
+
+/// Pauses before resending to a replica whose WAL was full: doubling, at most the second.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 struct WriterTask {
     client: StreamClient,
@@ -193,10 +224,12 @@ struct WriterTask {
     commit_sent: u64,
     pending: VecDeque<PendingAppend>,
     acks_tx: mpsc::UnboundedSender<Ack>,
+    resume_tx: mpsc::UnboundedSender<Resume>,
     failed: Vec<(NodeId, Instant)>,
     fatal: Option<RpcError>,
     shared_confirmed: Arc<AtomicU64>,
     unconfirmed_bytes: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
 }
 
 pub(crate) async fn start(
@@ -208,8 +241,10 @@ pub(crate) async fn start(
 ) -> Result<StreamWriter, RpcError> {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let (resume_tx, resume_rx) = mpsc::unbounded_channel();
     let shared_confirmed = Arc::new(AtomicU64::new(range.start));
     let unconfirmed_bytes = Arc::new(AtomicU64::new(0));
+    let stalled = Arc::new(AtomicBool::new(false));
     let mut task = WriterTask {
         client,
         stream_id,
@@ -222,13 +257,15 @@ pub(crate) async fn start(
         commit_sent: range.start,
         pending: VecDeque::new(),
         acks_tx,
+        resume_tx,
         failed: Vec::new(),
         fatal: None,
         shared_confirmed: shared_confirmed.clone(),
         unconfirmed_bytes: unconfirmed_bytes.clone(),
+        stalled: stalled.clone(),
     };
     task.install_range(range.clone()).await?;
-    tokio::spawn(task.run(commands_rx, acks_rx));
+    tokio::spawn(task.run(commands_rx, acks_rx, resume_rx));
     Ok(StreamWriter {
         stream_id,
         epoch,
@@ -236,6 +273,7 @@ pub(crate) async fn start(
         commands,
         confirmed: shared_confirmed,
         unconfirmed_bytes,
+        stalled,
     })
 }
 
@@ -244,6 +282,7 @@ impl WriterTask {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut acks: mpsc::UnboundedReceiver<Ack>,
+        mut resumes: mpsc::UnboundedReceiver<Resume>,
     ) {
         let mut closing: Option<oneshot::Sender<Result<u64, RpcError>>> = None;
         loop {
@@ -263,6 +302,7 @@ impl WriterTask {
                     None => return,
                 },
                 Some(ack) = acks.recv() => self.on_ack(ack).await,
+                Some(resume) = resumes.recv() => self.resume(resume),
             }
         }
     }
@@ -277,29 +317,73 @@ impl WriterTask {
         self.pending.push_back(append);
     }
 
+    fn request(&self, append: &PendingAppend) -> Append {
+        Append {
+            stream_id: self.stream_id,
+            index: self.range.index,
+            epoch: self.epoch,
+            range_start: self.range.start,
+            offset: append.offset,
+            count: append.count,
+            confirmed: self.confirmed,
+            crc: append.crc,
+            payload: append.payload.clone(),
+        }
+    }
+
     fn send_to_replicas(&self, append: &PendingAppend) {
-        for replica in &self.replicas {
-            let request = Append {
-                stream_id: self.stream_id,
-                index: self.range.index,
-                epoch: self.epoch,
-                range_start: self.range.start,
-                offset: append.offset,
-                count: append.count,
-                confirmed: self.confirmed,
-                crc: append.crc,
-                payload: append.payload.clone(),
-            };
+        for replica in self.replicas.iter().filter(|r| !r.stalled) {
             // A closed queue means the replica task ended; its failure is reported as an ack.
-            let _ = replica
-                .ops
-                .send(ReplicaOp::Append(request, append.span.clone()));
+            let op = ReplicaOp::Append(self.request(append), append.span.clone(), replica.round);
+            let _ = replica.ops.send(op);
         }
     }
 
     async fn on_ack(&mut self, ack: Ack) {
         if ack.generation != self.generation || self.fatal.is_some() {
             return;
+        }
+        if let Err(e) = &ack.result {
+            let Some(replica) = self.replicas.iter_mut().find(|r| r.node == ack.node) else {
+                return;
+            };
+            let resent = replica.round > 0;
+            if ack.round != replica.round || replica.stalled {
+                // Sent after an append this replica refused for lack of space: resent later.
+                return;
+            }
+            if e.code == ErrorCode::StorageFull {
+                let others = self
+                    .replicas
+                    .iter()
+                    .filter(|r| !r.stalled && r.node != ack.node)
+                    .count();
+                if others >= self.ack_count {
+                    // The others confirm without it, and it would only fall behind: go on
+                    // in a new range without it.
+                    self.switch_range(ack.node).await;
+                } else {
+                    self.stall(ack.node);
+                }
+                return;
+            }
+            if e.code == ErrorCode::InFlight && resent {
+                // A resend of an append the replica took before it filled up: the first
+                // send's answer will come.
+                return;
+            }
+            if e.code == ErrorCode::Overtaking && resent {
+                // It missed appends confirmed (and dropped here) while it was full: it cannot
+                // catch up in this range.
+                tracing::info!(
+                    stream = self.stream_id,
+                    range = self.range.index,
+                    node = ack.node,
+                    "a replica fell behind while its WAL was full; moving to a new range"
+                );
+                self.switch_range(ack.node).await;
+                return;
+            }
         }
         let durable = match ack.result {
             Ok(durable) => durable,
@@ -331,6 +415,65 @@ impl WriterTask {
         self.advance();
     }
 
+    /// `node` refused an append for lack of space: stop sending to it, and resend from what
+    /// it holds after a pause. The append stays pending; the replica is not dropped.
+    fn stall(&mut self, node: NodeId) {
+        let Some(replica) = self.replicas.iter_mut().find(|r| r.node == node) else {
+            return;
+        };
+        replica.stalled = true;
+        replica.round += 1;
+        let pause = replica.pause;
+        replica.pause = (pause * 2).min(MAX_PAUSE);
+        let resume = Resume {
+            generation: self.generation,
+            node,
+            round: replica.round,
+        };
+        tracing::info!(
+            stream = self.stream_id,
+            range = self.range.index,
+            node,
+            pause_ms = pause.as_millis() as u64,
+            "replica's WAL is full; resending to it after a pause"
+        );
+        self.update_stalled();
+        self.send_commit();
+        let resumes = self.resume_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(pause).await;
+            let _ = resumes.send(resume);
+        });
+    }
+
+    /// A stalled replica's pause is over: feed it again from what it holds.
+    fn resume(&mut self, resume: Resume) {
+        if resume.generation != self.generation || self.fatal.is_some() {
+            return;
+        }
+        let Some(i) = self
+            .replicas
+            .iter()
+            .position(|r| r.node == resume.node && r.round == resume.round && r.stalled)
+        else {
+            return;
+        };
+        self.replicas[i].stalled = false;
+        let (round, durable) = (self.replicas[i].round, self.replicas[i].durable);
+        for append in self.pending.iter().filter(|a| a.end() > durable) {
+            let op = ReplicaOp::Append(self.request(append), append.span.clone(), round);
+            let _ = self.replicas[i].ops.send(op);
+        }
+        self.update_stalled();
+    }
+
+    /// Publishes whether enough replicas take appends to confirm any.
+    fn update_stalled(&self) {
+        let taking = self.replicas.iter().filter(|r| !r.stalled).count();
+        self.stalled
+            .store(taking < self.ack_count, Ordering::Release);
+    }
+
     /// Confirms every pending append that `ack_count` replicas now hold.
     fn advance(&mut self) {
         let mut durables: Vec<u64> = self.replicas.iter().map(|r| r.durable).collect();
@@ -350,17 +493,27 @@ impl WriterTask {
             }
         }
         // When no append is left to carry the confirmed offset, send it on its own so readers
-        // of the replicas see the tail.
-        if self.pending.is_empty() && self.confirmed > self.commit_sent {
-            self.commit_sent = self.confirmed;
-            for replica in &self.replicas {
-                let _ = replica.ops.send(ReplicaOp::Commit(Commit {
-                    stream_id: self.stream_id,
-                    index: self.range.index,
-                    epoch: self.epoch,
-                    confirmed: self.confirmed,
-                }));
-            }
+        // of the replicas see the tail. Nor do appends carry it while a replica is stalled:
+        // the replicas' offloaders upload only what they know is confirmed, and a full WAL
+        // frees space only once that is uploaded.
+        if self.pending.is_empty() || self.replicas.iter().any(|r| r.stalled) {
+            self.send_commit();
+        }
+    }
+
+    /// Tells every replica the confirmed offset, unless it was told already.
+    fn send_commit(&mut self) {
+        if self.confirmed <= self.commit_sent {
+            return;
+        }
+        self.commit_sent = self.confirmed;
+        for replica in &self.replicas {
+            let _ = replica.ops.send(ReplicaOp::Commit(Commit {
+                stream_id: self.stream_id,
+                index: self.range.index,
+                epoch: self.epoch,
+                confirmed: self.confirmed,
+            }));
         }
     }
 
@@ -450,10 +603,14 @@ impl WriterTask {
                 node,
                 ops,
                 durable: range.start,
+                round: 0,
+                stalled: false,
+                pause: FIRST_PAUSE,
             });
         }
         self.replicas = replicas;
         self.range = range;
+        self.update_stalled();
         Ok(())
     }
 
@@ -471,9 +628,9 @@ impl WriterTask {
     }
 }
 
-/// Answers still on the wire from one replica: for an append, its end and the result; for a
-/// commit, nothing (its answer is only awaited so the call is not abandoned).
-type InFlight = FuturesUnordered<BoxFuture<'static, Option<(u64, Result<u64, RpcError>)>>>;
+/// Answers still on the wire from one replica: for an append, its end, its round and the
+/// result; for a commit, nothing (its answer is only awaited so the call is not abandoned).
+type InFlight = FuturesUnordered<BoxFuture<'static, Option<((u64, u64), Result<u64, RpcError>)>>>;
 
 /// Feeds one replica in order: each request is queued on the connection before the next is
 /// taken, and its answer comes back to the writer as an [`Ack`] as soon as it arrives. The
@@ -486,9 +643,10 @@ async fn replica_loop(
     mut ops: mpsc::UnboundedReceiver<ReplicaOp>,
     acks: mpsc::UnboundedSender<Ack>,
 ) {
-    let ack = |end: u64, result: Result<u64, RpcError>| {
+    let ack = |(end, round): (u64, u64), result: Result<u64, RpcError>| {
         let _ = acks.send(Ack {
             generation,
+            round,
             node,
             end,
             result,
@@ -499,21 +657,21 @@ async fn replica_loop(
         let op = tokio::select! {
             op = ops.recv() => op,
             Some(answer) = in_flight.next() => {
-                if let Some((end, result)) = answer {
-                    ack(end, result);
+                if let Some((sent, result)) = answer {
+                    ack(sent, result);
                 }
                 continue;
             }
         };
         let Some(op) = op else { break };
         match op {
-            ReplicaOp::Append(request, span) => {
-                let end = request.offset + request.count as u64;
+            ReplicaOp::Append(request, span, round) => {
+                let sent = (request.offset + request.count as u64, round);
                 let send = client.send(request).instrument(span);
                 match send_beside(send, &mut in_flight, &ack).await {
                     Ok(call) => in_flight
-                        .push(async move { Some((end, call.await.map(|r| r.durable))) }.boxed()),
-                    Err(e) => ack(end, Err(e)),
+                        .push(async move { Some((sent, call.await.map(|r| r.durable))) }.boxed()),
+                    Err(e) => ack(sent, Err(e)),
                 }
             }
             ReplicaOp::Commit(request) => {
@@ -532,8 +690,8 @@ async fn replica_loop(
     // The writer dropped this replica; answers already on the wire still finish (the writer
     // ignores them), as they would have in tasks of their own.
     while let Some(answer) = in_flight.next().await {
-        if let Some((end, result)) = answer {
-            ack(end, result);
+        if let Some((sent, result)) = answer {
+            ack(sent, result);
         }
     }
 }
@@ -542,15 +700,15 @@ async fn replica_loop(
 async fn send_beside<T>(
     send: impl std::future::Future<Output = T>,
     in_flight: &mut InFlight,
-    ack: &impl Fn(u64, Result<u64, RpcError>),
+    ack: &impl Fn((u64, u64), Result<u64, RpcError>),
 ) -> T {
     tokio::pin!(send);
     loop {
         tokio::select! {
             sent = &mut send => return sent,
             Some(answer) = in_flight.next() => {
-                if let Some((end, result)) = answer {
-                    ack(end, result);
+                if let Some((sent, result)) = answer {
+                    ack(sent, result);
                 }
             }
         }
@@ -560,11 +718,17 @@ async fn send_beside<T>(
 /// Seals `range` on its replicas at `epoch` and returns the quorum end: at
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
 /// replica counting as the largest. Also returns each answering replica's local end.
+///
+/// A replica that lost its disk (another node answers at its address: `WrongNode`) lost
+/// what was not offloaded. When every replica either answers or lost its disk and too few
+/// answer for the quorum rule, the range ends at the most anyone still holds: the largest
+/// answered end or `offloaded_end` (what object storage holds of the stream).
 pub(crate) async fn seal_with_quorum(
     client: &StreamClient,
     range: &RangeInfo,
     epoch: u64,
     ack_count: u8,
+    offloaded_end: u64,
 ) -> Result<(u64, Vec<(NodeId, u64)>), RpcError> {
     let n = range.servers.len();
     let ack = (ack_count as usize).clamp(1, n.max(1));
@@ -607,6 +771,7 @@ pub(crate) async fn seal_with_quorum(
         let mut ends = Vec::with_capacity(n);
         let mut answered = Vec::with_capacity(n);
         let mut last_error = None;
+        let mut wiped = 0;
         for (answer, &node) in answers.into_iter().zip(&range.servers) {
             match answer {
                 Ok(end) => {
@@ -614,8 +779,28 @@ pub(crate) async fn seal_with_quorum(
                     answered.push((node, end.max(range.start)));
                 }
                 Err(e) if e.code == ErrorCode::Fenced => return Err(e),
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    wiped += usize::from(e.code == ErrorCode::WrongNode);
+                    last_error = Some(e);
+                }
             }
+        }
+        if ends.len() < need && ends.len() + wiped == n {
+            let end = ends
+                .iter()
+                .copied()
+                .chain([offloaded_end, range.start])
+                .max()
+                .unwrap_or(range.start);
+            tracing::warn!(
+                stream = range.stream_id,
+                range = range.index,
+                wiped,
+                end,
+                offloaded_end,
+                "replicas lost their disks: sealing at what survives (answers and objects)"
+            );
+            return Ok((end, answered));
         }
         if ends.len() >= need {
             while ends.len() < n {

@@ -131,7 +131,8 @@ impl PartitionActor {
             .data
             .as_mut()
             .ok_or(ResponseError::NotLeaderOrFollower)?;
-        if data.unconfirmed_bytes() > MAX_UNCONFIRMED_BYTES {
+        if data.unconfirmed_bytes() > MAX_UNCONFIRMED_BYTES || data.is_stalled() {
+            // (Stalled: the range servers' WALs are full until offload frees space.)
             // The stream is not confirming (replicas or PD slow or down): push back with a
             // retriable error instead of queueing without bound.
             return Err(ResponseError::NotEnoughReplicas);

@@ -5,6 +5,7 @@
 use protocol::{ErrorCode, RpcError};
 use serde::{Deserialize, Serialize};
 
+use super::objects::SliceSpec;
 use super::{Kind, NodeRecord, RangeRecord, StreamRecord};
 use crate::topics::{TopicRecord, TopicSpec};
 
@@ -80,6 +81,36 @@ pub enum Command {
     ForgetNode {
         node_id: u64,
     },
+    /// Reserves an object id for an upload by `node_id`; `at_ms` is the leader's clock.
+    PrepareObject {
+        node_id: u64,
+        at_ms: u64,
+    },
+    /// Records an uploaded object as slices of its streams.
+    CommitObject {
+        object_id: u64,
+        size: u64,
+        slices: Vec<SliceSpec>,
+    },
+    /// Replaces a run of one stream's slices by one compacted object.
+    CompactObjects {
+        object_id: u64,
+        size: u64,
+        stream_id: u64,
+        replaces: Vec<u64>,
+        start: u64,
+        end: u64,
+        bytes: u64,
+    },
+    /// Drops the reservations made before `before_ms` (leader's clock) that were not
+    /// committed: their uploads are orphans from now on.
+    ExpirePrepared {
+        before_ms: u64,
+    },
+    /// Forgets doomed objects the leader deleted from the store.
+    ForgetObjects {
+        ids: Vec<u64>,
+    },
 }
 
 /// What applying a command produced.
@@ -93,6 +124,10 @@ pub enum Response {
     /// Topics whose partition ownership changed.
     Assigned(Vec<String>),
     ClusterId(String),
+    /// Each stream's offloaded end after an object commit.
+    Offloaded(Vec<(u64, u64)>),
+    /// Object ids (expired reservations, forgotten objects).
+    Objects(Vec<u64>),
     /// Log entries without a command (blank, membership).
     Empty,
 }

@@ -16,6 +16,7 @@
 //! [`PdState::apply`] stay here.
 
 mod command;
+mod objects;
 mod records;
 mod streams;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::topics::TopicRecord;
 
 pub use command::{ApplyResult, Command, Response, StateError};
+pub use objects::{ObjectState, SliceSpec, MAX_PREPARED};
 pub use records::{Kind, NodeRecord, RangeRecord, StreamRecord};
 pub use streams::{check_replication, RangeVerdict};
 
@@ -47,6 +49,8 @@ pub struct PdState {
     pub topics: BTreeMap<String, TopicRecord>,
     /// Fixed once, by the first leader.
     pub cluster_id: Option<String>,
+    /// Objects in object storage and the stream slices they hold.
+    pub objects: ObjectState,
 }
 
 impl Default for PdState {
@@ -59,8 +63,21 @@ impl Default for PdState {
             next_stream_id: 1,
             topics: BTreeMap::new(),
             cluster_id: None,
+            objects: ObjectState::default(),
         }
     }
+}
+
+/// [`PdState`] as snapshots stored it before object storage existed.
+#[derive(Deserialize)]
+struct PdStateBeforeObjects {
+    nodes: BTreeMap<u64, NodeRecord>,
+    streams: BTreeMap<u64, StreamRecord>,
+    allocators: BTreeMap<String, u64>,
+    next_node_id: u64,
+    next_stream_id: u64,
+    topics: BTreeMap<String, TopicRecord>,
+    cluster_id: Option<String>,
 }
 
 /// [`PdState`] as snapshots stored it before topics existed.
@@ -74,20 +91,37 @@ struct PdStateBeforeTopics {
 }
 
 impl PdState {
-    /// Decodes a snapshot's state, also in the layout used before topics existed. Streams
-    /// that older versions kept as deleted tombstones are dropped.
+    /// Decodes a snapshot's state, also in the layouts used before object storage and
+    /// before topics existed. Streams that older versions kept as deleted tombstones are
+    /// dropped.
     pub fn decode(bytes: &[u8]) -> Result<PdState, RpcError> {
-        let mut state = protocol::codec::decode_serde::<PdState>(bytes).or_else(|e| {
-            let old: PdStateBeforeTopics = protocol::codec::decode_serde(bytes).map_err(|_| e)?;
-            Ok::<_, RpcError>(PdState {
-                nodes: old.nodes,
-                streams: old.streams,
-                allocators: old.allocators,
-                next_node_id: old.next_node_id,
-                next_stream_id: old.next_stream_id,
-                ..PdState::default()
+        let mut state = protocol::codec::decode_serde::<PdState>(bytes)
+            .or_else(|e| {
+                let old: PdStateBeforeObjects =
+                    protocol::codec::decode_serde(bytes).map_err(|_| e)?;
+                Ok::<_, RpcError>(PdState {
+                    nodes: old.nodes,
+                    streams: old.streams,
+                    allocators: old.allocators,
+                    next_node_id: old.next_node_id,
+                    next_stream_id: old.next_stream_id,
+                    topics: old.topics,
+                    cluster_id: old.cluster_id,
+                    ..PdState::default()
+                })
             })
-        })?;
+            .or_else(|e| {
+                let old: PdStateBeforeTopics =
+                    protocol::codec::decode_serde(bytes).map_err(|_| e)?;
+                Ok::<_, RpcError>(PdState {
+                    nodes: old.nodes,
+                    streams: old.streams,
+                    allocators: old.allocators,
+                    next_node_id: old.next_node_id,
+                    next_stream_id: old.next_stream_id,
+                    ..PdState::default()
+                })
+            })?;
         state.streams.retain(|_, s| !s.deleted);
         Ok(state)
     }
@@ -169,6 +203,29 @@ impl PdState {
             Command::AssignPartitions { changes } => self.assign_partitions(changes),
             Command::SetClusterId { cluster_id } => self.set_cluster_id(cluster_id),
             Command::ForgetNode { node_id } => self.forget_node(*node_id),
+            Command::PrepareObject { node_id, at_ms } => self.prepare_object(*node_id, *at_ms),
+            Command::CommitObject {
+                object_id,
+                size,
+                slices,
+            } => self.commit_object(*object_id, *size, slices),
+            Command::CompactObjects {
+                object_id,
+                size,
+                stream_id,
+                replaces,
+                start,
+                end,
+                bytes,
+            } => self.compact_objects(
+                *object_id,
+                *size,
+                *stream_id,
+                replaces,
+                (*start, *end, *bytes),
+            ),
+            Command::ExpirePrepared { before_ms } => self.expire_prepared(*before_ms),
+            Command::ForgetObjects { ids } => self.forget_objects(ids),
         };
         let events = match (&result, cmd) {
             (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],
@@ -189,6 +246,10 @@ impl PdState {
             (Ok(Response::Assigned(names)), _) => {
                 names.iter().cloned().map(Event::TopicChanged).collect()
             }
+            (Ok(Response::Offloaded(ends)), _) => ends
+                .iter()
+                .map(|(id, _)| Event::StreamChanged(*id))
+                .collect(),
             _ => Vec::new(),
         };
         (result, events)

@@ -95,6 +95,8 @@ impl StreamRecord {
             start_offset: self.start_offset,
             ranges: self.ranges.iter().map(RangeRecord::to_info).collect(),
             deleted: self.deleted,
+            // Filled in by `PdState::stream_info`, which knows the objects.
+            objects: Vec::new(),
         }
     }
 }

@@ -268,7 +268,9 @@ impl PdState {
             .position(|r| r.end.is_none_or(|end| end > start))
             .unwrap_or(s.ranges.len().saturating_sub(1));
         s.ranges.drain(..keep_from);
-        Ok(Response::Stream(s.clone()))
+        let trimmed = s.clone();
+        self.drop_slices_below(stream_id);
+        Ok(Response::Stream(trimmed))
     }
 
     /// Forgets a stream. Its id is never given out again (`next_stream_id` only grows), so
@@ -277,6 +279,7 @@ impl PdState {
         match self.streams.remove(&stream_id) {
             Some(mut s) => {
                 s.deleted = true;
+                self.drop_slices_below(stream_id);
                 Ok(Response::Stream(s))
             }
             None => Err(not_found(stream_id)),
@@ -284,9 +287,10 @@ impl PdState {
     }
 
     /// What a range server may do with a range it reports holding: drop it
-    /// ([`RangeVerdict::Retire`]: the stream is gone, the range wholly trimmed, or PD never
-    /// had it), forget what lies below the stream's start ([`RangeVerdict::TrimTo`]), or keep
-    /// it as it is. Open ranges of live streams are always kept.
+    /// ([`RangeVerdict::Retire`]: the stream is gone, the range wholly trimmed or offloaded,
+    /// or PD never had it), forget what lies below the stream's start or offloaded end
+    /// ([`RangeVerdict::TrimTo`]), or keep it as it is. Open ranges of live streams are
+    /// always kept.
     pub fn range_verdict(&self, stream_id: u64, index: u32) -> RangeVerdict {
         let Some(s) = self.streams.get(&stream_id).filter(|s| !s.deleted) else {
             return RangeVerdict::Retire;
@@ -295,11 +299,43 @@ impl PdState {
             // Below the first kept range: trimmed away. Above the last: never created here.
             return RangeVerdict::Retire;
         };
+        let covered = self.offloaded_end(s);
         match range.end {
-            Some(end) if end <= s.start_offset => RangeVerdict::Retire,
-            _ if range.start < s.start_offset => RangeVerdict::TrimTo(s.start_offset),
+            Some(end) if end <= covered => RangeVerdict::Retire,
+            _ if range.start < covered => RangeVerdict::TrimTo(covered),
             _ => RangeVerdict::Keep,
         }
+    }
+
+    /// The offload work for `node` on range `(stream_id, index)`: the stream's offloaded end
+    /// when the range holds it (ranges are offloaded in order) and `node` is the one to
+    /// upload it. That is the first of the range's offload owner and then its servers that is
+    /// `alive` and, for a sealed range, holds all of it (`local_end`: how far a node said it
+    /// holds the range); when none is known to, the first alive one (it uploads what it has).
+    pub fn offload_task(
+        &self,
+        node: u64,
+        (stream_id, index): (u64, u32),
+        alive: impl Fn(u64) -> bool,
+        local_end: impl Fn(u64) -> Option<u64>,
+    ) -> Option<u64> {
+        let s = self.stream(stream_id).ok()?;
+        let range = s.ranges.iter().find(|r| r.index == index)?;
+        let frontier = self.offloaded_end(s);
+        if frontier < range.start || range.end.is_some_and(|end| end <= frontier) {
+            return None;
+        }
+        let candidates =
+            || std::iter::once(range.offload_owner).chain(range.servers.iter().copied());
+        let holds_all = |n: u64| {
+            range
+                .end
+                .is_none_or(|end| local_end(n).is_some_and(|local| local >= end))
+        };
+        let owner = candidates()
+            .find(|n| alive(*n) && holds_all(*n))
+            .or_else(|| candidates().find(|n| alive(*n)))?;
+        (owner == node).then_some(frontier)
     }
 }
 

@@ -278,6 +278,7 @@ impl PdState {
         for p in &topic.partitions {
             for id in [p.data_stream, p.meta_stream] {
                 self.streams.remove(&id);
+                self.drop_slices_below(id);
             }
         }
         Ok(Response::Topic(topic))

@@ -304,6 +304,7 @@ fn start(f: &Fixture) -> Addr<RangeActor> {
         f.wal.clone(),
         f.cache.clone(),
         f.metrics.clone(),
+        Default::default(),
     )
     .start()
 }

@@ -77,6 +77,11 @@ impl SegmentHandles {
         }
     }
 
+    /// Closes the kept handle of a deleted segment.
+    pub fn forget(&self, segment: u64) {
+        self.lock().files.remove(&segment);
+    }
+
     /// Handles kept now.
     pub fn open(&self) -> usize {
         self.lock().files.len()

@@ -14,7 +14,7 @@ mod writer;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use protocol::{ErrorCode, RpcError};
@@ -80,6 +80,10 @@ pub struct WalOptions {
     pub max_group_bytes: usize,
     /// Largest record the WAL is given (an append within one RPC frame).
     pub max_record_bytes: usize,
+    /// Budget of the WAL's disk use (`--wal-max-bytes`): once segments on disk and records
+    /// queued reach it, [`Wal::is_full`] says so (appends are refused until segments are
+    /// reclaimed). None: no budget.
+    pub max_bytes: Option<u64>,
 }
 
 impl WalOptions {
@@ -97,6 +101,7 @@ impl Default for WalOptions {
             segment_bytes: 64 * 1024 * 1024,
             max_group_bytes: 16 * 1024 * 1024,
             max_record_bytes: protocol::frame::DEFAULT_MAX_FRAME,
+            max_bytes: None,
         }
     }
 }
@@ -118,6 +123,14 @@ struct Shared {
     /// Test hook: the next sync fails as a disk would.
     inject_fault: AtomicBool,
     metrics: Metrics,
+    /// Closed segments (all but the one appended to) and their lengths.
+    closed: Mutex<std::collections::BTreeMap<u64, u64>>,
+    /// The segment appends go to.
+    current: AtomicU64,
+    /// Bytes of segments on disk, and of records submitted but not written yet.
+    disk_bytes: AtomicU64,
+    queued_bytes: AtomicU64,
+    max_bytes: Option<u64>,
 }
 
 impl Shared {
@@ -162,6 +175,15 @@ impl Wal {
     ) -> Result<(Wal, Recovered), WalError> {
         let recovered =
             recovery::recover(dir, opts.torn_window()).map_err(|e| WalError::Io(e.to_string()))?;
+        let mut closed = std::collections::BTreeMap::new();
+        let mut disk_bytes = 0;
+        for (seq, len) in recovery::segment_lengths(dir).map_err(|e| WalError::Io(e.to_string()))? {
+            disk_bytes += len;
+            if seq != recovered.tail_segment {
+                closed.insert(seq, len);
+            }
+        }
+        metrics.wal_disk_bytes.set(disk_bytes as i64);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             failed: Mutex::new(None),
@@ -169,6 +191,11 @@ impl Wal {
             handles: SegmentHandles::new(dir.to_path_buf(), MAX_OPEN_SEGMENTS),
             inject_fault: AtomicBool::new(false),
             metrics,
+            closed: Mutex::new(closed),
+            current: AtomicU64::new(recovered.tail_segment),
+            disk_bytes: AtomicU64::new(disk_bytes),
+            queued_bytes: AtomicU64::new(0),
+            max_bytes: opts.max_bytes,
         });
         let (tx, rx) = mpsc::channel();
         let w = writer::Writer::open(
@@ -195,9 +222,60 @@ impl Wal {
             done(Err(WalError::Failed(why)));
             return;
         }
+        let len = record.frame_len() as u64;
+        self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if let Err(mpsc::SendError(req)) = self.tx.send(Request { record, done }) {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             (req.done)(Err(WalError::Closed));
         }
+    }
+
+    /// Bytes the WAL takes on disk, counting records queued but not written yet.
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.disk_bytes.load(Ordering::Acquire)
+            + self.shared.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// True when the WAL is at its budget ([`WalOptions::max_bytes`]).
+    pub fn is_full(&self) -> bool {
+        self.shared
+            .max_bytes
+            .is_some_and(|max| self.used_bytes() >= max)
+    }
+
+    /// The segment appends go to now.
+    pub fn current_segment(&self) -> u64 {
+        self.shared.current.load(Ordering::Acquire)
+    }
+
+    /// Deletes every closed segment numbered below `below`: the caller knows that no record
+    /// in them is needed any more. Returns how many segments and bytes went.
+    pub fn reclaim_below(&self, below: u64) -> Result<(usize, u64), WalError> {
+        let doomed: Vec<(u64, u64)> = {
+            let closed = self.shared.closed.lock().map_err(|_| WalError::Closed)?;
+            closed.range(..below).map(|(s, l)| (*s, *l)).collect()
+        };
+        let (mut segments, mut bytes) = (0, 0);
+        for (seq, len) in doomed {
+            match std::fs::remove_file(self.shared.dir.join(segment_name(seq))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::Io(format!("delete segment {seq}: {e}"))),
+            }
+            self.shared.handles.forget(seq);
+            if let Ok(mut closed) = self.shared.closed.lock() {
+                closed.remove(&seq);
+            }
+            self.shared.disk_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.shared.metrics.wal_segments_reclaimed.inc();
+            segments += 1;
+            bytes += len;
+        }
+        self.shared
+            .metrics
+            .wal_disk_bytes
+            .set(self.shared.disk_bytes.load(Ordering::Acquire) as i64);
+        Ok((segments, bytes))
     }
 
     /// Writes a record and waits for its sync.

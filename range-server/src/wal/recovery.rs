@@ -78,6 +78,14 @@ pub struct Recovered {
     pub tail_len: u64,
 }
 
+/// Every segment in `dir` with its length, in order.
+pub fn segment_lengths(dir: &Path) -> std::io::Result<Vec<(u64, u64)>> {
+    list_segments(dir)?
+        .into_iter()
+        .map(|seq| Ok((seq, std::fs::metadata(dir.join(segment_name(seq)))?.len())))
+        .collect()
+}
+
 fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     let mut seqs = Vec::new();
     for entry in std::fs::read_dir(dir)? {

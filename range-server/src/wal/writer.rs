@@ -76,6 +76,14 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
+        // No longer queued once written (counted on disk by then) or failed; until then the
+        // group counts as queued, so the WAL's budget never misses it.
+        let queued: u64 = group.iter().map(|r| r.record.frame_len() as u64).sum();
+        self.commit_group(group);
+        self.shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
         if let Some(why) = self.shared.failure() {
             for req in group {
                 (req.done)(Err(WalError::Failed(why.clone())));
@@ -136,6 +144,14 @@ impl Writer {
         }
         self.file.write_all_at(buf, self.len)?;
         self.len += buf.len() as u64;
+        let disk = self
+            .shared
+            .disk_bytes
+            .fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.shared
+            .metrics
+            .wal_disk_bytes
+            .set((disk + buf.len() as u64) as i64);
         self.shared.metrics.wal_bytes.inc_by(buf.len() as u64);
         buf.clear();
         Ok(())
@@ -165,6 +181,10 @@ impl Writer {
         sync_dir(&self.shared.dir)?;
         let file = Arc::new(file);
         self.shared.handles.keep(seq, file.clone());
+        if let Ok(mut closed) = self.shared.closed.lock() {
+            closed.insert(self.seq, self.len);
+        }
+        self.shared.current.store(seq, Ordering::Release);
         tracing::info!(segment = seq, "WAL segment rolled");
         self.seq = seq;
         self.file = file;

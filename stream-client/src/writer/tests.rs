@@ -67,7 +67,7 @@ async fn appends_go_in_order_and_every_answer_is_acked() {
     let task = tokio::spawn(replica_loop(RpcClient::new(addr), 7, 3, ops_rx, acks_tx));
     let n = 40u64;
     for i in 0..n {
-        ops.send(ReplicaOp::Append(append(i * 2), tracing::Span::none()))
+        ops.send(ReplicaOp::Append(append(i * 2), tracing::Span::none(), 0))
             .unwrap();
     }
     ops.send(ReplicaOp::Commit(Commit {
@@ -107,7 +107,7 @@ async fn answers_on_the_wire_still_arrive_after_the_writer_lets_go() {
     let (acks_tx, mut acks) = mpsc::unbounded_channel();
     let task = tokio::spawn(replica_loop(RpcClient::new(addr), 1, 0, ops_rx, acks_tx));
     for i in 0..4u64 {
-        ops.send(ReplicaOp::Append(append(i * 2), tracing::Span::none()))
+        ops.send(ReplicaOp::Append(append(i * 2), tracing::Span::none(), 0))
             .unwrap();
     }
     drop(ops);
@@ -127,7 +127,7 @@ async fn a_failed_send_is_acked_as_an_error() {
     let (ops, ops_rx) = mpsc::unbounded_channel();
     let (acks_tx, mut acks) = mpsc::unbounded_channel();
     let task = tokio::spawn(replica_loop(RpcClient::new(addr), 2, 5, ops_rx, acks_tx));
-    ops.send(ReplicaOp::Append(append(0), tracing::Span::none()))
+    ops.send(ReplicaOp::Append(append(0), tracing::Span::none(), 0))
         .unwrap();
     let ack = acks.recv().await.unwrap();
     assert_eq!((ack.generation, ack.node, ack.end), (5, 2, 2));

@@ -1,0 +1,288 @@
+//! The offloader: uploads the confirmed data of the ranges this server is the offload owner
+//! of (PD says which, and from where, in heartbeat answers) as objects, and commits each at
+//! PD.
+//!
+//! One object carries the pending data of every such range, so many small partitions cost
+//! few PUTs. An upload starts when the pending bytes reach `object_bytes` or the oldest
+//! pending data is `max_age` old. The order is fixed: reserve an id at PD, PUT the object,
+//! then commit it at PD; a crash or failure between leaves an uploaded orphan that PD's
+//! sweeper deletes, never a committed object that is missing. Only after the commit does PD
+//! tell the replicas (in heartbeat answers) that the data is offloaded, and only then do they
+//! drop it from their indexes and let [`crate::reclaim`] delete its WAL segments.
+//!
+//! Every few seconds it also has [`crate::compact`] merge the small objects of the streams it
+//! offloads. It reads through the range actors (as fetches do) and never changes a range.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use protocol::model::StreamId;
+use protocol::object::{ObjectBatch, ObjectBuilder};
+use protocol::pd::{CommitObject, OffloadTask, PrepareObject, SliceSpec};
+use protocol::range_rpc::Fetch;
+use protocol::{ErrorCode, RpcError};
+use stream_client::{Objects, PdClient};
+use tokio::sync::oneshot;
+
+use crate::compact::{compact_streams, CompactConfig};
+use crate::metrics::Metrics;
+use crate::range::{forward, OffloadStatusMsg};
+use crate::registry::{RangeKey, RangeRegistry};
+
+/// How long an assignment lasts without PD repeating it (heartbeats repeat it every cycle).
+const ASSIGNMENT_TTL: Duration = Duration::from_secs(10);
+/// Bytes read from a range per fetch while building an object.
+const READ_CHUNK: u32 = 4 << 20;
+
+#[derive(Debug, Clone)]
+pub struct OffloadConfig {
+    /// Upload once this many bytes are pending.
+    pub object_bytes: u64,
+    /// Upload once the oldest pending data is this old.
+    pub max_age: Duration,
+    /// Merging the small objects of the streams offloaded here.
+    pub compact: CompactConfig,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        OffloadConfig {
+            object_bytes: 16 << 20,
+            max_age: Duration::from_secs(30),
+            compact: CompactConfig::default(),
+        }
+    }
+}
+
+/// How often the streams offloaded here are looked at for small objects to merge.
+const COMPACT_EVERY: Duration = Duration::from_secs(2);
+
+/// The ranges PD asked this server to offload, with the offset each continues from.
+#[derive(Default)]
+pub struct OffloadTasks {
+    tasks: Mutex<HashMap<RangeKey, (u64, Instant)>>,
+}
+
+impl OffloadTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RangeKey, (u64, Instant)>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes PD's assignments from one heartbeat answer.
+    pub fn assign(&self, tasks: &[OffloadTask]) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        for t in tasks {
+            map.insert((t.stream_id, t.index), (t.from, now));
+        }
+    }
+
+    /// The current assignments; forgets those PD stopped repeating.
+    fn current(&self) -> Vec<(RangeKey, u64)> {
+        let mut map = self.lock();
+        map.retain(|_, (_, seen)| seen.elapsed() < ASSIGNMENT_TTL);
+        let mut out: Vec<(RangeKey, u64)> = map.iter().map(|(k, (from, _))| (*k, *from)).collect();
+        out.sort();
+        out
+    }
+
+    /// The stream's data is offloaded up to `end` now.
+    fn advanced(&self, stream_id: StreamId, end: u64) {
+        for ((s, _), (from, _)) in self.lock().iter_mut() {
+            if *s == stream_id {
+                *from = (*from).max(end);
+            }
+        }
+    }
+}
+
+/// One range's data waiting to be offloaded.
+struct Pending {
+    key: RangeKey,
+    from: u64,
+    end: u64,
+}
+
+/// Runs the offloader forever.
+pub async fn run(
+    config: OffloadConfig,
+    objects: Objects,
+    pd: PdClient,
+    ranges: Arc<RangeRegistry>,
+    tasks: Arc<OffloadTasks>,
+    node_id: Arc<AtomicU64>,
+    metrics: Metrics,
+) {
+    let tick = (config.max_age / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    // When each range first had data waiting (the age threshold counts from it).
+    let mut waiting_since: HashMap<RangeKey, Instant> = HashMap::new();
+    let throttle = actors::throttle::LogThrottle::new();
+    let mut backoff = tick;
+    let mut compacted = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        if compacted.elapsed() >= COMPACT_EVERY {
+            compacted = Instant::now();
+            let streams = tasks.current().into_iter().map(|((s, _), _)| s).collect();
+            let node = node_id.load(Ordering::Acquire);
+            let merged = compact_streams(&config.compact, &objects, &pd, node, &streams).await;
+            metrics.objects_merged.inc_by(merged as u64);
+        }
+        let mut pending = Vec::new();
+        let mut bytes = 0;
+        for (key, from) in tasks.current() {
+            let Some(addr) = ranges.get(key) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            addr.do_send(OffloadStatusMsg { from, reply: tx });
+            let Ok((end, range_bytes)) = rx.await else {
+                continue;
+            };
+            if end > from {
+                waiting_since.entry(key).or_insert_with(Instant::now);
+                pending.push(Pending { key, from, end });
+                bytes += range_bytes;
+            } else {
+                waiting_since.remove(&key);
+            }
+        }
+        waiting_since.retain(|k, _| pending.iter().any(|p| p.key == *k));
+        metrics.offload_lag_bytes.set(bytes as i64);
+        let oldest = waiting_since.values().min().map(|t| t.elapsed());
+        if pending.is_empty()
+            || (bytes < config.object_bytes && oldest.is_none_or(|age| age < config.max_age))
+        {
+            continue;
+        }
+        let node = node_id.load(Ordering::Acquire);
+        match upload(&config, &objects, &pd, &ranges, node, &pending).await {
+            Ok(Some((id, size, offloaded))) => {
+                backoff = tick;
+                metrics.objects_uploaded.inc();
+                metrics.object_bytes_uploaded.inc_by(size);
+                for (stream, end) in &offloaded {
+                    tasks.advanced(*stream, *end);
+                }
+                waiting_since.clear();
+                tracing::debug!(
+                    object = id,
+                    size,
+                    streams = offloaded.len(),
+                    "object committed"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                metrics.offload_failures.inc();
+                if let Some(failed) = throttle.hit() {
+                    tracing::warn!(failed, error = %e, "offload failed; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Builds one object from the pending ranges, uploads it and commits it. Returns the object's
+/// id, size and the streams' offloaded ends as PD answered; None when nothing was read.
+async fn upload(
+    config: &OffloadConfig,
+    objects: &Objects,
+    pd: &PdClient,
+    ranges: &RangeRegistry,
+    node: u64,
+    pending: &[Pending],
+) -> Result<Option<(u64, u64, Vec<(StreamId, u64)>)>, RpcError> {
+    let mut builder = ObjectBuilder::new();
+    let mut slices = Vec::new();
+    for p in pending {
+        if builder.len() as u64 >= config.object_bytes {
+            break;
+        }
+        if slices
+            .last()
+            .is_some_and(|s: &SliceSpec| s.stream_id == p.key.0)
+        {
+            // One stream's ranges are offloaded in order; a second one is a stale assignment.
+            continue;
+        }
+        let Some(addr) = ranges.get(p.key) else {
+            continue;
+        };
+        let mut offset = p.from;
+        let mut first = None;
+        let mut bytes = 0u64;
+        while offset < p.end && (builder.len() as u64) < config.object_bytes {
+            let fetched = forward(
+                &addr,
+                Fetch {
+                    stream_id: p.key.0,
+                    index: p.key.1,
+                    offset,
+                    end: p.end,
+                    // An object stops near `object_bytes` (a fetch returns at least one batch).
+                    max_bytes: (config.object_bytes.saturating_sub(builder.len() as u64))
+                        .clamp(1, u64::from(READ_CHUNK)) as u32,
+                },
+            )
+            .await
+            .map_err(|_| RpcError::new(ErrorCode::NotReady, "range stopped"))??;
+            let Some(last) = fetched.batches.last() else {
+                break;
+            };
+            offset = last.offset + u64::from(last.count);
+            for b in fetched.batches {
+                first.get_or_insert(b.offset);
+                bytes += b.payload.len() as u64;
+                let batch = ObjectBatch {
+                    offset: b.offset,
+                    count: b.count,
+                    crc: b.crc,
+                    payload: b.payload,
+                };
+                builder.add(p.key.0, &batch).map_err(|e| {
+                    RpcError::new(ErrorCode::Internal, format!("building an object: {e}"))
+                })?;
+            }
+        }
+        if let Some(start) = first {
+            slices.push(SliceSpec {
+                stream_id: p.key.0,
+                start,
+                end: offset,
+                bytes,
+            });
+        }
+    }
+    if slices.is_empty() {
+        return Ok(None);
+    }
+    let (object, _) = builder.finish();
+    let size = object.len() as u64;
+    let id = pd.call(PrepareObject { node_id: node }).await?;
+    put(objects, id, object).await?;
+    let committed = pd
+        .call(CommitObject {
+            object_id: id,
+            size,
+            slices,
+        })
+        .await?;
+    Ok(Some((id, size, committed.offloaded)))
+}
+
+async fn put(objects: &Objects, id: u64, object: Bytes) -> Result<(), RpcError> {
+    if let Ok(ms) = std::env::var("STRATA_TEST_OFFLOAD_COMMIT_DELAY_MS") {
+        // Fault drills only: the object is uploaded, not committed, for this long.
+        objects.put(id, object).await?;
+        tracing::warn!(object = id, "uploaded; holding the commit (test delay)");
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        return Ok(());
+    }
+    objects.put(id, object).await
+}
