@@ -371,6 +371,24 @@ async fn data_stream_of(pd: &PdClient, topic: &str) -> u64 {
     topic.partitions[0].data_stream
 }
 
+/// Waits until partition 0 of `topic` is in objects up to `end`; answers its data stream.
+async fn wait_until_partition_offloaded(pd: &PdClient, topic: &str, end: u64) -> u64 {
+    let data_stream = data_stream_of(pd, topic).await;
+    wait_until("offload of the partition", || async {
+        let info = pd
+            .call(DescribeStream {
+                stream_id: data_stream,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        (info.offloaded_end() >= end)
+            .then_some(())
+            .ok_or(format!("offloaded to {}", info.offloaded_end()))
+    })
+    .await;
+    data_stream
+}
+
 /// Objects PD counts as committed, and those waiting to be deleted.
 async fn object_stats(cluster: &Cluster) -> protocol::pd::ObjectStatsResponse {
     PdClient::new(&[cluster.pd_addr()])
@@ -424,22 +442,7 @@ async fn retention_and_topic_deletion_delete_objects() {
         .await
         .expect("producer");
     let pd = PdClient::new(&[cluster.pd_addr()]);
-    let data_stream = data_stream_of(&pd, topic).await;
-    wait_until("offload of the whole partition", || {
-        let pd = pd.clone();
-        async move {
-            let info = pd
-                .call(DescribeStream {
-                    stream_id: data_stream,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            (info.offloaded_end() >= records)
-                .then_some(())
-                .ok_or(format!("offloaded to {}", info.offloaded_end()))
-        }
-    })
-    .await;
+    let data_stream = wait_until_partition_offloaded(&pd, topic, records).await;
     let all = objects_in(&store);
     // Batches of up to 1 MB: an object per MB or so.
     assert!(all >= 6, "only {all} objects for 8 MiB in 256 KiB uploads");
@@ -765,22 +768,7 @@ async fn compaction_merges_small_objects_and_reads_stay_the_same() {
     .await
     .expect("producer");
     let pd = PdClient::new(&[cluster.pd_addr()]);
-    let data_stream = data_stream_of(&pd, topic).await;
-    wait_until("offload of the partition", || {
-        let pd = pd.clone();
-        async move {
-            let info = pd
-                .call(DescribeStream {
-                    stream_id: data_stream,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            (info.offloaded_end() >= records)
-                .then_some(())
-                .ok_or(format!("offloaded to {}", info.offloaded_end()))
-        }
-    })
-    .await;
+    wait_until_partition_offloaded(&pd, topic, records).await;
     let read_all = |bootstrap: String| async move {
         tokio::task::spawn_blocking(move || {
             kafka::read_partition(
@@ -833,4 +821,94 @@ async fn compaction_merges_small_objects_and_reads_stay_the_same() {
     assert!(merged > 0.0);
     let after = read_all(bootstrap.clone()).await;
     assert!(before == after, "reads differ after compaction");
+}
+
+/// Test 3: a consumer group catches up from offset 0 over history that is only in objects
+/// (the WALs are far smaller) while a producer keeps writing the tail: both progress, and
+/// the group reads every record in order. Prints the catch-up MB/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_catches_up_from_objects_while_the_tail_grows() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+
+    let _serial = SERIAL.lock().await;
+    let root = temp_root();
+    let store = root.path().join("object-store");
+    let cluster = Cluster::builder()
+        .root(&root.path().join("cluster"))
+        .object_store(&format!("file://{}", store.display()))
+        .range_server_arg("--wal-max-bytes", &WAL_BUDGET.to_string())
+        .range_server_arg("--offload-bytes", &(4u64 << 20).to_string())
+        .range_server_arg("--offload-max-age-ms", "300")
+        .start()
+        .await;
+    let bootstrap = cluster.bootstrap();
+    kafka::create_topic(&bootstrap, TOPIC, PARTITIONS, &[])
+        .await
+        .expect("topic");
+    let history = (96u64 << 20) / RECORD_BYTES as u64;
+    let producing = bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce(&producing, 0, history))
+        .await
+        .expect("producer");
+    wait_until_offloaded(&cluster, &bootstrap).await;
+    // The history is in objects: the WALs together hold a fraction of it.
+    let wal_total: u64 = cluster
+        .range_servers
+        .iter()
+        .map(|rs| wal_bytes(&rs.dir))
+        .sum();
+    assert!(wal_total < (96 << 20), "WALs hold {wal_total} bytes");
+
+    let tail = 2000u64;
+    let producing = bootstrap.clone();
+    let producer = tokio::task::spawn_blocking(move || produce(&producing, history, tail));
+    let reading = bootstrap.clone();
+    let (read, secs) = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka::config_with(
+            &reading,
+            &[
+                ("group.id", "catch-up"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.auto.commit", "true"),
+                ("fetch.max.bytes", "52428800"),
+            ],
+            &[],
+        )
+        .create()
+        .expect("consumer");
+        consumer.subscribe(&[TOPIC]).expect("subscribe");
+        let mut next = vec![0u64; PARTITIONS as usize];
+        let mut bytes = 0u64;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(300);
+        let total = history + tail;
+        let mut read = 0u64;
+        while read < total {
+            assert!(Instant::now() < deadline, "read {read} of {total}");
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    let p = m.partition() as usize;
+                    assert_eq!(m.offset() as u64, next[p], "partition {p} in order");
+                    next[p] += 1;
+                    let key = m.key().unwrap_or(&[]);
+                    let i = u64::from_be_bytes(key.try_into().expect("key"));
+                    assert!(m.payload() == Some(&payload_for(SEED, i, RECORD_BYTES)[..]));
+                    bytes += m.payload_len() as u64;
+                    read += 1;
+                }
+                Some(Err(e)) => panic!("consumer error: {e}"),
+                None => {}
+            }
+        }
+        (bytes, started.elapsed().as_secs_f64())
+    })
+    .await
+    .expect("group consumer");
+    producer.await.expect("tail producer");
+    eprintln!(
+        "caught up {} MB in {secs:.1} s: {:.1} MB/s while the tail grew",
+        read / 1_000_000,
+        read as f64 / secs / 1e6
+    );
 }

@@ -488,3 +488,82 @@ fn allocator_hands_out_disjoint_blocks() {
     assert!(alloc(&mut st, "a", u64::MAX).is_err());
     assert_eq!(alloc(&mut st, "a", 1), Ok(Response::FirstId(16)));
 }
+
+/// Offload goes, range by range, to the range's owner while it is alive and holds what is
+/// to be uploaded; a sealed range to a replica that holds all of it; else the first alive.
+#[test]
+fn offload_is_assigned_to_a_live_replica_that_holds_the_range() {
+    let mut st = PdState::default();
+    for _ in 0..3 {
+        reg(&mut st, Kind::RangeServer);
+    }
+    st.apply(&Command::CreateStream {
+        replica: 3,
+        ack_count: 2,
+    })
+    .0
+    .unwrap();
+    st.apply(&Command::OpenStream {
+        stream_id: 1,
+        min_epoch: 0,
+    })
+    .0
+    .unwrap();
+    st.apply(&Command::CreateRange {
+        stream_id: 1,
+        epoch: 1,
+        start: 0,
+        servers: vec![1, 2, 3],
+    })
+    .0
+    .unwrap();
+    let all_alive = |_| true;
+    let task = |st: &PdState, node, index, alive: &dyn Fn(u64) -> bool, ends: [u64; 3]| {
+        st.offload_task(node, (1, index), alive, |n| {
+            ends.get(n as usize - 1).copied()
+        })
+    };
+    // Open: the owner (node 1) offloads from the stream start, whatever it holds.
+    assert_eq!(task(&st, 1, 0, &all_alive, [0, 5, 5]), Some(0));
+    assert_eq!(task(&st, 2, 0, &all_alive, [0, 5, 5]), None);
+    // Owner dead: the first live server.
+    assert_eq!(task(&st, 2, 0, &|n| n != 1, [0, 5, 5]), Some(0));
+    // Sealed at 10: the owner missed the tail (holds 7), node 2 holds it all.
+    st.apply(&Command::SealRange {
+        stream_id: 1,
+        epoch: 1,
+        index: 0,
+        end: 10,
+    })
+    .0
+    .unwrap();
+    assert_eq!(task(&st, 1, 0, &all_alive, [7, 10, 10]), None);
+    assert_eq!(task(&st, 2, 0, &all_alive, [7, 10, 10]), Some(0));
+    // Nobody is known to hold it all: the first alive uploads what it has.
+    assert_eq!(task(&st, 1, 0, &all_alive, [7, 8, 9]), Some(0));
+    // Once the stream is offloaded past the range, nothing is left to do there.
+    let id = match st
+        .apply(&Command::PrepareObject {
+            node_id: 2,
+            at_ms: 0,
+        })
+        .0
+    {
+        Ok(Response::FirstId(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    st.apply(&Command::CommitObject {
+        object_id: id,
+        size: 1,
+        slices: vec![crate::state::SliceSpec {
+            stream_id: 1,
+            start: 0,
+            end: 10,
+            bytes: 1,
+        }],
+    })
+    .0
+    .unwrap();
+    assert_eq!(task(&st, 2, 0, &all_alive, [7, 10, 10]), None);
+    assert_eq!(st.range_verdict(1, 0), RangeVerdict::Retire);
+}
