@@ -444,6 +444,13 @@ async fn retention_and_topic_deletion_delete_objects() {
     let pd = PdClient::new(&[cluster.pd_addr()]);
     let data_stream = wait_until_partition_offloaded(&pd, topic, records).await;
     let all = objects_in(&store);
+    wait_until("PD's object gauge counts them", || async {
+        let gauge = metric(&cluster.pd, "pd_objects");
+        (gauge >= 1.0)
+            .then_some(())
+            .ok_or(format!("pd_objects {gauge}"))
+    })
+    .await;
     // Batches of up to 1 MB: an object per MB or so.
     assert!(all >= 6, "only {all} objects for 8 MiB in 256 KiB uploads");
     eprintln!(

@@ -188,6 +188,9 @@ struct Gauges {
     term: Gauge,
     last_applied: Gauge,
     leader: Gauge,
+    objects: Gauge,
+    object_bytes: Gauge,
+    objects_doomed: Gauge,
 }
 
 fn register_metrics(registry: &mut Registry) -> Gauges {
@@ -200,6 +203,9 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
         term: Gauge::<i64, AtomicI64>::default(),
         last_applied: Gauge::default(),
         leader: Gauge::default(),
+        objects: Gauge::default(),
+        object_bytes: Gauge::default(),
+        objects_doomed: Gauge::default(),
     };
     let metrics = [
         ("pd_streams", "Streams not deleted", &g.streams),
@@ -225,6 +231,21 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
             "pd_raft_is_leader",
             "1 when this voter is the Raft leader",
             &g.leader,
+        ),
+        (
+            "pd_objects",
+            "Objects committed in object storage",
+            &g.objects,
+        ),
+        (
+            "pd_object_bytes",
+            "Bytes of the objects committed in object storage",
+            &g.object_bytes,
+        ),
+        (
+            "pd_objects_doomed",
+            "Objects no stream needs, waiting to be deleted",
+            &g.objects_doomed,
         ),
     ];
     for (name, help, gauge) in metrics {
@@ -342,6 +363,9 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
                     .last_applied
                     .set(m.last_applied.map_or(0, |l| l.index) as i64);
                 gauges.leader.set(i64::from(m.current_leader == Some(m.id)));
+                gauges.objects.set(c.objects as i64);
+                gauges.object_bytes.set(c.object_bytes as i64);
+                gauges.objects_doomed.set(c.objects_doomed as i64);
             }
         });
     }

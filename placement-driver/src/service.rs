@@ -552,6 +552,9 @@ impl PdService {
                 partitions_without_live_leader: partitions
                     .filter(|p| !p.leader.is_some_and(|l| live_brokers.contains(&l)))
                     .count(),
+                objects: s.state.objects.committed.len(),
+                object_bytes: s.state.objects.committed.values().map(|o| o.size).sum(),
+                objects_doomed: s.state.objects.doomed.len(),
             }
         })
         .unwrap_or_default()
@@ -579,6 +582,10 @@ pub struct Counts {
     pub topics: usize,
     pub partitions: usize,
     pub partitions_without_live_leader: usize,
+    /// Committed objects, their bytes, and objects waiting to be deleted.
+    pub objects: usize,
+    pub object_bytes: u64,
+    pub objects_doomed: usize,
 }
 
 /// 16 random bytes in UUID version 4 layout whose base64url form does not start with `-`

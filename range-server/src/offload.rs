@@ -104,6 +104,10 @@ struct Pending {
     key: RangeKey,
     from: u64,
     end: u64,
+    /// Payload bytes waiting (an estimate: the batches that start in `[from, end)`).
+    bytes: u64,
+    /// When data of the range was first seen waiting.
+    since: Instant,
 }
 
 /// Runs the offloader forever.
@@ -122,8 +126,13 @@ pub async fn run(
     let throttle = actors::throttle::LogThrottle::new();
     let mut backoff = tick;
     let mut compacted = Instant::now();
+    let mut again = false;
     loop {
-        tokio::time::sleep(tick).await;
+        // Right after an upload, look again at once: more may be due (a backlog drains at
+        // the speed of uploads, not one object per tick).
+        if !std::mem::take(&mut again) {
+            tokio::time::sleep(tick).await;
+        }
         if compacted.elapsed() >= COMPACT_EVERY {
             compacted = Instant::now();
             let streams = tasks.current().into_iter().map(|((s, _), _)| s).collect();
@@ -143,8 +152,14 @@ pub async fn run(
                 continue;
             };
             if end > from {
-                waiting_since.entry(key).or_insert_with(Instant::now);
-                pending.push(Pending { key, from, end });
+                let since = *waiting_since.entry(key).or_insert_with(Instant::now);
+                pending.push(Pending {
+                    key,
+                    from,
+                    end,
+                    bytes: range_bytes,
+                    since,
+                });
                 bytes += range_bytes;
             } else {
                 waiting_since.remove(&key);
@@ -153,11 +168,18 @@ pub async fn run(
         waiting_since.retain(|k, _| pending.iter().any(|p| p.key == *k));
         metrics.offload_lag_bytes.set(bytes as i64);
         let oldest = waiting_since.values().min().map(|t| t.elapsed());
+        // A WAL past half its budget uploads everything now: a quiet stream's few batches
+        // would otherwise hold its oldest segments until they are old enough.
+        let pressed = ranges.wal().is_half_full();
         if pending.is_empty()
-            || (bytes < config.object_bytes && oldest.is_none_or(|age| age < config.max_age))
+            || (bytes < config.object_bytes
+                && !pressed
+                && oldest.is_none_or(|age| age < config.max_age))
         {
             continue;
         }
+        // The longest waiting first, so that no range starves behind busier ones.
+        pending.sort_by_key(|p| (p.since, p.key));
         let node = node_id.load(Ordering::Acquire);
         match upload(&config, &objects, &pd, &ranges, node, &pending).await {
             Ok(Some((id, size, offloaded))) => {
@@ -167,7 +189,17 @@ pub async fn run(
                 for (stream, end) in &offloaded {
                     tasks.advanced(*stream, *end);
                 }
-                waiting_since.clear();
+                // Ranges uploaded to their end wait no more; the others keep their age.
+                waiting_since.retain(|key, _| {
+                    let done = |p: &Pending| {
+                        p.key == *key
+                            && offloaded
+                                .iter()
+                                .any(|(s, end)| *s == key.0 && *end >= p.end)
+                    };
+                    !pending.iter().any(done)
+                });
+                again = true;
                 tracing::debug!(
                     object = id,
                     size,
@@ -198,12 +230,21 @@ async fn upload(
     node: u64,
     pending: &[Pending],
 ) -> Result<Option<(u64, u64, Vec<(StreamId, u64)>)>, RpcError> {
-    let mut builder = ObjectBuilder::new();
-    let mut slices = Vec::new();
+    // Which ranges go in (`pending` is longest waiting first), about `object_bytes` of them;
+    // an object holds its streams in stream order.
+    let mut chosen: Vec<&Pending> = Vec::new();
+    let mut planned = 0;
     for p in pending {
-        if builder.len() as u64 >= config.object_bytes {
+        if planned >= config.object_bytes {
             break;
         }
+        planned += p.bytes.max(1);
+        chosen.push(p);
+    }
+    chosen.sort_by_key(|p| p.key);
+    let mut builder = ObjectBuilder::new();
+    let mut slices = Vec::new();
+    for p in chosen {
         if slices
             .last()
             .is_some_and(|s: &SliceSpec| s.stream_id == p.key.0)
@@ -217,7 +258,8 @@ async fn upload(
         let mut offset = p.from;
         let mut first = None;
         let mut bytes = 0u64;
-        while offset < p.end && (builder.len() as u64) < config.object_bytes {
+        // Every chosen range gets at least one read, so none starves.
+        while offset < p.end && (first.is_none() || (builder.len() as u64) < config.object_bytes) {
             let fetched = forward(
                 &addr,
                 Fetch {

@@ -243,6 +243,13 @@ impl Wal {
             .is_some_and(|max| self.used_bytes() >= max)
     }
 
+    /// True when the WAL has used half its budget or more.
+    pub fn is_half_full(&self) -> bool {
+        self.shared
+            .max_bytes
+            .is_some_and(|max| self.used_bytes().saturating_mul(2) >= max)
+    }
+
     /// The segment appends go to now.
     pub fn current_segment(&self) -> u64 {
         self.shared.current.load(Ordering::Acquire)
