@@ -273,7 +273,22 @@ async fn upload(
                 },
             )
             .await
-            .map_err(|_| RpcError::new(ErrorCode::NotReady, "range stopped"))??;
+            .map_err(|_| RpcError::new(ErrorCode::NotReady, "range stopped"))
+            .and_then(|r| r);
+            let fetched = match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    // This range alone is left out (what was read of it so far stays): one
+                    // failing range must not hold up the others' offload.
+                    tracing::warn!(
+                        stream = p.key.0,
+                        range = p.key.1,
+                        offset,
+                        "offload read failed; leaving the range out of this object: {e}"
+                    );
+                    break;
+                }
+            };
             let Some(last) = fetched.batches.last() else {
                 break;
             };

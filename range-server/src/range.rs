@@ -208,8 +208,13 @@ impl RangeState {
 
     /// Records that the batch at `offset` is durable at `entry.loc`.
     pub fn batch_durable(&mut self, offset: u64, entry: BatchEntry) {
-        self.durable = self.durable.max(offset + entry.count as u64);
-        self.batches.insert(offset, entry);
+        let end = offset + entry.count as u64;
+        self.durable = self.durable.max(end);
+        // A batch wholly below the stream's start (or offloaded end) as PD last said is
+        // never read here: indexed, it would only hold its WAL segment.
+        if end > self.trimmed_to {
+            self.batches.insert(offset, entry);
+        }
     }
 
     /// Seals the range (idempotent); the returned record must be written to the WAL and the
@@ -414,6 +419,9 @@ pub struct RangeActor {
     counted: usize,
     /// Where this range says which WAL segments it still needs.
     pins: Arc<SegmentPins>,
+    /// While records are written and not yet answered: the segment appends went to when the
+    /// first of them was submitted.
+    pending_floor: Option<u64>,
 }
 
 impl RangeActor {
@@ -433,6 +441,7 @@ impl RangeActor {
             next_seq: 0,
             counted: 0,
             pins,
+            pending_floor: None,
         };
         actor.count_index();
         actor
@@ -444,7 +453,7 @@ impl RangeActor {
 
     /// Brings the `indexed_batches` gauge and this range's WAL pin up to date with its index.
     fn count_index(&mut self) {
-        self.pins.set(self.key(), self.state.lowest_segment());
+        self.pin();
         let now = self.state.indexed_batches();
         let gauge = &self.metrics.indexed_batches;
         if now > self.counted {
@@ -455,9 +464,25 @@ impl RangeActor {
         self.counted = now;
     }
 
+    /// Pins the oldest WAL segment this range needs: the one of its oldest indexed batch, or
+    /// for records written and not yet indexed, the segment appends went to when the first
+    /// of them was submitted (they are in it or a later one). A record is thus pinned from
+    /// its submission on, never deleted between its write and its indexing.
+    fn pin(&mut self) {
+        let lowest = match (self.state.lowest_segment(), self.pending_floor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.pins.set(self.key(), lowest);
+    }
+
     fn submit(&mut self, record: WalRecord, kind: PendingKind, addr: Addr<RangeActor>) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if self.pending.is_empty() {
+            self.pending_floor = Some(self.wal.current_segment());
+            self.pin();
+        }
         self.pending.insert(seq, Pending { kind, result: None });
         self.wal.submit(
             record,
@@ -467,6 +492,13 @@ impl RangeActor {
 
     /// Answers pending operations in submission order, as far as their results are known.
     fn drain(&mut self) {
+        self.drain_answers();
+        if self.pending.is_empty() && self.pending_floor.take().is_some() {
+            self.pin();
+        }
+    }
+
+    fn drain_answers(&mut self) {
         while let Some(entry) = self.pending.first_entry() {
             if entry.get().result.is_none() {
                 break;

@@ -719,8 +719,9 @@ async fn send_beside<T>(
 /// least `n - ack + 1` replicas must answer; `end = sort_ascending(ends)[n - ack]`, a silent
 /// replica counting as the largest. Also returns each answering replica's local end.
 ///
-/// A replica that lost its disk (another node answers at its address: `WrongNode`) lost
-/// what was not offloaded. When every replica either answers or lost its disk and too few
+/// The end is never below `offloaded_end` (what object storage holds of the stream): that
+/// data is the stream's even where replicas dropped it. A replica that lost its disk
+/// (another node answers at its address: `WrongNode`) lost what was not offloaded. When every replica either answers or lost its disk and too few
 /// answer for the quorum rule, the range ends at the most anyone still holds: the largest
 /// answered end or `offloaded_end` (what object storage holds of the stream).
 pub(crate) async fn seal_with_quorum(
@@ -807,7 +808,10 @@ pub(crate) async fn seal_with_quorum(
                 ends.push(u64::MAX);
             }
             ends.sort_unstable();
-            return Ok((ends[n - ack], answered));
+            // What object storage holds of the range is part of it whatever the replicas
+            // still have (they drop what is offloaded, and may forget an idle range whose
+            // WAL records were all reclaimed).
+            return Ok((ends[n - ack].max(offloaded_end), answered));
         }
         if Instant::now() + backoff > deadline {
             return Err(last_error.unwrap_or_else(|| {

@@ -215,6 +215,7 @@ impl PdState {
         index: u32,
         end: u64,
     ) -> ApplyResult {
+        let offloaded = self.offloaded_end(self.stream(stream_id)?);
         let s = self.stream_mut(stream_id)?;
         check_epoch(stream_id, s, epoch)?;
         let last_index = s.ranges.last().map(|r| r.index);
@@ -241,6 +242,12 @@ impl PdState {
             return Err(StateError::InvalidArgument(format!(
                 "stream {stream_id} range {index}: end {end} < start {}",
                 range.start
+            )));
+        }
+        if end < offloaded && offloaded > range.start {
+            // Object storage holds the range up to `offloaded`: it cannot end before.
+            return Err(StateError::InvalidArgument(format!(
+                "stream {stream_id} range {index}: end {end} is below the offloaded end {offloaded}"
             )));
         }
         range.end = Some(end);

@@ -567,3 +567,66 @@ fn offload_is_assigned_to_a_live_replica_that_holds_the_range() {
     assert_eq!(task(&st, 2, 0, &all_alive, [7, 10, 10]), None);
     assert_eq!(st.range_verdict(1, 0), RangeVerdict::Retire);
 }
+
+/// A range cannot be sealed below what object storage holds of it: replicas that dropped
+/// offloaded data (or forgot an idle range) must not shorten the stream.
+#[test]
+fn a_range_is_not_sealed_below_its_offloaded_end() {
+    let mut st = PdState::default();
+    reg(&mut st, Kind::RangeServer);
+    let id = stream(&mut st, 1, 1);
+    st.apply(&Command::OpenStream {
+        stream_id: id,
+        min_epoch: 0,
+    })
+    .0
+    .unwrap();
+    st.apply(&Command::CreateRange {
+        stream_id: id,
+        epoch: 1,
+        start: 0,
+        servers: vec![1],
+    })
+    .0
+    .unwrap();
+    let object = match st
+        .apply(&Command::PrepareObject {
+            node_id: 1,
+            at_ms: 0,
+        })
+        .0
+    {
+        Ok(Response::FirstId(object)) => object,
+        other => panic!("{other:?}"),
+    };
+    st.apply(&Command::CommitObject {
+        object_id: object,
+        size: 1,
+        slices: vec![crate::state::SliceSpec {
+            stream_id: id,
+            start: 0,
+            end: 5,
+            bytes: 1,
+        }],
+    })
+    .0
+    .unwrap();
+    let seal = |st: &mut PdState, end| {
+        st.apply(&Command::SealRange {
+            stream_id: id,
+            epoch: 1,
+            index: 0,
+            end,
+        })
+        .0
+    };
+    assert!(matches!(
+        seal(&mut st, 0),
+        Err(StateError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        seal(&mut st, 4),
+        Err(StateError::InvalidArgument(_))
+    ));
+    assert!(seal(&mut st, 5).is_ok());
+}

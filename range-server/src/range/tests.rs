@@ -443,3 +443,23 @@ async fn a_disk_fault_fails_appends_and_never_acks() {
     assert_eq!(e.code, ErrorCode::StorageError);
     assert!(!f.wal.is_healthy());
 }
+
+/// A batch that becomes durable wholly below what PD said the stream keeps elsewhere is not
+/// indexed: it would never be read, only hold its WAL segment.
+#[test]
+fn a_batch_durable_below_the_trim_point_is_not_indexed() {
+    let mut s = RangeState::new(1, 0, 1, 100);
+    for offset in [100, 110, 120] {
+        s.check_append(&append(offset, 10, 1, b"x")).unwrap();
+    }
+    s.batch_durable(100, entry(10, 1));
+    s.trim_to(125);
+    assert_eq!(s.indexed_batches(), 0);
+    // In flight when the trim came: durable now, below the point.
+    s.batch_durable(110, entry(10, 1));
+    assert_eq!(s.indexed_batches(), 0);
+    // Holding the point: kept.
+    s.batch_durable(120, entry(10, 1));
+    assert_eq!(s.indexed_batches(), 1);
+    assert_eq!(s.durable, 130);
+}

@@ -24,6 +24,8 @@ struct Inner {
     /// Segment -> (handle, when last used).
     files: HashMap<u64, (Arc<File>, u64)>,
     clock: u64,
+    /// Segments below this were deleted (they are reclaimed oldest first).
+    deleted_below: u64,
 }
 
 impl SegmentHandles {
@@ -61,6 +63,9 @@ impl SegmentHandles {
     /// when its last user drops it.
     pub fn keep(&self, segment: u64, file: Arc<File>) {
         let mut inner = self.lock();
+        if segment < inner.deleted_below {
+            return;
+        }
         inner.clock += 1;
         let now = inner.clock;
         inner.files.insert(segment, (file, now));
@@ -77,9 +82,13 @@ impl SegmentHandles {
         }
     }
 
-    /// Closes the kept handle of a deleted segment.
+    /// Closes the kept handle of a deleted segment, and keeps none of it from now on (a
+    /// reader that opened it just before the delete must not put its handle back: the file
+    /// would stay on disk while it is cached).
     pub fn forget(&self, segment: u64) {
-        self.lock().files.remove(&segment);
+        let mut inner = self.lock();
+        inner.files.remove(&segment);
+        inner.deleted_below = inner.deleted_below.max(segment + 1);
     }
 
     /// Handles kept now.
