@@ -189,6 +189,19 @@ async fn wait_until_offloaded(cluster: &Cluster, bootstrap: &str) {
     }
 }
 
+/// Kills `proc` (SIGKILL) and fails unless its process is really gone.
+fn kill_and_check_gone(proc: &mut Proc) {
+    let pid = proc.pid().expect("running");
+    proc.kill();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "{} (pid {pid}) is still running",
+        proc.name
+    );
+}
+
 /// Samples every range server's WAL size until stopped; answers the largest seen per server.
 fn watch_wals(dirs: Vec<PathBuf>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {
     std::thread::spawn(move || {
@@ -294,15 +307,7 @@ async fn history_outlives_the_wal_budget_and_the_disks(
         objects_in(store_dir)
     );
     for rs in &mut cluster.range_servers {
-        let pid = rs.pid().expect("running");
-        rs.kill();
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z ")),
-            "{} (pid {pid}) is still running",
-            rs.name
-        );
+        kill_and_check_gone(rs);
         rs.wipe();
         assert_eq!(wal_bytes(&rs.dir), 0);
     }
@@ -600,14 +605,7 @@ async fn an_upload_whose_owner_dies_before_the_commit_is_swept() {
         objects_in(&store)
     );
     // Kill it, and let the others commit without delay from now on.
-    let pid = cluster.range_servers[holder].pid().expect("pid");
-    cluster.range_servers[holder].kill();
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")),
-        "the holder still runs"
-    );
+    kill_and_check_gone(&mut cluster.range_servers[holder]);
     for (i, rs) in cluster.range_servers.iter_mut().enumerate() {
         if i != holder {
             rs.kill();

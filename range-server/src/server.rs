@@ -223,7 +223,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let reclaim = reclaim::run(reclaim_wal, pins, RECLAIM_INTERVAL);
         match offloader {
             Some(offloader) => {
-                futures_join(reclaim, offloader()).await;
+                tokio::join!(reclaim, offloader());
             }
             None => reclaim.await,
         }
@@ -243,14 +243,6 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 
 /// How often WAL segments nothing needs are looked for.
 const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Runs two endless tasks side by side.
-async fn futures_join(
-    a: impl std::future::Future<Output = ()>,
-    b: impl std::future::Future<Output = ()>,
-) {
-    tokio::join!(a, b);
-}
 
 /// The WAL segment size: with a WAL budget, at most an eighth of it (at least 1 MiB), so
 /// that reclaiming whole segments can keep the WAL within the budget.

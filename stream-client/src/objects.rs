@@ -189,6 +189,17 @@ impl Objects {
         }
         let tail_start = size.saturating_sub(TAIL_READ);
         let tail = self.get_range(id, tail_start..size).await?;
+        if tail.len() as u64 != size - tail_start {
+            // PD's size and the stored object disagree: no offset below can be trusted.
+            return Err(RpcError::new(
+                ErrorCode::BadChecksum,
+                format!(
+                    "object {id}: {} bytes read of its last {}",
+                    tail.len(),
+                    size - tail_start
+                ),
+            ));
+        }
         let footer_at = tail.len().saturating_sub(FOOTER_LEN);
         let footer = object::parse_footer(&tail[footer_at..], size).map_err(|e| corrupt(id, e))?;
         let index_bytes = if footer.index_position >= tail_start {
