@@ -318,6 +318,7 @@ pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> Result<(i64, 
     use rdkafka::error::RDKafkaErrorCode as Code;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut c = consumer(bootstrap, &[]);
+    let mut asked = 1;
     loop {
         match c.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok(w) => return Ok(w),
@@ -328,11 +329,18 @@ pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> Result<(i64, 
                         Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable)
                     ) =>
             {
-                eprintln!("ListOffsets {topic}/{partition}: {e}; asking again");
+                if asked == 1 {
+                    eprintln!("ListOffsets {topic}/{partition}: {e}; asking again for 30 s");
+                }
+                asked += 1;
                 std::thread::sleep(Duration::from_millis(200));
                 c = consumer(bootstrap, &[]);
             }
-            Err(e) => return Err(format!("ListOffsets {topic}/{partition}: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "ListOffsets {topic}/{partition} (asked {asked} times): {e}"
+                ))
+            }
         }
     }
 }

@@ -604,23 +604,52 @@ impl Cluster {
         out
     }
 
-    /// Lines of every broker log that look like errors or warnings (at most `n` per broker).
-    pub fn broker_log_problems(&self, n: usize) -> String {
-        let mut out = String::new();
-        for b in &self.brokers {
-            let log = b.log();
+    /// Lines of every process's log (PD, range servers, brokers) that look like errors or
+    /// warnings, at most the last `n` per process, each under the process's name; and the
+    /// free disk space under the cluster's directory (a full disk fails every WAL write).
+    pub fn log_problems(&self, n: usize) -> String {
+        let mut out = match disk_free(&self.root) {
+            Some(free) => format!(
+                "----- disk free under {}: {} MiB\n",
+                self.root.display(),
+                free >> 20
+            ),
+            None => String::new(),
+        };
+        let procs = std::iter::once(&self.pd)
+            .chain(&self.range_servers)
+            .chain(&self.brokers);
+        for p in procs {
+            let log = p.log();
             let bad: Vec<&str> = log
                 .lines()
                 .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
                 .collect();
             if !bad.is_empty() {
-                out.push_str(&format!("----- {} errors/warnings -----\n", b.name));
+                out.push_str(&format!(
+                    "----- {}: last {} of {} errors/warnings -----\n",
+                    p.name,
+                    bad.len().min(n),
+                    bad.len()
+                ));
                 out.push_str(&bad[bad.len().saturating_sub(n)..].join("\n"));
                 out.push('\n');
             }
         }
         out
     }
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+fn disk_free(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs the call fills in.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 /// With `STRATA_KEEP_TEST_DIRS` set, a test's cluster directory (data and logs) is kept

@@ -50,12 +50,13 @@ pub async fn create_topic(
     );
 }
 
-/// Fails the test with `msg`, the problems in the broker logs and the tail of every log.
+/// Fails the test with `msg`, the tail of every broker log and, last (CI shows the end of a
+/// failure first), the errors and warnings of every process.
 pub fn fail(cluster: &Cluster, msg: String) -> ! {
     panic!(
-        "{msg}\n{}{}",
-        cluster.broker_log_problems(30),
-        cluster.logs_tail(40)
+        "{msg}\n{}{}----- the failure: {msg}",
+        cluster.logs_tail(40),
+        cluster.log_problems(12),
     )
 }
 

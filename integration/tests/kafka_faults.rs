@@ -160,8 +160,15 @@ async fn produce_and_verify(
         .map(|d| ((d.partition, d.offset), d.id))
         .collect();
     let failed = deliveries.iter().filter(|d| d.error.is_some()).count();
+    // Which partitions failed, and how: (partition, error) -> records.
+    let mut failures: BTreeMap<(i32, &str), usize> = BTreeMap::new();
+    for d in &deliveries {
+        if let Some(e) = &d.error {
+            *failures.entry((d.partition, e.as_str())).or_default() += 1;
+        }
+    }
     eprintln!(
-        "{topic}: {} acknowledged, {failed} failed (allowed: the client was told)",
+        "{topic}: {} acknowledged, {failed} failed (allowed: the client was told): {failures:?}",
         acked.len()
     );
     assert!(
