@@ -52,6 +52,20 @@ fn wal_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The numbers of a range server's WAL segments, oldest first.
+fn wal_segments(dir: &Path) -> Vec<u64> {
+    let mut segments: Vec<u64> = std::fs::read_dir(dir.join("wal"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wal")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort_unstable();
+    segments
+}
+
 /// Object files under a store directory.
 fn objects_in(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("objects"))
@@ -109,15 +123,20 @@ fn produce_to(bootstrap: &str, topic: &str, partitions: i32, first: u64, count: 
 /// Reads every partition from offset 0 to its high watermark and checks that it holds
 /// exactly records `0..total` in order, byte for byte.
 fn verify_all(bootstrap: &str, total: u64) {
+    verify_topic(bootstrap, TOPIC, PARTITIONS, total)
+}
+
+/// [`verify_all`] for `topic` of `partitions` (as [`produce_to`] wrote it).
+fn verify_topic(bootstrap: &str, topic: &str, partitions: i32, total: u64) {
     let mut until = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let (low, high) = kafka::watermarks(bootstrap, TOPIC, p).expect("watermarks");
+    for p in 0..partitions {
+        let (low, high) = kafka::watermarks(bootstrap, topic, p).expect("watermarks");
         assert_eq!(low, 0, "partition {p} starts at {low}");
         until.insert(p, high);
     }
-    let from = (0..PARTITIONS).map(|p| (p, Offset::Beginning)).collect();
+    let from = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
     let consumer = kafka::consumer(bootstrap, &[("fetch.max.bytes", "8388608")]);
-    let read = kafka::read_partitions(&consumer, TOPIC, &from, &until, Duration::from_secs(300))
+    let read = kafka::read_partitions(&consumer, topic, &from, &until, Duration::from_secs(300))
         .expect("read back");
     let mut seen = 0u64;
     for (p, records) in &read {
@@ -130,9 +149,9 @@ fn verify_all(bootstrap: &str, total: u64) {
         {
             assert_eq!(*offset, n as i64, "partition {p}: offsets are dense from 0");
             let i = u64::from_be_bytes(key.as_deref().unwrap_or(&[]).try_into().expect("key"));
-            assert_eq!(i % PARTITIONS as u64, *p as u64);
+            assert_eq!(i % partitions as u64, *p as u64);
             assert_eq!(
-                i / PARTITIONS as u64,
+                i / partitions as u64,
                 n as u64,
                 "partition {p}: record {n} is {i}"
             );
@@ -915,5 +934,126 @@ async fn a_group_catches_up_from_objects_while_the_tail_grows() {
         "caught up {} MB in {secs:.1} s: {:.1} MB/s while the tail grew",
         read / 1_000_000,
         read as f64 / secs / 1e6
+    );
+}
+
+/// A partition whose every record is in objects, and whose WAL records were all reclaimed
+/// on every replica, goes idle; the range servers restart with their disks (they no longer
+/// know its open range) and its broker dies. The next owner seals that range at what objects
+/// hold, not at the range's start (which PD would refuse, leaving the partition unserved),
+/// and the partition serves its history and takes new records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_reclaimed_from_every_wal_reopens_after_restarts() {
+    let _serial = SERIAL.lock().await;
+    let root = temp_root();
+    let store = root.path().join("object-store");
+    let mut cluster = Cluster::builder()
+        .root(&root.path().join("cluster"))
+        .object_store(&format!("file://{}", store.display()))
+        .range_server_arg("--wal-max-bytes", &WAL_BUDGET.to_string())
+        .range_server_arg("--offload-bytes", &(1u64 << 20).to_string())
+        .range_server_arg("--offload-max-age-ms", "200")
+        .pd_arg("--object-gc-interval-ms", "500")
+        .start()
+        .await;
+    let bootstrap = cluster.bootstrap();
+    for topic in ["idle", "busy"] {
+        kafka::create_topic(&bootstrap, topic, 1, &[])
+            .await
+            .expect("topic");
+    }
+    let producing = bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce_to(&producing, "idle", 1, 0, 200))
+        .await
+        .expect("producer");
+    let pd = PdClient::new(&[cluster.pd_addr()]);
+    let idle = wait_until_partition_offloaded(&pd, "idle", 200).await;
+
+    // Another partition's traffic fills several WAL budgets, until on every replica the
+    // segments that held the idle partition's records (the newest one then, and older) are
+    // deleted.
+    let idle_segments: Vec<u64> = cluster
+        .range_servers
+        .iter()
+        .map(|rs| {
+            wal_segments(&rs.dir)
+                .last()
+                .copied()
+                .expect("a WAL segment")
+        })
+        .collect();
+    let busy_records = 3 * WAL_BUDGET / RECORD_BYTES as u64;
+    let producing = bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce_to(&producing, "busy", 1, 0, busy_records))
+        .await
+        .expect("producer");
+    wait_until_partition_offloaded(&pd, "busy", busy_records).await;
+    wait_until(
+        "the idle records' WAL segments are deleted everywhere",
+        || {
+            let kept: Vec<(String, u64)> = cluster
+                .range_servers
+                .iter()
+                .zip(&idle_segments)
+                .filter_map(|(rs, last)| {
+                    let oldest = wal_segments(&rs.dir).first().copied()?;
+                    (oldest <= *last).then(|| (rs.name.clone(), oldest))
+                })
+                .collect();
+            async move {
+                kept.is_empty()
+                    .then_some(())
+                    .ok_or(format!("still kept: {kept:?}"))
+            }
+        },
+    )
+    .await;
+    let info = pd
+        .call(DescribeStream { stream_id: idle })
+        .await
+        .expect("describe");
+    let open = info.last_range().expect("a range").clone();
+    assert!(
+        open.end.is_none() && open.start < 200,
+        "the idle partition's range holding its records is still open: {open:?}"
+    );
+
+    // Restart the range servers with their disks, then lose the broker: the partition is
+    // opened again by a new owner.
+    for rs in &mut cluster.range_servers {
+        kill_and_check_gone(rs);
+    }
+    for rs in &mut cluster.range_servers {
+        rs.start();
+    }
+    cluster.wait_for_range_servers(3).await;
+    kill_and_check_gone(cluster.broker(0));
+    cluster.broker(0).start();
+    cluster.wait_for_brokers().await;
+
+    let reading = bootstrap.clone();
+    tokio::task::spawn_blocking(move || verify_topic(&reading, "idle", 1, 200))
+        .await
+        .expect("reader after the restarts");
+    let producing = bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce_to(&producing, "idle", 1, 200, 100))
+        .await
+        .expect("producer after the restarts");
+    let reading = bootstrap.clone();
+    tokio::task::spawn_blocking(move || verify_topic(&reading, "idle", 1, 300))
+        .await
+        .expect("reader after producing again");
+    let info = pd
+        .call(DescribeStream { stream_id: idle })
+        .await
+        .expect("describe");
+    let sealed = info
+        .ranges
+        .iter()
+        .find(|r| r.index == open.index)
+        .and_then(|r| r.end);
+    assert!(
+        sealed.is_none_or(|end| end >= 200),
+        "the idle range was sealed at {sealed:?}, below the 200 records in objects"
     );
 }

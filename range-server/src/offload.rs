@@ -10,8 +10,8 @@
 //! tell the replicas (in heartbeat answers) that the data is offloaded, and only then do they
 //! drop it from their indexes and let [`crate::reclaim`] delete its WAL segments.
 //!
-//! Every few seconds it also has [`crate::compact`] merge the small objects of the streams it
-//! offloads. It reads through the range actors (as fetches do) and never changes a range.
+//! Every few seconds (every 30 s while uploads have a backlog: merging competes with them) it
+//! also has [`crate::compact`] merge the small objects of the streams it offloads. It reads through the range actors (as fetches do) and never changes a range.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,8 +57,13 @@ impl Default for OffloadConfig {
     }
 }
 
-/// How often the streams offloaded here are looked at for small objects to merge.
+/// How often the streams offloaded here are looked at for small objects to merge, while
+/// offload is caught up.
 const COMPACT_EVERY: Duration = Duration::from_secs(2);
+/// How often they are looked at even while offload has a backlog: merging re-reads and
+/// re-writes objects, which would slow offload (and so produce) down during a burst, but
+/// must not wait for good under a steady full load.
+const COMPACT_EVERY_UNDER_BACKLOG: Duration = Duration::from_secs(30);
 
 /// The ranges PD asked this server to offload, with the offset each continues from.
 #[derive(Default)]
@@ -127,13 +132,20 @@ pub async fn run(
     let mut backoff = tick;
     let mut compacted = Instant::now();
     let mut again = false;
+    // Whether the last look found an object's worth (or more) waiting, or a WAL pressed.
+    let mut backlog = false;
     loop {
         // Right after an upload, look again at once: more may be due (a backlog drains at
         // the speed of uploads, not one object per tick).
         if !std::mem::take(&mut again) {
             tokio::time::sleep(tick).await;
         }
-        if compacted.elapsed() >= COMPACT_EVERY {
+        let compact_every = if backlog {
+            COMPACT_EVERY_UNDER_BACKLOG
+        } else {
+            COMPACT_EVERY
+        };
+        if compacted.elapsed() >= compact_every {
             compacted = Instant::now();
             let streams = tasks.current().into_iter().map(|((s, _), _)| s).collect();
             let node = node_id.load(Ordering::Acquire);
@@ -171,6 +183,7 @@ pub async fn run(
         // A WAL past half its budget uploads everything now: a quiet stream's few batches
         // would otherwise hold its oldest segments until they are old enough.
         let pressed = ranges.wal().is_half_full();
+        backlog = pressed || bytes >= config.object_bytes;
         if pending.is_empty()
             || (bytes < config.object_bytes
                 && !pressed
