@@ -242,17 +242,12 @@ impl PdService {
                 .iter()
                 .filter_map(|r| {
                     let key = (r.stream_id, r.index);
-                    let from = s.state.offload_task(
+                    s.state.offload_task(
                         node,
                         key,
                         |id| self.liveness.alive(id),
                         |id| self.holdings.local_end(key, id),
-                    )?;
-                    Some(OffloadTask {
-                        stream_id: r.stream_id,
-                        index: r.index,
-                        from,
-                    })
+                    )
                 })
                 .collect()
         })

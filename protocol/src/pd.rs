@@ -55,6 +55,10 @@ pub struct OffloadTask {
     pub stream_id: StreamId,
     pub index: u32,
     pub from: u64,
+    /// The range's final end when it is sealed. Everything below it is committed, so the
+    /// uploader reads its local data up to it even if it never heard the seal or the last
+    /// confirmed offset (a replica left out of a range switch).
+    pub sealed_end: Option<u64>,
 }
 
 #[derive(Debug, Clone, Encode, Decode)]

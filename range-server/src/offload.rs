@@ -65,40 +65,56 @@ const COMPACT_EVERY: Duration = Duration::from_secs(2);
 /// must not wait for good under a steady full load.
 const COMPACT_EVERY_UNDER_BACKLOG: Duration = Duration::from_secs(30);
 
+/// One assignment: upload from `from`, up to `sealed_end` when the range is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Assignment {
+    from: u64,
+    sealed_end: Option<u64>,
+    seen: Instant,
+}
+
 /// The ranges PD asked this server to offload, with the offset each continues from.
 #[derive(Default)]
 pub struct OffloadTasks {
-    tasks: Mutex<HashMap<RangeKey, (u64, Instant)>>,
+    tasks: Mutex<HashMap<RangeKey, Assignment>>,
 }
 
 impl OffloadTasks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RangeKey, (u64, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RangeKey, Assignment>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes PD's assignments from one heartbeat answer.
     pub fn assign(&self, tasks: &[OffloadTask]) {
-        let now = Instant::now();
+        let seen = Instant::now();
         let mut map = self.lock();
         for t in tasks {
-            map.insert((t.stream_id, t.index), (t.from, now));
+            let assignment = Assignment {
+                from: t.from,
+                sealed_end: t.sealed_end,
+                seen,
+            };
+            map.insert((t.stream_id, t.index), assignment);
         }
     }
 
-    /// The current assignments; forgets those PD stopped repeating.
-    fn current(&self) -> Vec<(RangeKey, u64)> {
+    /// The current assignments (range, from, sealed end); forgets those PD stopped repeating.
+    fn current(&self) -> Vec<(RangeKey, u64, Option<u64>)> {
         let mut map = self.lock();
-        map.retain(|_, (_, seen)| seen.elapsed() < ASSIGNMENT_TTL);
-        let mut out: Vec<(RangeKey, u64)> = map.iter().map(|(k, (from, _))| (*k, *from)).collect();
+        map.retain(|_, a| a.seen.elapsed() < ASSIGNMENT_TTL);
+        let mut out: Vec<_> = map
+            .iter()
+            .map(|(k, a)| (*k, a.from, a.sealed_end))
+            .collect();
         out.sort();
         out
     }
 
     /// The stream's data is offloaded up to `end` now.
     fn advanced(&self, stream_id: StreamId, end: u64) {
-        for ((s, _), (from, _)) in self.lock().iter_mut() {
+        for ((s, _), a) in self.lock().iter_mut() {
             if *s == stream_id {
-                *from = (*from).max(end);
+                a.from = a.from.max(end);
             }
         }
     }
@@ -147,19 +163,27 @@ pub async fn run(
         };
         if compacted.elapsed() >= compact_every {
             compacted = Instant::now();
-            let streams = tasks.current().into_iter().map(|((s, _), _)| s).collect();
+            let streams = tasks
+                .current()
+                .into_iter()
+                .map(|((s, _), _, _)| s)
+                .collect();
             let node = node_id.load(Ordering::Acquire);
             let merged = compact_streams(&config.compact, &objects, &pd, node, &streams).await;
             metrics.objects_merged.inc_by(merged as u64);
         }
         let mut pending = Vec::new();
         let mut bytes = 0;
-        for (key, from) in tasks.current() {
+        for (key, from, sealed_end) in tasks.current() {
             let Some(addr) = ranges.get(key) else {
                 continue;
             };
             let (tx, rx) = oneshot::channel();
-            addr.do_send(OffloadStatusMsg { from, reply: tx });
+            addr.do_send(OffloadStatusMsg {
+                from,
+                sealed_end,
+                reply: tx,
+            });
             let Ok((end, range_bytes)) = rx.await else {
                 continue;
             };

@@ -669,11 +669,13 @@ impl Handler<TrimMsg> for RangeActor {
 }
 
 /// How much of the range from `from` on could be offloaded now: its readable end and the
-/// payload bytes below it.
+/// payload bytes below it. `sealed_end` is the final end as PD knows it: the local data below
+/// it is readable even if this replica never heard the seal or the last confirmed offset.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct OffloadStatusMsg {
     pub from: u64,
+    pub sealed_end: Option<u64>,
     pub reply: oneshot::Sender<(u64, u64)>,
 }
 
@@ -681,7 +683,9 @@ impl Handler<OffloadStatusMsg> for RangeActor {
     type Result = ();
 
     fn handle(&mut self, msg: OffloadStatusMsg, _ctx: &mut Context<Self>) {
-        let end = self.state.readable_end_for(u64::MAX);
+        let end = self
+            .state
+            .readable_end_for(msg.sealed_end.unwrap_or(u64::MAX));
         let _ = msg
             .reply
             .send((end, self.state.bytes_between(msg.from, end)));

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use protocol::pd::OffloadTask;
+
 use super::{
     ApplyResult, Kind, PdState, RangeRecord, Response, StateError, StreamRecord, MAX_REPLICA,
 };
@@ -314,8 +316,8 @@ impl PdState {
         }
     }
 
-    /// The offload work for `node` on range `(stream_id, index)`: the stream's offloaded end
-    /// when the range holds it (ranges are offloaded in order) and `node` is the one to
+    /// The offload work for `node` on range `(stream_id, index)`: from the stream's offloaded
+    /// end (to the range's final end, if sealed) when the range holds it (ranges are offloaded in order) and `node` is the one to
     /// upload it. That is the first of the range's offload owner and then its servers that is
     /// `alive` and, for a sealed range, holds all of it (`local_end`: how far a node said it
     /// holds the range); when none is known to, the first alive one (it uploads what it has).
@@ -325,7 +327,7 @@ impl PdState {
         (stream_id, index): (u64, u32),
         alive: impl Fn(u64) -> bool,
         local_end: impl Fn(u64) -> Option<u64>,
-    ) -> Option<u64> {
+    ) -> Option<OffloadTask> {
         let s = self.stream(stream_id).ok()?;
         let range = s.ranges.iter().find(|r| r.index == index)?;
         let frontier = self.offloaded_end(s);
@@ -342,7 +344,12 @@ impl PdState {
         let owner = candidates()
             .find(|n| alive(*n) && holds_all(*n))
             .or_else(|| candidates().find(|n| alive(*n)))?;
-        (owner == node).then_some(frontier)
+        (owner == node).then_some(OffloadTask {
+            stream_id,
+            index,
+            from: frontier,
+            sealed_end: range.end,
+        })
     }
 }
 

@@ -522,6 +522,7 @@ fn offload_is_assigned_to_a_live_replica_that_holds_the_range() {
         st.offload_task(node, (1, index), alive, |n| {
             ends.get(n as usize - 1).copied()
         })
+        .map(|t| t.from)
     };
     // Open: the owner (node 1) offloads from the stream start, whatever it holds.
     assert_eq!(task(&st, 1, 0, &all_alive, [0, 5, 5]), Some(0));
@@ -539,6 +540,12 @@ fn offload_is_assigned_to_a_live_replica_that_holds_the_range() {
     .unwrap();
     assert_eq!(task(&st, 1, 0, &all_alive, [7, 10, 10]), None);
     assert_eq!(task(&st, 2, 0, &all_alive, [7, 10, 10]), Some(0));
+    // The task names the final end: the uploader reads up to it even if it never heard the
+    // seal (its own readable end would stop at the confirmed offset it last heard).
+    let sealed = st.offload_task(2, (1, 0), all_alive, |n| {
+        [7, 10, 10].get(n as usize - 1).copied()
+    });
+    assert_eq!(sealed.and_then(|t| t.sealed_end), Some(10));
     // Nobody is known to hold it all: the first alive uploads what it has.
     assert_eq!(task(&st, 1, 0, &all_alive, [7, 8, 9]), Some(0));
     // Once the stream is offloaded past the range, nothing is left to do there.

@@ -463,3 +463,31 @@ fn a_batch_durable_below_the_trim_point_is_not_indexed() {
     assert_eq!(s.indexed_batches(), 1);
     assert_eq!(s.durable, 130);
 }
+
+/// A replica left out of a range switch (it refused appends while its WAL was full) holds the
+/// range's data but never heard the seal nor the last confirmed offset. When PD makes it the
+/// range's uploader, the final end PD names makes that data offloadable; before, it answered
+/// "nothing to upload" for good and the stream's offload (and every WAL holding the range)
+/// was stuck.
+#[actix::test]
+async fn an_uploader_that_missed_the_seal_offloads_up_to_the_final_end() {
+    let f = fixture(1 << 20);
+    let addr = start(&f);
+    let mut req = append(100, 10, 1, b"ten records");
+    req.confirmed = 100;
+    ask_append(&addr, req).await.unwrap();
+    let status = |sealed_end| {
+        let (tx, rx) = oneshot::channel();
+        addr.do_send(OffloadStatusMsg {
+            from: 100,
+            sealed_end,
+            reply: tx,
+        });
+        rx
+    };
+    // Without the final end, only what it knows confirmed (nothing) is offloadable.
+    assert_eq!(status(None).await.unwrap().0, 100);
+    // Sealed at 110 by the others: all of it.
+    let (end, bytes) = status(Some(110)).await.unwrap();
+    assert_eq!((end, bytes), (110, b"ten records".len() as u64));
+}
