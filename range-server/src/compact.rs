@@ -20,9 +20,11 @@ use stream_client::{Objects, PdClient};
 
 #[derive(Debug, Clone)]
 pub struct CompactConfig {
-    /// A slice smaller than this is small; a merge stops once it holds this much.
+    /// A slice smaller than this is small; a merge stops once it holds this much, and a run
+    /// that holds this much is merged.
     pub target_bytes: u64,
-    /// Merge only runs of at least this many consecutive small slices.
+    /// A run of this many consecutive small slices is merged even below `target_bytes` (a
+    /// quiet stream's many tiny uploads).
     pub min_slices: usize,
 }
 
@@ -30,7 +32,7 @@ impl Default for CompactConfig {
     fn default() -> Self {
         CompactConfig {
             target_bytes: 64 << 20,
-            min_slices: 8,
+            min_slices: 64,
         }
     }
 }
@@ -38,8 +40,11 @@ impl Default for CompactConfig {
 /// Most slices one merge takes.
 const MAX_RUN: usize = 1000;
 
-/// The first run of consecutive small slices worth merging: at least `min_slices` of them,
-/// at most [`MAX_RUN`] or about `target_bytes`. Slices wholly below `start_offset` are not
+/// The first run of consecutive small slices worth merging: one that holds `target_bytes`
+/// (cut there), or `min_slices` of them, at most [`MAX_RUN`]. A busy stream's merge thus
+/// yields an object of the target size, never merged again (each byte is rewritten once,
+/// not once per round as when every few slices were merged into a still-small one); a
+/// quiet stream's slices are merged by count. Slices wholly below `start_offset` are not
 /// there (PD drops them).
 pub fn plan(slices: &[ObjectSlice], config: &CompactConfig) -> Option<std::ops::Range<usize>> {
     let small = |s: &ObjectSlice| s.bytes < config.target_bytes;
@@ -59,7 +64,8 @@ pub fn plan(slices: &[ObjectSlice], config: &CompactConfig) -> Option<std::ops::
             bytes += slices[j].bytes;
             j += 1;
         }
-        if j - i >= config.min_slices.max(2) {
+        let full = bytes >= config.target_bytes || j - i >= config.min_slices;
+        if full && j - i >= 2 {
             return Some(i..j);
         }
         i = j.max(i + 1);
@@ -209,5 +215,24 @@ mod tests {
         assert_eq!(plan(&slices, &config), Some(3..7));
         assert_eq!(plan(&slices[..5], &config), None);
         assert_eq!(plan(&[], &config), None);
+    }
+
+    /// Merging every few slices into a still-small object merged that object again and
+    /// again as the stream grew (a 30 s produce burst rewrote its data several times over).
+    /// A run waits until it holds the target, or `min_slices` of them.
+    #[test]
+    fn a_run_below_the_target_and_the_count_waits() {
+        let config = CompactConfig {
+            target_bytes: 100,
+            min_slices: 5,
+        };
+        let small = |id, start| slice(id, start, 30);
+        let three: Vec<_> = (0..3).map(|i| small(i, i * 10)).collect();
+        assert_eq!(plan(&three, &config), None);
+        let four: Vec<_> = (0..4).map(|i| small(i, i * 10)).collect();
+        assert_eq!(plan(&four, &config), Some(0..4));
+        let tiny: Vec<_> = (0..5).map(|i| slice(i, i * 10, 1)).collect();
+        assert_eq!(plan(&tiny, &config), Some(0..5));
+        assert_eq!(plan(&tiny[..4], &config), None);
     }
 }

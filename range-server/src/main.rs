@@ -46,11 +46,13 @@ struct Args {
     /// Upload an object once the oldest waiting data is this old (milliseconds).
     #[arg(long, default_value_t = 30_000)]
     offload_max_age_ms: u64,
-    /// Objects of a stream smaller than this are merged (and a merge stops at this size).
+    /// Objects of a stream smaller than this are merged once a run of them holds this much
+    /// (and a merge stops at this size).
     #[arg(long, default_value_t = 64 << 20)]
     compact_target_bytes: u64,
-    /// Merge only runs of at least this many consecutive small objects of a stream.
-    #[arg(long, default_value_t = 8)]
+    /// A run of this many consecutive small objects of a stream is merged even below the
+    /// target size.
+    #[arg(long, default_value_t = 64)]
     compact_min_slices: usize,
     /// Budget of the WAL on disk in bytes; at it, appends are refused (retriably) until
     /// offloaded segments are reclaimed. Segments are then at most an eighth of it.
