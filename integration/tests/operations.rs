@@ -281,6 +281,27 @@ async fn deleted_and_trimmed_data_is_forgotten_everywhere() {
     .await;
     let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
     let call_err = |e: protocol::RpcError| e.to_string();
+    // The group coordinators' streams (created at a client's first FindCoordinator, which any
+    // consumer with a group id sends) and every other stream have their open ranges before the
+    // fourth server joins: a range opened later could land on it, and PD would rightly never
+    // forget it.
+    let _coordinator_finder = kafka::consumer(&cluster.bootstrap(), &[]);
+    wait_until(
+        &cluster,
+        "the group coordinators' streams are not open",
+        async || {
+            let offsets = pd
+                .call(ListTopics {})
+                .await
+                .is_ok_and(|t| t.iter().any(|t| t.name == "__consumer_offsets"));
+            offsets
+                && pd
+                    .call(ListStreams {})
+                    .await
+                    .is_ok_and(|s| s.iter().all(|s| !s.ranges.is_empty()))
+        },
+    )
+    .await;
     // A fourth range server: holding no range yet, it gets the new topic's ranges (PD places
     // ranges on the servers with the fewest open ones), and nothing else.
     let victim = cluster.add_range_server().await;

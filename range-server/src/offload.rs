@@ -11,7 +11,8 @@
 //! drop it from their indexes and let [`crate::reclaim`] delete its WAL segments.
 //!
 //! Every few seconds (every 30 s while uploads have a backlog: merging competes with them) it
-//! also has [`crate::compact`] merge the small objects of the streams it offloads. It reads through the range actors (as fetches do) and never changes a range.
+//! also has [`crate::compact`] merge the small objects of the streams it offloads. It reads
+//! through the range actors (as fetches do) and never changes a range.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
