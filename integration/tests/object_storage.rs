@@ -352,6 +352,16 @@ async fn history_outlives_the_wal_budget_and_the_disks(
 /// One cluster at a time: these tests load both cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A cluster under `root/cluster` whose object store is the directory `root/object-store`
+/// (returned too, to count its objects).
+fn with_file_store(root: &Path) -> (ClusterBuilder, PathBuf) {
+    let store = root.join("object-store");
+    let builder = Cluster::builder()
+        .root(&root.join("cluster"))
+        .object_store(&format!("file://{}", store.display()));
+    (builder, store)
+}
+
 fn temp_root() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("strata-test-")
@@ -377,14 +387,8 @@ async fn history_in_s3_outlives_the_wal_and_the_disks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_in_a_directory_outlives_the_wal_and_the_disks() {
     let _serial = SERIAL.lock().await;
-    let root = tempfile::Builder::new()
-        .prefix("strata-test-")
-        .tempdir()
-        .expect("temp dir");
-    let store = root.path().join("object-store");
-    let builder = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()));
+    let root = temp_root();
+    let (builder, store) = with_file_store(root.path());
     history_outlives_the_wal_budget_and_the_disks(builder, &store, 256 << 20).await;
 }
 
@@ -443,10 +447,8 @@ where
 async fn retention_and_topic_deletion_delete_objects() {
     let _serial = SERIAL.lock().await;
     let root = temp_root();
-    let store = root.path().join("object-store");
-    let cluster = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()))
+    let (builder, store) = with_file_store(root.path());
+    let cluster = builder
         .range_server_arg("--offload-bytes", &(256u64 << 10).to_string())
         .range_server_arg("--offload-max-age-ms", "200")
         // No merging: each object holds about one batch, so retention frees them one by one.
@@ -579,10 +581,8 @@ async fn retention_and_topic_deletion_delete_objects() {
 async fn an_upload_whose_owner_dies_before_the_commit_is_swept() {
     let _serial = SERIAL.lock().await;
     let root = temp_root();
-    let store = root.path().join("object-store");
-    let mut cluster = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()))
+    let (builder, store) = with_file_store(root.path());
+    let mut cluster = builder
         .range_server_arg("--offload-max-age-ms", "200")
         .pd_arg("--object-gc-interval-ms", "200")
         .pd_arg("--prepared-object-ttl-ms", "2000")
@@ -750,10 +750,8 @@ async fn producing_waits_out_an_object_store_outage() {
 async fn compaction_merges_small_objects_and_reads_stay_the_same() {
     let _serial = SERIAL.lock().await;
     let root = temp_root();
-    let store = root.path().join("object-store");
-    let mut cluster = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()))
+    let (builder, store) = with_file_store(root.path());
+    let mut cluster = builder
         .range_server_arg("--offload-bytes", "2048")
         .range_server_arg("--offload-max-age-ms", "40")
         .range_server_arg("--compact-min-slices", "1000000000")
@@ -857,10 +855,8 @@ async fn a_group_catches_up_from_objects_while_the_tail_grows() {
 
     let _serial = SERIAL.lock().await;
     let root = temp_root();
-    let store = root.path().join("object-store");
-    let cluster = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()))
+    let (builder, _) = with_file_store(root.path());
+    let cluster = builder
         .range_server_arg("--wal-max-bytes", &WAL_BUDGET.to_string())
         .range_server_arg("--offload-bytes", &(4u64 << 20).to_string())
         .range_server_arg("--offload-max-age-ms", "300")
@@ -946,10 +942,8 @@ async fn a_group_catches_up_from_objects_while_the_tail_grows() {
 async fn an_idle_partition_reclaimed_from_every_wal_reopens_after_restarts() {
     let _serial = SERIAL.lock().await;
     let root = temp_root();
-    let store = root.path().join("object-store");
-    let mut cluster = Cluster::builder()
-        .root(&root.path().join("cluster"))
-        .object_store(&format!("file://{}", store.display()))
+    let (builder, _) = with_file_store(root.path());
+    let mut cluster = builder
         .range_server_arg("--wal-max-bytes", &WAL_BUDGET.to_string())
         .range_server_arg("--offload-bytes", &(1u64 << 20).to_string())
         .range_server_arg("--offload-max-age-ms", "200")
