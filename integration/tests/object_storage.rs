@@ -821,6 +821,7 @@ async fn compaction_merges_small_objects_and_reads_stay_the_same() {
     for rs in &mut cluster.range_servers {
         rs.kill();
         rs.set_arg("--compact-min-slices", "8");
+        rs.set_arg("--compact-min-age-ms", "0");
         rs.start();
     }
     wait_until("compaction merges the small objects", || async {

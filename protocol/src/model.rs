@@ -74,6 +74,9 @@ pub struct ObjectSlice {
     pub end: u64,
     /// Payload bytes of the stream's batches in the object.
     pub bytes: u64,
+    /// When the object's newest data was uploaded, in ms since the Unix epoch by PD's clock
+    /// (compaction leaves young objects alone).
+    pub created_ms: u64,
 }
 
 impl StreamInfo {

@@ -11,6 +11,7 @@
 //! objects, never a range.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protocol::model::{ObjectSlice, StreamId};
 use protocol::object::ObjectBuilder;
@@ -26,6 +27,9 @@ pub struct CompactConfig {
     /// A run of this many consecutive small slices is merged even below `target_bytes` (a
     /// quiet stream's many tiny uploads).
     pub min_slices: usize,
+    /// A slice uploaded less than this long ago is left alone: merging waits until a burst
+    /// is over (and data that retention soon drops is never rewritten).
+    pub min_age: Duration,
 }
 
 impl Default for CompactConfig {
@@ -33,6 +37,7 @@ impl Default for CompactConfig {
         CompactConfig {
             target_bytes: 64 << 20,
             min_slices: 64,
+            min_age: Duration::from_secs(600),
         }
     }
 }
@@ -44,10 +49,16 @@ const MAX_RUN: usize = 1000;
 /// (cut there), or `min_slices` of them, at most [`MAX_RUN`]. A busy stream's merge thus
 /// yields an object of the target size, never merged again (each byte is rewritten once,
 /// not once per round as when every few slices were merged into a still-small one); a
-/// quiet stream's slices are merged by count. Slices wholly below `start_offset` are not
-/// there (PD drops them).
-pub fn plan(slices: &[ObjectSlice], config: &CompactConfig) -> Option<std::ops::Range<usize>> {
-    let small = |s: &ObjectSlice| s.bytes < config.target_bytes;
+/// quiet stream's slices are merged by count. Only slices at least `min_age` old (by
+/// `now_ms`) count as small: a run ends at a young one. Slices wholly below
+/// `start_offset` are not there (PD drops them).
+pub fn plan(
+    slices: &[ObjectSlice],
+    config: &CompactConfig,
+    now_ms: u64,
+) -> Option<std::ops::Range<usize>> {
+    let old_before = now_ms.saturating_sub(config.min_age.as_millis() as u64);
+    let small = |s: &ObjectSlice| s.bytes < config.target_bytes && s.created_ms <= old_before;
     let mut i = 0;
     while i < slices.len() {
         if !small(&slices[i]) {
@@ -101,7 +112,10 @@ async fn compact_stream(
     stream_id: StreamId,
 ) -> Result<bool, RpcError> {
     let info = pd.call(DescribeStream { stream_id }).await?;
-    let Some(run) = plan(&info.objects, config) else {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let Some(run) = plan(&info.objects, config, now_ms) else {
         return Ok(false);
     };
     let slices = &info.objects[run];
@@ -190,14 +204,19 @@ mod tests {
             start,
             end: start + 10,
             bytes,
+            created_ms: 0,
         }
     }
+
+    /// Long after every slice of the tests was uploaded.
+    const NOW: u64 = 3_600_000;
 
     #[test]
     fn runs_of_small_slices_are_planned_up_to_the_target() {
         let config = CompactConfig {
             target_bytes: 100,
             min_slices: 3,
+            min_age: Duration::from_secs(60),
         };
         let big = |id, start| slice(id, start, 500);
         let small = |id, start| slice(id, start, 30);
@@ -212,9 +231,9 @@ mod tests {
             small(7, 60),
             small(8, 70),
         ];
-        assert_eq!(plan(&slices, &config), Some(3..7));
-        assert_eq!(plan(&slices[..5], &config), None);
-        assert_eq!(plan(&[], &config), None);
+        assert_eq!(plan(&slices, &config, NOW), Some(3..7));
+        assert_eq!(plan(&slices[..5], &config, NOW), None);
+        assert_eq!(plan(&[], &config, NOW), None);
     }
 
     /// Merging every few slices into a still-small object merged that object again and
@@ -225,14 +244,40 @@ mod tests {
         let config = CompactConfig {
             target_bytes: 100,
             min_slices: 5,
+            min_age: Duration::from_secs(60),
         };
         let small = |id, start| slice(id, start, 30);
         let three: Vec<_> = (0..3).map(|i| small(i, i * 10)).collect();
-        assert_eq!(plan(&three, &config), None);
+        assert_eq!(plan(&three, &config, NOW), None);
         let four: Vec<_> = (0..4).map(|i| small(i, i * 10)).collect();
-        assert_eq!(plan(&four, &config), Some(0..4));
+        assert_eq!(plan(&four, &config, NOW), Some(0..4));
         let tiny: Vec<_> = (0..5).map(|i| slice(i, i * 10, 1)).collect();
-        assert_eq!(plan(&tiny, &config), Some(0..5));
-        assert_eq!(plan(&tiny[..4], &config), None);
+        assert_eq!(plan(&tiny, &config, NOW), Some(0..5));
+        assert_eq!(plan(&tiny[..4], &config, NOW), None);
+    }
+
+    /// A burst's uploads are merged once they are `min_age` old, not while the burst runs:
+    /// a young slice is never taken and ends a run.
+    #[test]
+    fn young_slices_wait_for_the_minimum_age() {
+        let config = CompactConfig {
+            target_bytes: 100,
+            min_slices: 3,
+            min_age: Duration::from_secs(60),
+        };
+        let at = |id: u64, created_ms| ObjectSlice {
+            created_ms,
+            ..slice(id, id * 10, 30)
+        };
+        // Four slices uploaded 10 s apart, the last at NOW.
+        let slices: Vec<_> = (0..4).map(|i| at(i, NOW - 30_000 + i * 10_000)).collect();
+        assert_eq!(plan(&slices, &config, NOW), None);
+        // 60 s later the first three are old enough, the fourth is not yet.
+        assert_eq!(plan(&slices, &config, NOW + 50_000), Some(0..3));
+        assert_eq!(plan(&slices, &config, NOW + 60_000), Some(0..4));
+        // An old run behind a young slice is still found.
+        let mut mixed = vec![at(0, NOW)];
+        mixed.extend((1..4).map(|i| at(i, 0)));
+        assert_eq!(plan(&mixed, &config, NOW), Some(1..4));
     }
 }

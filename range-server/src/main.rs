@@ -54,6 +54,10 @@ struct Args {
     /// target size.
     #[arg(long, default_value_t = 64)]
     compact_min_slices: usize,
+    /// Objects uploaded less than this long ago (milliseconds) are not merged yet: merging
+    /// waits until a burst is over.
+    #[arg(long, default_value_t = 600_000)]
+    compact_min_age_ms: u64,
     /// Budget of the WAL on disk in bytes; at it, appends are refused (retriably) until
     /// offloaded segments are reclaimed. Segments are then at most an eighth of it.
     #[arg(long)]
@@ -80,6 +84,7 @@ fn main() {
             compact: range_server::compact::CompactConfig {
                 target_bytes: args.compact_target_bytes.max(1),
                 min_slices: args.compact_min_slices.max(2),
+                min_age: std::time::Duration::from_millis(args.compact_min_age_ms),
             },
         },
         wal_max_bytes: args.wal_max_bytes,

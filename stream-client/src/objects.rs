@@ -501,6 +501,7 @@ mod tests {
             start: 0,
             end: 2000,
             bytes: 0,
+            created_ms: 0,
         };
         let read = objects.read(&slice, 1, 1234, 25_000).await.unwrap();
         assert_eq!(read.first().map(|b| b.offset), Some(1230));

@@ -32,6 +32,9 @@ pub struct ObjectRecord {
     pub size: u64,
     /// Slices of streams that name the object.
     pub refs: u32,
+    /// When its newest data was uploaded (the leader's clock when the upload's id was
+    /// reserved; for a merged object, that of the newest object it replaced).
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,10 +102,14 @@ impl ObjectState {
         }
     }
 
-    fn add_ref(&mut self, object_id: u64, size: u64) {
+    fn add_ref(&mut self, object_id: u64, size: u64, created_ms: u64) {
         self.committed
             .entry(object_id)
-            .or_insert(ObjectRecord { size, refs: 0 })
+            .or_insert(ObjectRecord {
+                size,
+                refs: 0,
+                created_ms,
+            })
             .refs += 1;
     }
 
@@ -133,16 +140,16 @@ impl PdState {
             .get(&s.id)
             .map(|v| {
                 v.iter()
-                    .map(|sl| ObjectSlice {
-                        object_id: sl.object_id,
-                        object_size: self
-                            .objects
-                            .committed
-                            .get(&sl.object_id)
-                            .map_or(0, |o| o.size),
-                        start: sl.start,
-                        end: sl.end,
-                        bytes: sl.bytes,
+                    .map(|sl| {
+                        let object = self.objects.committed.get(&sl.object_id);
+                        ObjectSlice {
+                            object_id: sl.object_id,
+                            object_size: object.map_or(0, |o| o.size),
+                            start: sl.start,
+                            end: sl.end,
+                            bytes: sl.bytes,
+                            created_ms: object.map_or(0, |o| o.created_ms),
+                        }
                     })
                     .collect()
             })
@@ -177,11 +184,11 @@ impl PdState {
             // A retried commit that was applied already: answer as it stands now.
             return Ok(Response::Offloaded(self.offloaded_ends(&streams)));
         }
-        if self.objects.prepared.remove(&object_id).is_none() {
+        let Some(prepared) = self.objects.prepared.remove(&object_id) else {
             return Err(StateError::NotFound(format!(
                 "object {object_id} is not reserved (never, or its reservation expired)"
             )));
-        }
+        };
         let mut taken = 0;
         for spec in slices {
             if spec.end <= spec.start {
@@ -204,7 +211,7 @@ impl PdState {
                     end: spec.end,
                     bytes: spec.bytes,
                 });
-            self.objects.add_ref(object_id, size);
+            self.objects.add_ref(object_id, size, prepared.at_ms);
             taken += 1;
         }
         if taken == 0 {
@@ -261,6 +268,12 @@ impl PdState {
             ));
         }
         self.objects.prepared.remove(&object_id);
+        let created_ms = run
+            .iter()
+            .filter_map(|s| self.objects.committed.get(&s.object_id))
+            .map(|o| o.created_ms)
+            .max()
+            .unwrap_or(0);
         let mut list = list;
         let replaced: Vec<SliceRecord> = list
             .splice(
@@ -274,7 +287,7 @@ impl PdState {
             )
             .collect();
         self.objects.slices.insert(stream_id, list);
-        self.objects.add_ref(object_id, size);
+        self.objects.add_ref(object_id, size, created_ms);
         for old in replaced {
             self.objects.unref(old.object_id);
         }
@@ -453,7 +466,7 @@ mod tests {
         let mut state = two_streams();
         let mut ids = Vec::new();
         for i in 0..3 {
-            let id = prepare(&mut state, 1);
+            let id = prepare(&mut state, 1 + i);
             commit(&mut state, id, vec![spec(1, i * 10, i * 10 + 10)]).unwrap();
             ids.push(id);
         }
@@ -464,7 +477,7 @@ mod tests {
             })
             .0
             .unwrap();
-        let new = prepare(&mut state, 2);
+        let new = prepare(&mut state, 100);
         let compact = |state: &mut PdState, replaces: Vec<u64>, start: u64, end: u64| {
             state
                 .apply(&Command::CompactObjects {
@@ -491,5 +504,16 @@ mod tests {
         );
         assert_eq!(state.objects.doomed, BTreeSet::from([ids[0], ids[1]]));
         assert!(!state.objects.prepared.contains_key(&new));
+        // The merged object is as old as the newest data in it (compaction waits for an
+        // age, and a merge must not make old data young again); uploads are as old as
+        // their reservations.
+        let info = state.stream_info(state.stream(1).unwrap());
+        assert_eq!(
+            info.objects
+                .iter()
+                .map(|o| (o.object_id, o.created_ms))
+                .collect::<Vec<_>>(),
+            vec![(new, 2), (ids[2], 3)]
+        );
     }
 }
