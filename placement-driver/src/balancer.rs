@@ -1,13 +1,16 @@
 //! Broker ownership of partitions: which live broker leads each partition.
 //!
-//! Owns: the deterministic choices — [`plan`] (every partition without a live leader goes to
-//! the live broker with the fewest partitions, ties to the lowest id; then, while live brokers'
-//! counts differ by more than one, at most `max_moves` partitions move from the most to the
-//! least loaded, each time of the topic the most loaded holds the most more of, so each topic
-//! stays spread) and [`pick_leaders`] (leaders for partitions being created) — and the
-//! leader-only task [`run`] that, every tick, publishes liveness flips as
-//! `Event::NodeChanged` watch events and proposes its plan as one `Command::AssignPartitions`;
-//! now and then the same task forgets nodes dead for long that nothing names any more.
+//! Owns: the deterministic choices — [`plan`] / [`decide`] (every partition without a live
+//! leader goes to its pinned broker if that one lives, else to the live broker with the fewest
+//! partitions, ties to the lowest id; a partition away from its live pinned broker goes back;
+//! then, while live brokers' counts differ by more than one, unpinned partitions move from the
+//! most to the least loaded, each time of the topic the most loaded holds the most more of,
+//! so each topic stays spread; at most `max_moves` moves per tick besides orphans) and
+//! [`pick_leaders`] (leaders for partitions being created) — and the leader-only task [`run`]
+//! that, every tick, publishes liveness flips as `Event::NodeChanged` watch events and
+//! proposes its plan as one `Command::AssignPartitions`, logging each move with its reason
+//! and handing it to [`crate::moves`] to be timed; now and then the same task forgets nodes
+//! dead for long that nothing names any more.
 //!
 //! Must not: change the state except through that Raft command (apply re-validates every
 //! change), act while this voter is not the leader, or do I/O. Planning is one pass over the
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use protocol::pd::Event;
 
-use crate::service::PdService;
+use crate::service::{leaders_of, PdService};
 use crate::state::{Command, Kind, PdState, Response};
 
 /// How often the balancer looks at ownership.
@@ -61,23 +64,78 @@ pub fn pick_leaders(state: &PdState, alive: impl Fn(u64) -> bool, count: u32) ->
         .collect()
 }
 
+/// Why the balancer moves a partition (logged with each move and counted in metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// It had no live leader.
+    Orphan,
+    /// Its pinned broker lives again and it is elsewhere.
+    Pinned,
+    /// Its broker led more partitions than another by two or more.
+    Count,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Orphan => "orphan",
+            Reason::Pinned => "pinned",
+            Reason::Count => "count",
+        }
+    }
+}
+
 /// The ownership changes to make now (see the module doc). Empty when every partition has a
 /// live leader and counts are within one of each other, or when no broker is live.
 pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> Vec<Change> {
+    decide(state, alive, max_moves)
+        .into_iter()
+        .map(|(change, _)| change)
+        .collect()
+}
+
+/// [`plan`] with the reason of each change. A partition pinned to a live broker is not the
+/// balancer's to move, except back to that broker: an orphan goes to its live pin first,
+/// then one away from its live pin goes back (within `max_moves`), and only unpinned
+/// partitions even out the counts.
+pub fn decide(
+    state: &PdState,
+    alive: impl Fn(u64) -> bool,
+    max_moves: usize,
+) -> Vec<(Change, Reason)> {
     let load = live_loads(state, alive);
-    let mut queue: BTreeSet<(usize, u64)> = load.iter().map(|(id, c)| (*c, *id)).collect();
+    let mut counts = Counts::new(&load);
     let mut changes = Vec::new();
-    if queue.is_empty() {
+    if load.is_empty() {
         return changes;
     }
+    let live = |b: &u64| load.contains_key(b);
     for t in state.topics.values() {
         for p in &t.partitions {
-            if p.leader.is_some_and(|l| load.contains_key(&l)) {
+            if p.leader.is_some_and(|l| live(&l)) {
                 continue;
             }
-            if let Some((c, id)) = queue.pop_first() {
-                changes.push((t.name.clone(), p.index, id));
-                queue.insert((c + 1, id));
+            let to = match p.pinned.filter(live) {
+                Some(pin) => pin,
+                None => match counts.least() {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            counts.shift(None, to);
+            changes.push(((t.name.clone(), p.index, to), Reason::Orphan));
+        }
+    }
+    let mut moves = 0;
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            let (Some(leader), Some(pin)) = (p.leader.filter(live), p.pinned.filter(live)) else {
+                continue;
+            };
+            if leader != pin && moves < max_moves {
+                moves += 1;
+                counts.shift(Some(leader), pin);
+                changes.push(((t.name.clone(), p.index, pin), Reason::Pinned));
             }
         }
     }
@@ -85,8 +143,8 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
     // the topic the first holds the most more of than the second, so every topic ends up
     // spread too (a broker that comes back must not get all of one topic).
     let mut owned: Option<Owned> = None;
-    for _ in 0..max_moves {
-        let (Some(&(min_c, min_id)), Some(&(max_c, max_id))) = (queue.first(), queue.last()) else {
+    while moves < max_moves {
+        let (Some((min_c, min_id)), Some((max_c, max_id))) = (counts.first(), counts.last()) else {
             break;
         };
         if max_c <= min_c + 1 {
@@ -96,13 +154,50 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
         let Some((name, index)) = owned.take_for(max_id, min_id) else {
             break;
         };
-        queue.remove(&(min_c, min_id));
-        queue.remove(&(max_c, max_id));
-        queue.insert((min_c + 1, min_id));
-        queue.insert((max_c - 1, max_id));
-        changes.push((name.to_string(), index, min_id));
+        moves += 1;
+        counts.shift(Some(max_id), min_id);
+        changes.push(((name.to_string(), index, min_id), Reason::Count));
     }
     changes
+}
+
+/// Live brokers' partition counts as planning changes them, ordered by count (ties: id).
+struct Counts {
+    of: BTreeMap<u64, usize>,
+    queue: BTreeSet<(usize, u64)>,
+}
+
+impl Counts {
+    fn new(load: &BTreeMap<u64, usize>) -> Counts {
+        Counts {
+            of: load.clone(),
+            queue: load.iter().map(|(id, c)| (*c, *id)).collect(),
+        }
+    }
+
+    fn first(&self) -> Option<(usize, u64)> {
+        self.queue.first().copied()
+    }
+
+    fn last(&self) -> Option<(usize, u64)> {
+        self.queue.last().copied()
+    }
+
+    fn least(&self) -> Option<u64> {
+        self.first().map(|(_, id)| id)
+    }
+
+    /// One partition moves from `from` (None: it had no live leader) to `to`.
+    fn shift(&mut self, from: Option<u64>, to: u64) {
+        for (id, up) in from.map(|f| (f, false)).into_iter().chain([(to, true)]) {
+            let Some(c) = self.of.get_mut(&id) else {
+                continue;
+            };
+            self.queue.remove(&(*c, id));
+            *c = if up { *c + 1 } else { c.saturating_sub(1) };
+            self.queue.insert((*c, id));
+        }
+    }
 }
 
 /// The partitions each live broker leads, by topic, for the even-out step of [`plan`].
@@ -115,6 +210,10 @@ impl<'a> Owned<'a> {
         let mut by_broker: BTreeMap<u64, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
         for t in state.topics.values() {
             for p in &t.partitions {
+                // A partition pinned to a live broker stays out of evening out.
+                if p.pinned.is_some_and(|b| load.contains_key(&b)) {
+                    continue;
+                }
                 if let Some(l) = p.leader.filter(|l| load.contains_key(l)) {
                     let topics = by_broker.entry(l).or_default();
                     topics.entry(t.name.as_str()).or_default().push(p.index);
@@ -235,22 +334,77 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
         if service.ensure_leader().await.is_err() {
             continue;
         }
-        let Ok(changes) = service.read(|s| plan(&s.state, alive, max_moves)) else {
+        let Ok((decisions, before)) = service.read(|s| {
+            let decisions = decide(&s.state, alive, max_moves);
+            let changes: Vec<Change> = decisions.iter().map(|(c, _)| c.clone()).collect();
+            let before = leaders_of(&s.state, &changes);
+            (decisions, before)
+        }) else {
             continue;
         };
-        if changes.is_empty() {
+        if decisions.is_empty() {
             continue;
         }
-        tracing::debug!(?changes, "assigning partitions");
+        let changes: Vec<Change> = decisions.iter().map(|(c, _)| c.clone()).collect();
         let count = changes.len();
         match service.write(Command::AssignPartitions { changes }).await {
             Ok(Response::Assigned(topics)) => {
-                tracing::info!(changes = count, ?topics, "partitions assigned")
+                tracing::info!(changes = count, ?topics, "partitions assigned");
+                record_moves(&service, &decisions, &before);
             }
             Ok(other) => tracing::warn!(?other, "unexpected result of AssignPartitions"),
             Err(e) => tracing::warn!("assigning partitions: {e}"),
         }
     }
+}
+
+/// Logs each applied decision with its reason and hands it to [`crate::moves`].
+fn record_moves(
+    service: &PdService,
+    decisions: &[(Change, Reason)],
+    before: &[(Option<u64>, u32)],
+) {
+    let _ = service.read(|s| {
+        for (((topic, index, to), reason), (from, _)) in decisions.iter().zip(before) {
+            let Some(p) = s
+                .state
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(*index as usize))
+            else {
+                continue;
+            };
+            if p.leader != Some(*to) {
+                continue;
+            }
+            // Orphans of a dead broker are many at once: their lines are debug, the count is
+            // in the "partitions assigned" line and the metric.
+            if *reason == Reason::Orphan {
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    ?from,
+                    to,
+                    leader_epoch = p.leader_epoch,
+                    reason = reason.as_str(),
+                    "moving a partition"
+                );
+            } else {
+                tracing::info!(
+                    topic,
+                    partition = index,
+                    ?from,
+                    to,
+                    leader_epoch = p.leader_epoch,
+                    reason = reason.as_str(),
+                    "moving a partition"
+                );
+            }
+            service
+                .moves
+                .decided(topic, *index, *from, *to, p.leader_epoch, reason.as_str());
+        }
+    });
 }
 
 #[cfg(test)]
@@ -508,5 +662,94 @@ mod tests {
             vec![Event::NodeChanged(b2)]
         );
         let _ = b1;
+    }
+
+    fn pin(st: &mut PdState, name: &str, index: u32, broker: u64) {
+        let (r, ev) = st.apply(&Command::MovePartitions {
+            moves: vec![(name.into(), index, broker)],
+        });
+        assert!(matches!(r, Ok(Response::Assigned(_))), "{r:?}");
+        assert!(!ev.is_empty());
+    }
+
+    fn leader(st: &PdState, name: &str, index: u32) -> Option<u64> {
+        st.topics[name].partitions[index as usize].leader
+    }
+
+    /// A partition an operator moved stays on its broker while it lives (evening out moves
+    /// other partitions), goes elsewhere while it is dead, and comes back when it returns.
+    #[test]
+    fn a_pinned_partition_stays_and_comes_back_to_its_broker() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        topic(
+            &mut st,
+            "t",
+            4,
+            vec![Some(b1), Some(b1), Some(b2), Some(b2)],
+        );
+        // Pin two more onto b1: 4 against 0 is evened out, but only with the unpinned ones:
+        // the two pinned stay on b1.
+        pin(&mut st, "t", 2, b1);
+        pin(&mut st, "t", 3, b1);
+        assert_eq!(st.topics["t"].partitions[2].pinned, Some(b1));
+        assert_eq!(leader(&st, "t", 2), Some(b1));
+        settle(&mut st, |_| true, 8);
+        assert_eq!(leader(&st, "t", 2), Some(b1));
+        assert_eq!(leader(&st, "t", 3), Some(b1));
+        assert_eq!(counts(&st), BTreeMap::from([(b1, 2), (b2, 2)]));
+        assert_eq!(leader(&st, "t", 0), Some(b2));
+        // b1 dies: every partition goes to b2, pinned or not.
+        settle(&mut st, |id| id != b1, 8);
+        assert_eq!(live_loads(&st, |id| id != b1), BTreeMap::from([(b2, 4)]));
+        // b1 returns: its pinned partitions come back (reason: pinned), which evens the
+        // counts too.
+        let decided = decide(&st, |_| true, 8);
+        let back: Vec<_> = decided
+            .iter()
+            .filter(|(_, r)| *r == Reason::Pinned)
+            .map(|((_, i, to), _)| (*i, *to))
+            .collect();
+        assert_eq!(back, vec![(2, b1), (3, b1)]);
+        settle(&mut st, |_| true, 8);
+        assert_eq!(leader(&st, "t", 2), Some(b1));
+        assert_eq!(leader(&st, "t", 3), Some(b1));
+        assert_eq!(counts(&st), BTreeMap::from([(b1, 2), (b2, 2)]));
+    }
+
+    /// An orphan goes to its pinned broker when that one lives, whatever the counts.
+    #[test]
+    fn an_orphan_goes_to_its_live_pin() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        let b3 = broker(&mut st, 3);
+        topic(&mut st, "t", 3, vec![Some(b1), Some(b2), Some(b3)]);
+        pin(&mut st, "t", 0, b2);
+        assert_eq!(leader(&st, "t", 0), Some(b2));
+        // b2 dies and partition 0 goes elsewhere; then that broker dies with b2 back.
+        settle(&mut st, |id| id != b2, 8);
+        let interim = leader(&st, "t", 0);
+        assert_ne!(interim, Some(b2));
+        let decided = decide(&st, |id| Some(id) != interim, 8);
+        assert!(
+            decided.contains(&(("t".into(), 0, b2), Reason::Orphan)),
+            "{decided:?}"
+        );
+    }
+
+    /// A forgotten broker's pins are dropped with it.
+    #[test]
+    fn forgetting_a_broker_drops_its_pins() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        topic(&mut st, "t", 1, vec![Some(b1)]);
+        pin(&mut st, "t", 0, b2);
+        settle(&mut st, |id| id != b2, 8);
+        assert_eq!(leader(&st, "t", 0), Some(b1));
+        assert!(st.apply(&Command::ForgetNode { node_id: b2 }).0.is_ok());
+        assert_eq!(st.topics["t"].partitions[0].pinned, None);
     }
 }

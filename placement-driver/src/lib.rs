@@ -12,6 +12,7 @@
 //! - [`watch`]: recent change events and long-poll.
 //! - [`liveness`]: heartbeat leases (leader memory only).
 //! - [`holdings`]: how far each range server holds each range (leader memory only).
+//! - [`moves`]: partition moves in flight and their timing (leader memory only).
 //! - [`service`]: request handlers.
 //! - [`network`]: Raft traffic between voters over the Strata RPC.
 //! - [`server`]: process wiring ([`run`]).
@@ -24,6 +25,7 @@ pub mod fsutil;
 pub mod holdings;
 pub mod liveness;
 pub mod log_store;
+pub mod moves;
 pub mod network;
 pub mod server;
 pub mod service;

@@ -171,6 +171,9 @@ fn router(service: &PdService) -> actors::Router {
     route!(AlterTopicConfigs, alter_topic_configs);
     route!(ListTopics, list_topics);
     route!(GetClusterInfo, get_cluster_info);
+    route!(MovePartitions, move_partitions);
+    route!(ListMoves, list_moves);
+    route!(PartitionOpened, partition_opened);
     let raft = service.raft.clone();
     r.route::<RaftMessage, _, _>(move |msg, _ctx| {
         let raft = raft.clone();
@@ -281,6 +284,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         watch,
         liveness: liveness.clone(),
         holdings: Arc::default(),
+        moves: Arc::default(),
     };
 
     let rpc_addr = actors::serve(
@@ -332,6 +336,9 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
                         }
                     });
                 }
+                if was_leader && !is_leader {
+                    service.moves.clear();
+                }
                 was_leader = is_leader;
                 if metrics.changed().await.is_err() {
                     break;
@@ -342,6 +349,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
 
     let mut registry = Registry::default();
     let gauges = register_metrics(&mut registry);
+    service.moves.register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     {
         let service = service.clone();

@@ -20,6 +20,7 @@ use protocol::{ErrorCode, RpcError};
 use crate::balancer;
 use crate::holdings::Holdings;
 use crate::liveness::Liveness;
+use crate::moves::Moves;
 use crate::state::{Command, Kind, PdState, RangeVerdict, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
 use crate::topics::{TopicRecord, TopicSpec};
@@ -47,6 +48,7 @@ pub struct PdService {
     pub watch: Arc<WatchHub>,
     pub liveness: Arc<Liveness>,
     pub holdings: Arc<Holdings>,
+    pub moves: Arc<Moves>,
 }
 
 fn unexpected(r: Response) -> RpcError {
@@ -506,6 +508,109 @@ impl PdService {
             .await
     }
 
+    /// An operator's moves (see [`MovePartitions`]): each checked on its own (the partition
+    /// exists, the target is a live broker), the good ones made in one Raft command and
+    /// handed to [`Moves`] to be timed.
+    pub async fn move_partitions(
+        &self,
+        req: MovePartitions,
+    ) -> Result<Vec<Option<RpcError>>, RpcError> {
+        if req.moves.len() > MAX_MOVES_PER_REQUEST {
+            return Err(RpcError::new(
+                ErrorCode::InvalidArgument,
+                format!("at most {MAX_MOVES_PER_REQUEST} moves per request"),
+            ));
+        }
+        self.ensure_leader().await?;
+        let (answers, valid) = self.read(|s| {
+            let mut answers = Vec::with_capacity(req.moves.len());
+            let mut valid = Vec::new();
+            for m in &req.moves {
+                let answer = self.check_move(&s.state, m);
+                if answer.is_none() {
+                    valid.push((m.topic.clone(), m.partition, m.broker));
+                }
+                answers.push(answer);
+            }
+            (answers, valid)
+        })?;
+        if valid.is_empty() {
+            return Ok(answers);
+        }
+        let before = self.read(|s| leaders_of(&s.state, &valid))?;
+        self.write(Command::MovePartitions {
+            moves: valid.clone(),
+        })
+        .await?;
+        self.read(|s| {
+            for ((topic, index, to), (from, _)) in valid.iter().zip(before) {
+                let Some((leader, epoch)) = leaders_of(&s.state, &[(topic.clone(), *index, *to)])
+                    .pop()
+                    .and_then(|(l, e)| l.map(|l| (l, e)))
+                else {
+                    continue;
+                };
+                if leader == *to && from != Some(*to) {
+                    tracing::info!(
+                        topic,
+                        partition = index,
+                        ?from,
+                        to,
+                        leader_epoch = epoch,
+                        "moving a partition as requested"
+                    );
+                    self.moves
+                        .decided(topic, *index, from, *to, epoch, "requested");
+                }
+            }
+        })?;
+        Ok(answers)
+    }
+
+    /// Why `m` cannot be made, if it cannot.
+    fn check_move(&self, state: &PdState, m: &PartitionMove) -> Option<RpcError> {
+        let topic = match state.topic(&m.topic) {
+            Ok(t) => t,
+            Err(e) => return Some(e.into()),
+        };
+        if topic.partitions.get(m.partition as usize).is_none() {
+            return Some(RpcError::new(
+                ErrorCode::NotFound,
+                format!("topic {} has no partition {}", m.topic, m.partition),
+            ));
+        }
+        match state.nodes.get(&m.broker) {
+            Some(n) if n.kind == Kind::Broker => {}
+            _ => {
+                return Some(RpcError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{} is not a registered broker", m.broker),
+                ))
+            }
+        }
+        if !self.liveness.alive(m.broker) {
+            return Some(RpcError::new(
+                ErrorCode::Unavailable,
+                format!("broker {} is not alive", m.broker),
+            ));
+        }
+        None
+    }
+
+    /// The moves in flight (leader memory; see [`Moves`]).
+    pub async fn list_moves(&self, req: ListMoves) -> Result<Vec<MoveInfo>, RpcError> {
+        self.ensure_leader().await?;
+        Ok(self.moves.list(req.recent))
+    }
+
+    /// A broker serves a partition at an epoch: ends its move, if one is in flight.
+    pub async fn partition_opened(&self, req: PartitionOpened) -> Result<(), RpcError> {
+        self.is_leader()?;
+        self.moves
+            .opened(&req.topic, req.partition, req.broker, req.leader_epoch);
+        Ok(())
+    }
+
     /// The cluster id; fixes one through Raft if none is set yet (normally done by the leader at
     /// its first start, see [`crate::server`]).
     pub async fn get_cluster_info(&self, _req: GetClusterInfo) -> Result<ClusterInfo, RpcError> {
@@ -627,6 +732,23 @@ pub fn leader_addr(err: &RpcError) -> Option<&str> {
         .rsplit_once(" at ")
         .map(|(_, addr)| addr.trim())
         .filter(|a| !a.is_empty())
+}
+
+/// Most moves one `MovePartitions` may ask for.
+pub const MAX_MOVES_PER_REQUEST: usize = 10_000;
+
+/// The leader and leader epoch of each (topic, partition) named (None, 0 when gone).
+pub fn leaders_of(state: &PdState, which: &[(String, u32, u64)]) -> Vec<(Option<u64>, u32)> {
+    which
+        .iter()
+        .map(|(topic, index, _)| {
+            state
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(*index as usize))
+                .map_or((None, 0), |p| (p.leader, p.leader_epoch))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -158,4 +158,7 @@ pub struct PartitionInfo {
     pub leader: Option<NodeId>,
     /// Kafka leader epoch: bumped each time the partition moves to another broker.
     pub leader_epoch: u32,
+    /// The broker an operator moved it to, which the balancer keeps it on while that broker
+    /// lives.
+    pub pinned: Option<NodeId>,
 }

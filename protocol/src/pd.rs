@@ -3,6 +3,7 @@
 
 use bincode::{Decode, Encode};
 
+use crate::error::RpcError;
 use crate::model::{
     NodeId, NodeInfo, NodeKind, RangeInfo, RangeReport, StreamId, StreamInfo, TopicInfo,
 };
@@ -273,6 +274,57 @@ pub struct ClusterInfo {
     pub cluster_id: String,
 }
 
+/// Move partitions to the brokers named (an operator's or a Kafka client's reassignment). Each
+/// target must be a registered broker holding a current lease; the partition is then pinned
+/// there: the balancer does not move it away while that broker lives, and moves it back when
+/// the broker returns after losing it. One answer per move, in order: `None` when the move
+/// was made (or the partition was there already), else why not.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct MovePartitions {
+    pub moves: Vec<PartitionMove>,
+}
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PartitionMove {
+    pub topic: String,
+    pub partition: u32,
+    pub broker: NodeId,
+}
+
+/// The ownership changes decided (by an operator or the balancer) whose new owner has not yet
+/// reported serving, and with `recent` also the last ones that completed (newest last).
+/// Known to the PD leader only: a new leader starts with none.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ListMoves {
+    pub recent: bool,
+}
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct MoveInfo {
+    pub topic: String,
+    pub partition: u32,
+    /// The leader before the move (None: it had none).
+    pub from: Option<NodeId>,
+    pub to: NodeId,
+    pub leader_epoch: u32,
+    /// Since the move was decided.
+    pub elapsed_ms: u64,
+    /// Asked for by an operator or a client (MovePartitions), not decided by the balancer.
+    pub requested: bool,
+    /// Why it was decided, for people: "requested", "orphan", "count", "pinned".
+    pub reason: String,
+    /// From the decision to the new owner serving; None while in flight.
+    pub took_ms: Option<u64>,
+}
+
+/// A broker serves a partition at this leader epoch: its streams are open and replayed. Ends
+/// the partition's move, if one is in flight (PD times it).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct PartitionOpened {
+    pub broker: NodeId,
+    pub topic: String,
+    pub partition: u32,
+    pub leader_epoch: u32,
+}
+
 // Opcodes 1-50: part of the wire format.
 rpc! {
     RegisterNode => RegisterNodeResponse = 1,
@@ -298,5 +350,8 @@ rpc! {
     AlterTopicConfigs => TopicInfo = 23,
     ListTopics => Vec<TopicInfo> = 24,
     GetClusterInfo => ClusterInfo = 25,
+    MovePartitions => Vec<Option<RpcError>> = 26,
+    ListMoves => Vec<MoveInfo> = 27,
+    PartitionOpened => () = 28,
     RaftMessage => Vec<u8> = 50,
 }

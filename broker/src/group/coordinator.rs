@@ -59,6 +59,10 @@ impl OwnedState for Coordinator {
     const KIND: &'static str = "group coordinator";
     const HOLD_MAILBOX_WHILE_LOADING: bool = false;
 
+    fn kafka_partition(key: &u32) -> (String, u32) {
+        (super::OFFSETS_TOPIC.to_string(), *key)
+    }
+
     fn table(broker: &Broker) -> &RefCell<HashMap<u32, OwnerHandle<Self>>> {
         &broker.coordinators
     }

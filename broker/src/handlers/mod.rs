@@ -19,6 +19,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod reassign;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
@@ -112,6 +113,8 @@ kafka_apis! {
     ListGroups(ListGroupsRequest) [0, 5] => call groups::list_groups,
     DeleteGroups(DeleteGroupsRequest) [0, 2] => call groups::delete_groups,
     OffsetDelete(OffsetDeleteRequest) [0, 0] => call groups::offset_delete,
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest) [0, 1] => call reassign::alter_partition_reassignments,
+    ListPartitionReassignments(ListPartitionReassignmentsRequest) [0, 0] => call reassign::list_partition_reassignments,
 }
 
 /// The versions of `api` this broker serves, if any: [`SUPPORTED`] intersected with what

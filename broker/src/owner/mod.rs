@@ -103,6 +103,9 @@ pub trait OwnedState: Sized + Unpin + 'static {
     /// are handled at once (and answered as loading).
     const HOLD_MAILBOX_WHILE_LOADING: bool;
 
+    /// The Kafka topic and partition an owner of `key` serves.
+    fn kafka_partition(key: &Self::Key) -> (String, u32);
+
     /// The broker's table of running owners of this kind.
     fn table(broker: &Broker) -> &RefCell<HashMap<Self::Key, OwnerHandle<Self>>>;
 
@@ -143,6 +146,25 @@ pub struct StreamOwner<S: OwnedState> {
 }
 
 impl<S: OwnedState> StreamOwner<S> {
+    /// Tells PD this broker serves the partition at its leader epoch (which ends and times
+    /// the move that brought it here). Best effort: a lost report only leaves PD's list of
+    /// moves in flight stale until it expires.
+    fn report_opened(&self) {
+        let (topic, partition) = S::kafka_partition(&self.key);
+        let report = protocol::pd::PartitionOpened {
+            broker: self.broker.node_id,
+            topic,
+            partition,
+            leader_epoch: self.assignment.leader_epoch,
+        };
+        let pd = self.broker.pd.clone();
+        actix::spawn(async move {
+            if let Err(e) = pd.call(report).await {
+                tracing::debug!("reporting an opened partition to PD: {e}");
+            }
+        });
+    }
+
     pub fn new(broker: SharedBroker, key: S::Key, assignment: Assignment) -> Self {
         let state = S::empty(&broker, &key);
         StreamOwner {
@@ -368,6 +390,7 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
                             ms = started.elapsed().as_millis() as u64, "loaded, serving"
                         );
                         S::on_active(act, ctx);
+                        act.report_opened();
                     }
                     Err(e) => {
                         tracing::warn!(kind = S::KIND, key = ?act.key, "cannot load: {e}");

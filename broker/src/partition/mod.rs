@@ -108,6 +108,10 @@ impl OwnedState for Partition {
     const KIND: &'static str = "partition";
     const HOLD_MAILBOX_WHILE_LOADING: bool = true;
 
+    fn kafka_partition(key: &Self::Key) -> (String, u32) {
+        key.clone()
+    }
+
     fn table(broker: &Broker) -> &RefCell<HashMap<Self::Key, OwnerHandle<Self>>> {
         &broker.partitions
     }

@@ -7,10 +7,12 @@
 //! those.
 
 mod groups;
+mod reassign;
 mod records;
 mod requests;
 
 pub use groups::*;
+pub use reassign::*;
 pub use records::*;
 pub use requests::*;
 

@@ -111,6 +111,10 @@ pub enum Command {
     ForgetObjects {
         ids: Vec<u64>,
     },
+    /// An operator's moves: (topic, partition index, broker), each partition pinned there.
+    MovePartitions {
+        moves: Vec<(String, u32, u64)>,
+    },
 }
 
 /// What applying a command produced.

@@ -226,6 +226,7 @@ impl PdState {
             ),
             Command::ExpirePrepared { before_ms } => self.expire_prepared(*before_ms),
             Command::ForgetObjects { ids } => self.forget_objects(ids),
+            Command::MovePartitions { moves } => self.move_partitions(moves),
         };
         let events = match (&result, cmd) {
             (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],
@@ -294,6 +295,13 @@ impl PdState {
             return Err(StateError::InvalidArgument(format!(
                 "node {node_id} is still named by a range or a partition"
             )));
+        }
+        // A forgotten broker's pins go with it (ids are never reused, so they could only
+        // dangle).
+        for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
+            if p.pinned == Some(node_id) {
+                p.pinned = None;
+            }
         }
         match self.nodes.remove(&node_id) {
             Some(node) => Ok(Response::Node(node)),

@@ -42,6 +42,9 @@ pub struct PartitionRecord {
     pub leader: Option<u64>,
     /// Bumped by one each time `leader` changes.
     pub leader_epoch: u32,
+    /// The broker an operator moved the partition to: the balancer keeps it there while that
+    /// broker lives (and brings it back when the broker returns).
+    pub pinned: Option<u64>,
 }
 
 impl PartitionRecord {
@@ -52,6 +55,7 @@ impl PartitionRecord {
             meta_stream: self.meta_stream,
             leader: self.leader,
             leader_epoch: self.leader_epoch,
+            pinned: self.pinned,
         }
     }
 }
@@ -208,6 +212,7 @@ impl PdState {
                     meta_stream: data_stream + 1,
                     leader: self.broker_or_none(leaders.get(i).copied().flatten()),
                     leader_epoch: 0,
+                    pinned: None,
                 }
             })
             .collect())
@@ -362,6 +367,16 @@ impl PdState {
     /// change whose topic or partition is gone, whose target is not a registered broker, or
     /// that names the current leader is skipped. Answers the topics that changed.
     pub(crate) fn assign_partitions(&mut self, changes: &[(String, u32, u64)]) -> ApplyResult {
+        self.assign(changes, false)
+    }
+
+    /// An operator's moves: assigned as [`Self::assign_partitions`] does, and each partition
+    /// pinned to its new broker (also when it is there already).
+    pub(crate) fn move_partitions(&mut self, moves: &[(String, u32, u64)]) -> ApplyResult {
+        self.assign(moves, true)
+    }
+
+    fn assign(&mut self, changes: &[(String, u32, u64)], pin: bool) -> ApplyResult {
         let mut changed = BTreeSet::new();
         for (name, index, leader) in changes {
             if self.broker_or_none(Some(*leader)).is_none() {
@@ -373,6 +388,10 @@ impl PdState {
             let Some(p) = topic.partitions.get_mut(*index as usize) else {
                 continue;
             };
+            if pin && p.pinned != Some(*leader) {
+                p.pinned = Some(*leader);
+                changed.insert(name.clone());
+            }
             if p.leader == Some(*leader) {
                 continue;
             }

@@ -1,0 +1,458 @@
+//! Planned partition moves through the Kafka admin APIs: AlterPartitionReassignments moves a
+//! partition to the broker its replica list names (and pins it there),
+//! ListPartitionReassignments shows the move until the new owner serves, Metadata shows the
+//! new leader, and an idempotent producer that keeps sending while partitions move again and
+//! again gets every record stored exactly once, at contiguous offsets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use integration::kafka;
+use integration::raw_kafka::{raw_list_reassignments, raw_reassign, InFlight, RawClient};
+use integration::testing::*;
+use integration::Cluster;
+use rdkafka::producer::BaseRecord;
+use rdkafka::topic_partition_list::Offset;
+
+/// AlterPartitionReassignments of one partition; panics if the request itself fails.
+fn reassign(
+    c: &mut RawClient,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+    allow_rf_change: bool,
+) -> (i16, i16, String) {
+    raw_reassign(c, version, topic, partition, replicas, allow_rf_change)
+        .unwrap_or_else(|e| panic!("AlterPartitionReassignments: {e}"))
+}
+
+/// The moves ListPartitionReassignments shows; panics if the request itself fails.
+fn in_flight(c: &mut RawClient, only: Option<(&str, i32)>) -> Vec<InFlight> {
+    raw_list_reassignments(c, only).unwrap_or_else(|e| panic!("ListPartitionReassignments: {e}"))
+}
+
+/// Index in `cluster.brokers` of the broker with Kafka address `addr`.
+fn broker_index(cluster: &Cluster, addr: &str, brokers: usize) -> usize {
+    (0..brokers)
+        .find(|i| cluster.kafka_addr(*i) == addr)
+        .unwrap_or_else(|| panic!("no broker at {addr}"))
+}
+
+/// A reassignment moves a partition: in flight while its new owner cannot serve yet (it is
+/// stopped, SIGSTOP, for a moment shorter than its lease), then done; Metadata shows the new
+/// leader, a produce there succeeds, and the balancer leaves the partition where it was
+/// put. Bad requests get Kafka's error codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_moves_a_partition_and_is_listed_until_served() {
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder().range_servers(3).brokers(2),
+        &[("moves", 2)],
+    )
+    .await;
+    let bs = cluster.bootstrap();
+    let leaders = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "moves", 2, Duration::from_secs(30)),
+    );
+    let from = leaders[0].clone();
+    let other = leaders
+        .iter()
+        .find(|l| l.broker_id != from.broker_id)
+        .cloned()
+        .unwrap_or_else(|| {
+            fail(
+                &cluster,
+                format!("both partitions on one broker: {leaders:?}"),
+            )
+        });
+    let mut c = RawClient::negotiated(&from.addr);
+    assert_eq!(
+        c.versions.get(&45),
+        Some(&(0, 1)),
+        "AlterPartitionReassignments advertised"
+    );
+    assert_eq!(
+        c.versions.get(&46),
+        Some(&(0, 0)),
+        "ListPartitionReassignments advertised"
+    );
+    assert!(in_flight(&mut c, None).is_empty());
+
+    // Refusals first: nothing may move.
+    let bad = [
+        (0, Some(vec![]), false, 39),    // empty list
+        (0, Some(vec![999]), false, 39), // no such broker
+        (0, Some(vec![other.broker_id, other.broker_id]), false, 39), // duplicates
+        (1, Some(vec![other.broker_id, from.broker_id]), false, 38), // v1: one replica
+        (0, None, false, 85),            // nothing to cancel
+    ];
+    for (version, replicas, allow, want) in bad {
+        let (top, code, why) = reassign(&mut c, version, "moves", 0, replicas.clone(), allow);
+        assert_eq!((top, code), (0, want), "{replicas:?} v{version}: {why}");
+    }
+    let (_, code, _) = reassign(
+        &mut c,
+        0,
+        "no-such-topic",
+        0,
+        Some(vec![other.broker_id]),
+        false,
+    );
+    assert_eq!(code, 3, "unknown topic");
+    let (_, code, _) = reassign(&mut c, 0, "moves", 9, Some(vec![other.broker_id]), false);
+    assert_eq!(code, 3, "unknown partition");
+    let after = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "moves", 2, Duration::from_secs(10)),
+    );
+    assert_eq!(after, leaders, "a refused reassignment moved something");
+
+    // The target cannot open the partition while stopped: the move stays in flight.
+    let target = broker_index(&cluster, &other.addr, 2);
+    let pid = cluster.broker(target).pid().expect("target broker runs") as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let (top, code, why) = reassign(&mut c, 0, "moves", 0, Some(vec![other.broker_id]), false);
+    let listed = in_flight(&mut c, Some(("moves", 0)));
+    let listed_all = in_flight(&mut c, None);
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!((top, code), (0, 0), "reassignment refused: {why}");
+    assert_eq!(
+        listed,
+        vec![InFlight {
+            topic: "moves".to_string(),
+            partition: 0,
+            replicas: vec![other.broker_id, from.broker_id],
+            adding: vec![other.broker_id],
+            removing: vec![from.broker_id],
+        }],
+        "the move in flight, as listed"
+    );
+    assert_eq!(listed_all, listed);
+    // Cancelling a move in flight is refused (it completes within a moment).
+    let (_, code, _) = reassign(&mut c, 0, "moves", 0, None, false);
+    assert!(code == 42 || code == 85, "cancel: {code}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !in_flight(&mut c, None).is_empty() {
+        if Instant::now() > deadline {
+            fail(&cluster, "the move is still in flight after 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "moves", 2, Duration::from_secs(10)),
+    );
+    assert_eq!(
+        now[0].broker_id, other.broker_id,
+        "Metadata after the move: {now:?}"
+    );
+    let producer = kafka::producer(&bs, &[("enable.idempotence", "true")]);
+    kafka::send(
+        &producer,
+        BaseRecord::with_opaque_to("moves", Box::new(0))
+            .partition(0)
+            .payload(&b"after the move"[..]),
+    );
+    let d = kafka::flush(&producer, Duration::from_secs(30));
+    assert!(
+        d.len() == 1 && d[0].error.is_none(),
+        "produce after the move: {d:?}"
+    );
+    // Two partitions on one broker, one pinned: the balancer evens counts out with the
+    // other one and leaves the pinned one where it was put.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = ok(
+            &cluster,
+            kafka::wait_for_leaders(&bs, "moves", 2, Duration::from_secs(10)),
+        );
+        assert_eq!(
+            now[0].broker_id, other.broker_id,
+            "the pinned partition moved: {now:?}"
+        );
+        if now[1].broker_id == from.broker_id {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(&cluster, format!("counts not evened out: {now:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Partitions move again and again (AlterPartitionReassignments, each to a broker that does
+/// not lead it) while an idempotent producer keeps sending: every record is stored exactly
+/// once, at contiguous offsets, where it was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_moves_under_idempotent_produce_store_every_record_once() {
+    let (_serial, cluster) =
+        start_with_topics(Cluster::builder().range_servers(3).brokers(3), &[]).await;
+    let topic = "many-moves";
+    let partitions = 4;
+    create_topic(&cluster, topic, partitions, &[]).await;
+    let bs = cluster.bootstrap();
+    let leaders = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, topic, partitions as usize, Duration::from_secs(30)),
+    );
+    let ids: Vec<i32> = {
+        let mut ids: Vec<i32> = (0..3)
+            .map(|i| {
+                let md = ok(&cluster, kafka::metadata(&cluster.kafka_addr(i), None));
+                md.brokers()
+                    .iter()
+                    .find(|b| format!("{}:{}", b.host(), b.port()) == cluster.kafka_addr(i))
+                    .map(|b| b.id())
+                    .unwrap_or_else(|| {
+                        fail(&cluster, format!("broker {i} not in its own metadata"))
+                    })
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let mut at: Vec<i32> = leaders.iter().map(|l| l.broker_id).collect();
+    let moves = 100;
+    let n = 60_000usize;
+    let bs2 = bs.clone();
+    let producing = std::thread::spawn(move || {
+        let producer = kafka::producer(
+            &bs2,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "120000"),
+            ],
+        );
+        for i in 0..n {
+            if i % 500 == 499 {
+                // About 20k records/s at most, so the sends span the moves.
+                let until = Instant::now() + Duration::from_millis(25);
+                while Instant::now() < until {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+            let v = format!("record {i}");
+            kafka::send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, Box::new(i))
+                    .partition((i % partitions as usize) as i32)
+                    .payload(v.as_bytes()),
+            );
+        }
+        kafka::flush(&producer, Duration::from_secs(300))
+    });
+    let mut c = RawClient::negotiated(bs.split(',').next().unwrap_or_default());
+    for m in 0..moves {
+        let p = m % partitions as usize;
+        // The next broker after the current leader, in id order.
+        let to = ids[(ids.iter().position(|b| *b == at[p]).unwrap_or(0) + 1) % ids.len()];
+        let (top, code, why) = reassign(&mut c, 0, topic, p as i32, Some(vec![to]), false);
+        if (top, code) != (0, 0) {
+            fail(
+                &cluster,
+                format!("move {m} of {topic}/{p} to {to} refused: {top} {code} {why}"),
+            );
+        }
+        at[p] = to;
+        // Wait until the new owner serves before the next move of any partition.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !in_flight(&mut c, Some((topic, p as i32))).is_empty() {
+            if Instant::now() > deadline {
+                fail(
+                    &cluster,
+                    format!("move {m} of {topic}/{p} still in flight after 30 s"),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deliveries = producing.join().expect("producer thread");
+    assert_eq!(deliveries.len(), n, "delivery reports");
+    if let Some(d) = deliveries.iter().find(|d| d.error.is_some()) {
+        fail(&cluster, format!("an idempotent send failed: {d:?}"));
+    }
+    let now = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, topic, partitions as usize, Duration::from_secs(10)),
+    );
+    assert_eq!(
+        now.iter().map(|l| l.broker_id).collect::<Vec<_>>(),
+        at,
+        "leaders after the moves"
+    );
+    let acked: HashMap<usize, (i32, i64)> = deliveries
+        .iter()
+        .map(|d| (d.id, (d.partition, d.offset)))
+        .collect();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = ok(&cluster, kafka::watermarks(&bs, topic, p));
+        assert_eq!(low, 0);
+        ends.insert(p, high);
+    }
+    let consumer = kafka::consumer(&bs, &[]);
+    let from: BTreeMap<i32, Offset> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let read = ok(
+        &cluster,
+        kafka::read_partitions(&consumer, topic, &from, &ends, Duration::from_secs(300)),
+    );
+    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
+    for (p, records) in &read {
+        for (expected, r) in records.iter().enumerate() {
+            if r.offset != expected as i64 {
+                fail(
+                    &cluster,
+                    format!("{topic}/{p}: offset {} at position {expected}", r.offset),
+                );
+            }
+            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
+            let Some(id) = text
+                .strip_prefix("record ")
+                .and_then(|s| s.parse::<usize>().ok())
+            else {
+                fail(
+                    &cluster,
+                    format!("unexpected value {text:?} at {p}/{}", r.offset),
+                );
+            };
+            if let Some(first) = seen.insert(id, (*p, r.offset)) {
+                fail(
+                    &cluster,
+                    format!(
+                        "record {id} stored twice: at {first:?} and {p}/{}",
+                        r.offset
+                    ),
+                );
+            }
+        }
+    }
+    assert_eq!(seen.len(), n, "records stored");
+    for (id, where_) in &acked {
+        assert_eq!(
+            seen.get(id),
+            Some(where_),
+            "record {id} is not where it was acknowledged"
+        );
+    }
+    eprintln!("{moves} moves under produce: {n} records stored once each");
+}
+
+/// kafkajs's admin client moves a partition (`alterPartitionReassignments`) and sees it in
+/// flight and then done (`listPartitionReassignments`), driven by
+/// `integration/node/reassign.js` (kafkajs from npm, installed by `.ci/run`). The range
+/// servers are stopped (SIGSTOP, for less than their lease) from before the move until the
+/// first list, so the new owner cannot open the partition's streams and the move is
+/// certainly in flight then (kafkajs talks to every broker, so stopping one would stall it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_moves_a_partition_and_lists_it() {
+    use std::io::{BufRead, BufReader, Write};
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder().range_servers(3).brokers(2),
+        &[("js-moves", 2)],
+    )
+    .await;
+    let bs = cluster.bootstrap();
+    let leaders = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "js-moves", 2, Duration::from_secs(30)),
+    );
+    // kafkajs talks to its bootstrap broker and the controller (the lowest live broker id):
+    // move a partition of the lowest-id broker to the other one, which is the one stopped.
+    let low = leaders.iter().map(|l| l.broker_id).min().unwrap_or(-1);
+    let Some(moved) = leaders.iter().find(|l| l.broker_id == low).cloned() else {
+        fail(&cluster, format!("no leaders: {leaders:?}"));
+    };
+    let Some(target) = leaders.iter().find(|l| l.broker_id != low).cloned() else {
+        fail(
+            &cluster,
+            format!("both partitions on one broker: {leaders:?}"),
+        );
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node/reassign.js");
+    let stderr_path = cluster.root().join("reassign.js.stderr");
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let mut child = std::process::Command::new("timeout")
+        .args(["120", "node"])
+        .arg(&script)
+        .args([
+            moved.addr.clone(),
+            "js-moves".into(),
+            moved.partition.to_string(),
+            target.broker_id.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("run node {}: {e}", script.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut step = |want: &str, cluster: &Cluster| -> serde_json::Value {
+        let line = match out.next() {
+            Some(Ok(line)) => line,
+            other => fail(
+                cluster,
+                format!(
+                    "reassign.js ended before {want}: {other:?}; its stderr:\n{}",
+                    stderr()
+                ),
+            ),
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| fail(cluster, format!("reassign.js said {line:?}: {e}")));
+        if v["step"] != want {
+            fail(cluster, format!("reassign.js: {v}, want step {want}"));
+        }
+        v
+    };
+    step("ready", &cluster);
+    let pids: Vec<i32> = (0..3)
+        .map(|i| cluster.range_server(i).pid().expect("range server runs") as i32)
+        .collect();
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+    }
+    writeln!(stdin, "go").expect("write to reassign.js");
+    let listed = step("listed", &cluster);
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGCONT) };
+    }
+    writeln!(stdin, "go").expect("write to reassign.js");
+    let done = step("done", &cluster);
+    let status = child.wait().expect("reassign.js exit");
+    assert!(
+        status.success(),
+        "reassign.js failed: {status}\n{}",
+        stderr()
+    );
+    let p = &listed["topics"][0]["partitions"][0];
+    assert_eq!(listed["topics"][0]["name"], "js-moves", "listed: {listed}");
+    assert_eq!(p["partition"], moved.partition, "listed: {listed}");
+    assert_eq!(
+        p["addingReplicas"],
+        serde_json::json!([target.broker_id]),
+        "listed: {listed}"
+    );
+    assert_eq!(
+        p["removingReplicas"],
+        serde_json::json!([low]),
+        "listed: {listed}"
+    );
+    eprintln!(
+        "kafkajs saw the move in flight, then done after {} ms",
+        done["ms"]
+    );
+    let now = ok(
+        &cluster,
+        kafka::wait_for_leaders(&bs, "js-moves", 2, Duration::from_secs(10)),
+    );
+    assert_eq!(
+        now[moved.partition as usize].broker_id, target.broker_id,
+        "Metadata after the move: {now:?}"
+    );
+}
