@@ -1,16 +1,17 @@
 //! strata-ctl: the operator's view of a Strata cluster and hand on it, through the placement
 //! driver's RPCs: nodes and their liveness, topics and partitions with their leaders, moving
-//! partitions, and the moves in flight or recently done (the balancer's decisions with their
-//! reasons and how long each took). Tables for people, `--json` for scripts.
+//! partitions, draining brokers, and the moves in flight or recently done (the balancer's
+//! decisions with their reasons and how long each took). Tables for people, `--json` for
+//! scripts.
 //!
 //! Must not: keep state, or talk to brokers or range servers (PD knows all it shows).
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use protocol::model::NodeKind;
-use protocol::pd::{ListMoves, ListNodes, ListTopics, MovePartitions, PartitionMove};
+use protocol::pd::{DrainNode, ListMoves, ListNodes, ListTopics, MovePartitions, PartitionMove};
 use serde::Serialize;
 use stream_client::PdClient;
 
@@ -47,6 +48,16 @@ enum Command {
         #[arg(long)]
         recent: bool,
     },
+    /// Drain a broker: it gets no partitions and hands its own to the others.
+    Drain {
+        broker: u64,
+        /// Wait (at most this many seconds) until it leads no partition; fail if it still
+        /// does then.
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// End draining a broker: it gets partitions again.
+    Undrain { broker: u64 },
 }
 
 #[derive(Serialize)]
@@ -56,6 +67,7 @@ struct NodeRow {
     addr: String,
     http_addr: String,
     alive: bool,
+    draining: bool,
     leads: usize,
 }
 
@@ -118,19 +130,24 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                     addr: n.addr,
                     http_addr: n.http_addr,
                     alive: n.alive,
+                    draining: n.draining,
                 })
                 .collect();
+            let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
             print(
                 args.json,
                 &rows,
-                &["ID", "KIND", "ADDRESS", "HTTP", "ALIVE", "LEADS"],
+                &[
+                    "ID", "KIND", "ADDRESS", "HTTP", "ALIVE", "DRAINING", "LEADS",
+                ],
                 |r| {
                     vec![
                         r.id.to_string(),
                         r.kind.to_string(),
                         r.addr.clone(),
                         r.http_addr.clone(),
-                        if r.alive { "yes" } else { "no" }.to_string(),
+                        yes(r.alive),
+                        yes(r.draining),
                         r.leads.to_string(),
                     ]
                 },
@@ -209,6 +226,47 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                 }
                 Some(e) => Err(format!("{topic}/{partition} cannot move: {e}")),
             }
+        }
+        Command::Drain { broker, wait } => {
+            pd.call(DrainNode {
+                node_id: *broker,
+                draining: true,
+            })
+            .await
+            .map_err(pd_err)?;
+            let Some(secs) = wait else {
+                println!("broker {broker} is draining");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let deadline = Instant::now() + Duration::from_secs(*secs);
+            loop {
+                let topics = pd.call(ListTopics {}).await.map_err(pd_err)?;
+                let leads = topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.leader == Some(*broker))
+                    .count();
+                if leads == 0 {
+                    println!("broker {broker} is drained: it leads no partition");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "broker {broker} still leads {leads} partitions after {secs} s"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Command::Undrain { broker } => {
+            pd.call(DrainNode {
+                node_id: *broker,
+                draining: false,
+            })
+            .await
+            .map_err(pd_err)?;
+            println!("broker {broker} takes partitions again");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Moves { recent } => {
             let moves = pd

@@ -160,6 +160,24 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits up to `within` for the process to exit; answers whether it did
+    /// (if not, it is left running).
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -530,6 +548,25 @@ impl Cluster {
         self.range_servers.push(rs);
         self.wait_for_range_servers(n).await;
         n - 1
+    }
+
+    /// Starts one more broker (`broker-N`, added to [`Cluster::brokers`]) with the arguments
+    /// and environment of the first one; returns its index once it serves.
+    pub fn add_broker(&mut self) -> usize {
+        let n = self.brokers.len() + 1;
+        let first = self.brokers.first();
+        let args = first.map_or_else(|| vec!["--pd".into(), self.pd_addr()], |b| b.args.clone());
+        let env = first.map(|b| b.env.clone()).unwrap_or_default();
+        let mut broker = Proc::new(&format!("broker-{n}"), &self.root, "strata-broker", args);
+        broker.env = env;
+        broker.start();
+        self.brokers.push(broker);
+        n - 1
+    }
+
+    /// Broker `i`'s node id (its Kafka broker id), from the file it keeps in its data dir.
+    pub fn broker_id(&self, i: usize) -> Option<u64> {
+        actors::process::load_node_id(&self.brokers[i].dir)
     }
 
     /// Kills broker `i` (SIGKILL), deletes its data dir and starts it again on the same Kafka

@@ -39,6 +39,119 @@ fn broker_index(cluster: &Cluster, addr: &str, brokers: usize) -> usize {
         .unwrap_or_else(|| panic!("no broker at {addr}"))
 }
 
+/// An idempotent librdkafka producer on its own thread sending `n` records ("record i") round
+/// robin over `partitions`, pausing `pause` after every 500; answers its delivery reports.
+fn spawn_idempotent_producer(
+    bootstrap: &str,
+    topic: &'static str,
+    partitions: i32,
+    n: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<Vec<kafka::Delivery>> {
+    let bootstrap = bootstrap.to_string();
+    std::thread::spawn(move || {
+        let producer = kafka::producer(
+            &bootstrap,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "120000"),
+            ],
+        );
+        for i in 0..n {
+            if i % 500 == 499 {
+                let until = Instant::now() + pause;
+                while Instant::now() < until {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+            let v = format!("record {i}");
+            kafka::send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, Box::new(i))
+                    .partition((i % partitions as usize) as i32)
+                    .payload(v.as_bytes()),
+            );
+        }
+        kafka::flush(&producer, Duration::from_secs(300))
+    })
+}
+
+/// Every one of the `n` sends was acknowledged, and every record is stored exactly once, at
+/// contiguous offsets from 0, where it was acknowledged (read through the running brokers).
+fn stored_once(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    deliveries: &[kafka::Delivery],
+) {
+    let bs = (0..cluster.brokers.len())
+        .filter(|i| cluster.brokers[*i].is_running())
+        .map(|i| cluster.kafka_addr(i))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(deliveries.len(), n, "delivery reports");
+    if let Some(d) = deliveries.iter().find(|d| d.error.is_some()) {
+        fail(cluster, format!("an idempotent send failed: {d:?}"));
+    }
+    let acked: HashMap<usize, (i32, i64)> = deliveries
+        .iter()
+        .map(|d| (d.id, (d.partition, d.offset)))
+        .collect();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = ok(cluster, kafka::watermarks(&bs, topic, p));
+        assert_eq!(low, 0);
+        ends.insert(p, high);
+    }
+    let consumer = kafka::consumer(&bs, &[]);
+    let from: BTreeMap<i32, Offset> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let read = ok(
+        cluster,
+        kafka::read_partitions(&consumer, topic, &from, &ends, Duration::from_secs(300)),
+    );
+    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
+    for (p, records) in &read {
+        for (expected, r) in records.iter().enumerate() {
+            if r.offset != expected as i64 {
+                fail(
+                    cluster,
+                    format!("{topic}/{p}: offset {} at position {expected}", r.offset),
+                );
+            }
+            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
+            let Some(id) = text
+                .strip_prefix("record ")
+                .and_then(|s| s.parse::<usize>().ok())
+            else {
+                fail(
+                    cluster,
+                    format!("unexpected value {text:?} at {p}/{}", r.offset),
+                );
+            };
+            if let Some(first) = seen.insert(id, (*p, r.offset)) {
+                fail(
+                    cluster,
+                    format!(
+                        "record {id} stored twice: at {first:?} and {p}/{}",
+                        r.offset
+                    ),
+                );
+            }
+        }
+    }
+    assert_eq!(seen.len(), n, "records stored");
+    for (id, where_) in &acked {
+        assert_eq!(
+            seen.get(id),
+            Some(where_),
+            "record {id} is not where it was acknowledged"
+        );
+    }
+}
+
 /// A reassignment moves a partition: in flight while its new owner cannot serve yet (it is
 /// stopped, SIGSTOP, for a moment shorter than its lease), then done; Metadata shows the new
 /// leader, a produce there succeeds, and the balancer leaves the partition where it was
@@ -216,35 +329,8 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
     let mut at: Vec<i32> = leaders.iter().map(|l| l.broker_id).collect();
     let moves = 100;
     let n = 60_000usize;
-    let bs2 = bs.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = kafka::producer(
-            &bs2,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-                ("message.timeout.ms", "120000"),
-            ],
-        );
-        for i in 0..n {
-            if i % 500 == 499 {
-                // About 20k records/s at most, so the sends span the moves.
-                let until = Instant::now() + Duration::from_millis(25);
-                while Instant::now() < until {
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-            let v = format!("record {i}");
-            kafka::send(
-                &producer,
-                BaseRecord::with_opaque_to(topic, Box::new(i))
-                    .partition((i % partitions as usize) as i32)
-                    .payload(v.as_bytes()),
-            );
-        }
-        kafka::flush(&producer, Duration::from_secs(300))
-    });
+    // About 20,000 records a second at most, so the sends span the moves.
+    let producing = spawn_idempotent_producer(&bs, topic, partitions, n, Duration::from_millis(25));
     let mut c = RawClient::negotiated(bs.split(',').next().unwrap_or_default());
     for m in 0..moves {
         let p = m % partitions as usize;
@@ -272,10 +358,6 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let deliveries = producing.join().expect("producer thread");
-    assert_eq!(deliveries.len(), n, "delivery reports");
-    if let Some(d) = deliveries.iter().find(|d| d.error.is_some()) {
-        fail(&cluster, format!("an idempotent send failed: {d:?}"));
-    }
     let now = ok(
         &cluster,
         kafka::wait_for_leaders(&bs, topic, partitions as usize, Duration::from_secs(10)),
@@ -285,60 +367,7 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
         at,
         "leaders after the moves"
     );
-    let acked: HashMap<usize, (i32, i64)> = deliveries
-        .iter()
-        .map(|d| (d.id, (d.partition, d.offset)))
-        .collect();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = ok(&cluster, kafka::watermarks(&bs, topic, p));
-        assert_eq!(low, 0);
-        ends.insert(p, high);
-    }
-    let consumer = kafka::consumer(&bs, &[]);
-    let from: BTreeMap<i32, Offset> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
-    let read = ok(
-        &cluster,
-        kafka::read_partitions(&consumer, topic, &from, &ends, Duration::from_secs(300)),
-    );
-    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
-    for (p, records) in &read {
-        for (expected, r) in records.iter().enumerate() {
-            if r.offset != expected as i64 {
-                fail(
-                    &cluster,
-                    format!("{topic}/{p}: offset {} at position {expected}", r.offset),
-                );
-            }
-            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
-            let Some(id) = text
-                .strip_prefix("record ")
-                .and_then(|s| s.parse::<usize>().ok())
-            else {
-                fail(
-                    &cluster,
-                    format!("unexpected value {text:?} at {p}/{}", r.offset),
-                );
-            };
-            if let Some(first) = seen.insert(id, (*p, r.offset)) {
-                fail(
-                    &cluster,
-                    format!(
-                        "record {id} stored twice: at {first:?} and {p}/{}",
-                        r.offset
-                    ),
-                );
-            }
-        }
-    }
-    assert_eq!(seen.len(), n, "records stored");
-    for (id, where_) in &acked {
-        assert_eq!(
-            seen.get(id),
-            Some(where_),
-            "record {id} is not where it was acknowledged"
-        );
-    }
+    stored_once(&cluster, topic, partitions, n, &deliveries);
     eprintln!("{moves} moves under produce: {n} records stored once each");
 }
 
@@ -455,4 +484,118 @@ async fn kafkajs_moves_a_partition_and_lists_it() {
         now[moved.partition as usize].broker_id, target.broker_id,
         "Metadata after the move: {now:?}"
     );
+}
+
+/// The leader of each partition of `topic`, per Metadata.
+fn leaders_of(cluster: &Cluster, topic: &str, partitions: usize) -> Vec<i32> {
+    ok(
+        cluster,
+        kafka::wait_for_leaders(
+            &cluster.bootstrap(),
+            topic,
+            partitions,
+            Duration::from_secs(30),
+        ),
+    )
+    .iter()
+    .map(|l| l.broker_id)
+    .collect()
+}
+
+/// Scale out from three brokers to five and back to three while an idempotent producer
+/// sends: each new broker gets partitions, each removed one is drained first (PD moves its
+/// partitions away while it is alive) and then stopped (SIGTERM). Every record is stored
+/// exactly once and the client saw no error it did not retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_to_five_brokers_and_back_under_idempotent_produce() {
+    let (_serial, mut cluster) =
+        start_with_topics(Cluster::builder().range_servers(3).brokers(3), &[]).await;
+    let topic = "scaling";
+    let partitions = 10;
+    create_topic(&cluster, topic, partitions, &[]).await;
+    let n = 60_000usize;
+    // About 4,000 records a second: the sends span the scaling (checked below).
+    let producing = spawn_idempotent_producer(
+        &cluster.bootstrap(),
+        topic,
+        partitions,
+        n,
+        Duration::from_millis(125),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut added = Vec::new();
+    for _ in 0..2 {
+        let i = cluster.add_broker();
+        let id = cluster.broker_id(i).expect("the new broker's id") as i32;
+        added.push((i, id));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !leaders_of(&cluster, topic, partitions as usize).contains(&id) {
+            if Instant::now() > deadline {
+                fail(
+                    &cluster,
+                    format!("new broker {id} leads nothing after 30 s"),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!(
+        "five brokers: leaders {:?}",
+        leaders_of(&cluster, topic, partitions as usize)
+    );
+
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    for (i, id) in added.into_iter().rev() {
+        let node = pd
+            .call(protocol::pd::DrainNode {
+                node_id: id as u64,
+                draining: true,
+            })
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("drain {id}: {e}")));
+        assert!(node.draining);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let topics = pd
+                .call(protocol::pd::ListTopics {})
+                .await
+                .unwrap_or_else(|e| fail(&cluster, format!("list topics: {e}")));
+            let leads = topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.leader == Some(id as u64))
+                .count();
+            if leads == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                fail(
+                    &cluster,
+                    format!("broker {id} still leads {leads} after 30 s"),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !cluster.broker(i).terminate(Duration::from_secs(30)) {
+            fail(
+                &cluster,
+                format!("broker {id} still runs 30 s after SIGTERM"),
+            );
+        }
+    }
+    assert!(
+        !producing.is_finished(),
+        "the producer finished before the scaling did: make it slower"
+    );
+    let deliveries = producing.join().expect("producer thread");
+    let ids: Vec<i32> = (0..3)
+        .map(|i| cluster.broker_id(i).expect("broker id") as i32)
+        .collect();
+    let now = leaders_of(&cluster, topic, partitions as usize);
+    assert!(
+        now.iter().all(|l| ids.contains(l)),
+        "leaders after scaling in: {now:?}, brokers {ids:?}"
+    );
+    stored_once(&cluster, topic, partitions, n, &deliveries);
 }

@@ -1,6 +1,7 @@
 //! Broker ownership of partitions: which live broker leads each partition.
 //!
-//! Owns: the deterministic choices — [`plan`] / [`decide`] (every partition without a live
+//! Owns: the deterministic choices — [`plan`] / [`decide`] (a draining broker counts as not
+//! live: it gets nothing and its partitions are orphans; every partition without a live
 //! leader goes to its pinned broker if that one lives, else to the live broker with the fewest
 //! partitions, ties to the lowest id; a partition away from its live pinned broker goes back;
 //! then, while live brokers' counts differ by more than one, unpinned partitions move from the
@@ -32,12 +33,13 @@ pub const DEFAULT_MAX_MOVES: usize = 8;
 /// One decision: (topic, partition index, new leader).
 pub type Change = (String, u32, u64);
 
-/// Live brokers and how many partitions each leads.
+/// Live brokers that may lead partitions (not draining) and how many partitions each leads.
+/// The partitions of a draining broker are thus orphans: they move to the others.
 pub fn live_loads(state: &PdState, alive: impl Fn(u64) -> bool) -> BTreeMap<u64, usize> {
     let mut load: BTreeMap<u64, usize> = state
         .nodes
         .values()
-        .filter(|n| n.kind == Kind::Broker && alive(n.id))
+        .filter(|n| n.kind == Kind::Broker && alive(n.id) && !n.draining)
         .map(|n| (n.id, 0))
         .collect();
     for p in state.topics.values().flat_map(|t| &t.partitions) {
@@ -69,6 +71,8 @@ pub fn pick_leaders(state: &PdState, alive: impl Fn(u64) -> bool, count: u32) ->
 pub enum Reason {
     /// It had no live leader.
     Orphan,
+    /// Its leader is being drained.
+    Drain,
     /// Its pinned broker lives again and it is elsewhere.
     Pinned,
     /// Its broker led more partitions than another by two or more.
@@ -79,6 +83,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Orphan => "orphan",
+            Reason::Drain => "drain",
             Reason::Pinned => "pinned",
             Reason::Count => "count",
         }
@@ -103,7 +108,7 @@ pub fn decide(
     alive: impl Fn(u64) -> bool,
     max_moves: usize,
 ) -> Vec<(Change, Reason)> {
-    let load = live_loads(state, alive);
+    let load = live_loads(state, &alive);
     let mut counts = Counts::new(&load);
     let mut changes = Vec::new();
     if load.is_empty() {
@@ -123,7 +128,15 @@ pub fn decide(
                 },
             };
             counts.shift(None, to);
-            changes.push(((t.name.clone(), p.index, to), Reason::Orphan));
+            let draining = p
+                .leader
+                .is_some_and(|l| alive(l) && state.nodes.get(&l).is_some_and(|n| n.draining));
+            let reason = if draining {
+                Reason::Drain
+            } else {
+                Reason::Orphan
+            };
+            changes.push(((t.name.clone(), p.index, to), reason));
         }
     }
     let mut moves = 0;
@@ -377,9 +390,9 @@ fn record_moves(
             if p.leader != Some(*to) {
                 continue;
             }
-            // Orphans of a dead broker are many at once: their lines are debug, the count is
-            // in the "partitions assigned" line and the metric.
-            if *reason == Reason::Orphan {
+            // Orphans of a dead or draining broker are many at once: their lines are debug,
+            // the count is in the "partitions assigned" line and the metric.
+            if matches!(reason, Reason::Orphan | Reason::Drain) {
                 tracing::debug!(
                     topic,
                     partition = index,
@@ -751,5 +764,77 @@ mod tests {
         assert_eq!(leader(&st, "t", 0), Some(b1));
         assert!(st.apply(&Command::ForgetNode { node_id: b2 }).0.is_ok());
         assert_eq!(st.topics["t"].partitions[0].pinned, None);
+    }
+
+    fn drain(st: &mut PdState, node_id: u64, draining: bool) {
+        let (r, ev) = st.apply(&Command::SetDraining { node_id, draining });
+        assert!(
+            matches!(r, Ok(Response::Node(ref n)) if n.draining == draining),
+            "{r:?}"
+        );
+        assert!(!ev.is_empty());
+    }
+
+    /// A draining broker gets no partitions and gives its own to the others (pinned ones
+    /// too); undrained it gets its share, and its pinned partitions, back. Registering again
+    /// ends draining; range servers cannot be drained.
+    #[test]
+    fn a_draining_broker_gives_its_partitions_away() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        topic(
+            &mut st,
+            "t",
+            4,
+            vec![Some(b1), Some(b1), Some(b2), Some(b2)],
+        );
+        pin(&mut st, "t", 0, b1);
+        drain(&mut st, b1, true);
+        let decided = decide(&st, |_| true, 8);
+        assert_eq!(
+            decided,
+            vec![
+                (("t".into(), 0, b2), Reason::Drain),
+                (("t".into(), 1, b2), Reason::Drain)
+            ]
+        );
+        settle(&mut st, |_| true, 8);
+        assert_eq!(live_loads(&st, |_| true), BTreeMap::from([(b2, 4)]));
+        assert_eq!(pick_leaders(&st, |_| true, 2), vec![Some(b2), Some(b2)]);
+        drain(&mut st, b1, false);
+        settle(&mut st, |_| true, 8);
+        assert_eq!(counts(&st), BTreeMap::from([(b1, 2), (b2, 2)]));
+        assert_eq!(leader(&st, "t", 0), Some(b1));
+        drain(&mut st, b1, true);
+        let again = st.apply(&Command::RegisterNode {
+            kind: Kind::Broker,
+            node_id: Some(b1),
+            addr: "127.0.0.1:9093".into(),
+            http_addr: String::new(),
+        });
+        assert!(
+            matches!(again.0, Ok(Response::Node(ref n)) if !n.draining),
+            "{again:?}"
+        );
+        let rs = match st
+            .apply(&Command::RegisterNode {
+                kind: Kind::RangeServer,
+                node_id: None,
+                addr: "127.0.0.1:7101".into(),
+                http_addr: String::new(),
+            })
+            .0
+        {
+            Ok(Response::Node(n)) => n.id,
+            other => panic!("{other:?}"),
+        };
+        assert!(st
+            .apply(&Command::SetDraining {
+                node_id: rs,
+                draining: true
+            })
+            .0
+            .is_err());
     }
 }

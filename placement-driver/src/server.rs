@@ -174,6 +174,7 @@ fn router(service: &PdService) -> actors::Router {
     route!(MovePartitions, move_partitions);
     route!(ListMoves, list_moves);
     route!(PartitionOpened, partition_opened);
+    route!(DrainNode, drain_node);
     let raft = service.raft.clone();
     r.route::<RaftMessage, _, _>(move |msg, _ctx| {
         let raft = raft.clone();

@@ -580,6 +580,12 @@ impl PdService {
             ));
         }
         match state.nodes.get(&m.broker) {
+            Some(n) if n.kind == Kind::Broker && n.draining => {
+                return Some(RpcError::new(
+                    ErrorCode::Unavailable,
+                    format!("broker {} is being drained", m.broker),
+                ))
+            }
             Some(n) if n.kind == Kind::Broker => {}
             _ => {
                 return Some(RpcError::new(
@@ -595,6 +601,22 @@ impl PdService {
             ));
         }
         None
+    }
+
+    /// Starts or ends draining a broker (see [`DrainNode`]).
+    pub async fn drain_node(&self, req: DrainNode) -> Result<NodeInfo, RpcError> {
+        let node = match self
+            .write(Command::SetDraining {
+                node_id: req.node_id,
+                draining: req.draining,
+            })
+            .await?
+        {
+            Response::Node(n) => n,
+            other => return Err(unexpected(other)),
+        };
+        tracing::info!(node = node.id, draining = node.draining, "drain set");
+        Ok(node.to_info(self.liveness.alive(node.id)))
     }
 
     /// The moves in flight (leader memory; see [`Moves`]).

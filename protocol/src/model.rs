@@ -23,6 +23,8 @@ pub struct NodeInfo {
     pub http_addr: String,
     /// Whether the node's lease is current at the placement driver that answered.
     pub alive: bool,
+    /// Being drained: a draining broker gets no partitions and gives its own away.
+    pub draining: bool,
 }
 
 /// A contiguous slice of a stream kept by a set of range servers. Only the last range of a

@@ -325,6 +325,15 @@ pub struct PartitionOpened {
     pub leader_epoch: u32,
 }
 
+/// Start (or end) draining a broker: while draining it gets no partitions, and the ones it
+/// leads move to the other brokers (gracefully: it is alive and hands them over). A broker
+/// that registers again is no longer draining. Answers the node as it is now.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct DrainNode {
+    pub node_id: NodeId,
+    pub draining: bool,
+}
+
 // Opcodes 1-50: part of the wire format.
 rpc! {
     RegisterNode => RegisterNodeResponse = 1,
@@ -353,5 +362,6 @@ rpc! {
     MovePartitions => Vec<Option<RpcError>> = 26,
     ListMoves => Vec<MoveInfo> = 27,
     PartitionOpened => () = 28,
+    DrainNode => NodeInfo = 29,
     RaftMessage => Vec<u8> = 50,
 }

@@ -115,6 +115,11 @@ pub enum Command {
     MovePartitions {
         moves: Vec<(String, u32, u64)>,
     },
+    /// Starts or ends draining a broker.
+    SetDraining {
+        node_id: u64,
+        draining: bool,
+    },
 }
 
 /// What applying a command produced.

@@ -227,6 +227,7 @@ impl PdState {
             Command::ExpirePrepared { before_ms } => self.expire_prepared(*before_ms),
             Command::ForgetObjects { ids } => self.forget_objects(ids),
             Command::MovePartitions { moves } => self.move_partitions(moves),
+            Command::SetDraining { node_id, draining } => self.set_draining(*node_id, *draining),
         };
         let events = match (&result, cmd) {
             (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],
@@ -285,9 +286,24 @@ impl PdState {
             kind,
             addr: addr.to_string(),
             http_addr: http_addr.to_string(),
+            draining: false,
         };
         self.nodes.insert(id, node.clone());
         Ok(Response::Node(node))
+    }
+
+    fn set_draining(&mut self, node_id: u64, draining: bool) -> ApplyResult {
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .ok_or_else(|| StateError::NotFound(format!("node {node_id}")))?;
+        if node.kind != Kind::Broker {
+            return Err(StateError::InvalidArgument(format!(
+                "node {node_id} is not a broker (only brokers can be drained yet)"
+            )));
+        }
+        node.draining = draining;
+        Ok(Response::Node(node.clone()))
     }
 
     fn forget_node(&mut self, node_id: u64) -> ApplyResult {

@@ -35,6 +35,9 @@ pub struct NodeRecord {
     pub kind: Kind,
     pub addr: String,
     pub http_addr: String,
+    /// Being drained by an operator: a broker gets no partitions and gives its own away.
+    /// Cleared when the node registers again (starting it means it should serve).
+    pub draining: bool,
 }
 
 impl NodeRecord {
@@ -45,6 +48,7 @@ impl NodeRecord {
             addr: self.addr.clone(),
             http_addr: self.http_addr.clone(),
             alive,
+            draining: self.draining,
         }
     }
 }
