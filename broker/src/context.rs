@@ -2,7 +2,7 @@
 //! cluster metadata snapshot and the table of partition actors it runs. Single-threaded
 //! (actix System thread): shared through `Rc`, never across threads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -53,6 +53,9 @@ pub struct Broker {
     pub metadata_changed: tokio::sync::Notify,
     /// Group coordinators this broker runs, by `__consumer_offsets` partition.
     pub coordinators: RefCell<crate::group::Coordinators>,
+    /// Stream owner actors (partitions and coordinators) not yet stopped, including those
+    /// still closing their streams after leaving the tables: a handover waits for zero.
+    pub owners_running: Cell<usize>,
 }
 
 impl Broker {

@@ -42,6 +42,11 @@ struct Args {
     /// How often retention.ms / retention.bytes are enforced, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     retention_check_ms: u64,
+    /// On SIGTERM/SIGINT, how long to spend handing this broker's partitions over to the
+    /// others (drained at PD, streams closed) before exiting, in milliseconds; 0: exit at
+    /// once (the others take over when the lease lapses).
+    #[arg(long, default_value_t = 10_000)]
+    handover_timeout_ms: u64,
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
@@ -126,10 +131,15 @@ fn main() {
             ..broker::group::GroupConfig::default()
         },
     };
+    let handover = Duration::from_millis(args.handover_timeout_ms);
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         let running = broker::start(config).await?;
         actors::process::shutdown_signal().await;
+        if !handover.is_zero() {
+            tracing::info!(kafka = %running.kafka_addr, "handing partitions over before stopping");
+            broker::membership::hand_over(&running.broker, handover).await;
+        }
         tracing::info!(kafka = %running.kafka_addr, "shutting down");
         Ok::<_, broker::BrokerError>(())
     });

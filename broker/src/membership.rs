@@ -2,6 +2,8 @@
 //! in `<data>/node_id` across restarts; a broker with an empty data dir gets the id of a dead
 //! broker at its advertised address back) and heartbeats that keep the broker's lease, and so
 //! its partitions. Registration waits for PD for as long as it takes, saying so in the log.
+//! At a planned shutdown, [`hand_over`] drains the broker at PD and waits until its
+//! partitions have moved away and its stream owners have closed their streams.
 
 use std::path::Path;
 use std::time::Duration;
@@ -82,5 +84,83 @@ pub async fn heartbeat_loop(
             }
             Err(e) => tracing::warn!("heartbeat failed: {e}"),
         }
+    }
+}
+
+/// Hands this broker's partitions over before it stops: drains it at PD (which moves them to
+/// the other brokers at once, while this one still answers), then waits until PD names it
+/// leader of nothing and every stream owner here has closed its streams (so the new owners
+/// open at once, and every produce in flight was answered with its real outcome). Gives up
+/// after `within` (then the new owners fence whatever is left, as after a crash). Registering
+/// again ends the drain.
+pub async fn hand_over(broker: &crate::context::SharedBroker, within: Duration) {
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + within;
+    let drained = tokio::time::timeout_at(
+        deadline,
+        broker.pd.call(protocol::pd::DrainNode {
+            node_id: broker.node_id,
+            draining: true,
+        }),
+    )
+    .await;
+    match drained {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!("handing partitions over: PD refused the drain: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?within,
+                "handing partitions over: PD did not answer in time"
+            );
+            return;
+        }
+    }
+    loop {
+        let led = tokio::time::timeout_at(deadline, broker.pd.call(protocol::pd::ListTopics {}))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.leader == Some(broker.node_id))
+                    .count()
+            });
+        let owners = broker.owners_running.get();
+        // When every broker is stopping (a whole cluster going down) nobody can take over.
+        let others = tokio::time::timeout_at(deadline, broker.pd.call(protocol::pd::ListNodes {}))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter(|n| n.kind == NodeKind::Broker && n.id != broker.node_id)
+                    .filter(|n| n.alive && !n.draining)
+                    .count()
+            });
+        if others == Some(0) {
+            tracing::info!("no other broker can take partitions over; stopping");
+            return;
+        }
+        if led == Some(0) && owners == 0 {
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "partitions handed over"
+            );
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?within, still_led = ?led, owners_running = owners,
+                "handing partitions over took too long; stopping anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -2,7 +2,7 @@
 //! then accept client connections (one [`KafkaConnection`] actor each) and serve
 //! `/healthz` and `/metrics`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -80,6 +80,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         metrics,
         metadata_changed: tokio::sync::Notify::new(),
         coordinators: RefCell::new(HashMap::new()),
+        owners_running: Cell::new(0),
     });
     // Heartbeats run on their own thread with their own PD connection: a busy actor thread
     // must not cost the broker its lease (and its partitions).

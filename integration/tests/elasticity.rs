@@ -78,6 +78,53 @@ fn spawn_idempotent_producer(
     })
 }
 
+/// A consumer in a group (subscribed, offsets committed automatically) reading `topic` on its
+/// own thread until it has seen `n` distinct records or 300 s passed; answers how many
+/// distinct records it got, how many arrived again, and the longest wait between two (after
+/// the first).
+fn spawn_group_consumer(
+    bootstrap: &str,
+    topic: &'static str,
+    n: usize,
+) -> std::thread::JoinHandle<(usize, usize, Duration)> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    let consumer = kafka::consumer(
+        bootstrap,
+        &[
+            ("group.id", "elasticity-readers"),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "true"),
+        ],
+    );
+    consumer.subscribe(&[topic]).expect("subscribe");
+    std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut twice = 0;
+        // The wait before the first record is the group's join, not a stall.
+        let mut last: Option<Instant> = None;
+        let mut longest = Duration::ZERO;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while seen.len() < n && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    if let Some(last) = last {
+                        longest = longest.max(last.elapsed());
+                    }
+                    last = Some(Instant::now());
+                    let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                    if !seen.insert(text) {
+                        twice += 1;
+                    }
+                }
+                Some(Err(e)) => eprintln!("group consumer: {e}"),
+                None => {}
+            }
+        }
+        (seen.len(), twice, longest)
+    })
+}
+
 /// Every one of the `n` sends was acknowledged, and every record is stored exactly once, at
 /// contiguous offsets from 0, where it was acknowledged (read through the running brokers).
 fn stored_once(
@@ -296,8 +343,9 @@ async fn a_reassignment_moves_a_partition_and_is_listed_until_served() {
 }
 
 /// Partitions move again and again (AlterPartitionReassignments, each to a broker that does
-/// not lead it) while an idempotent producer keeps sending: every record is stored exactly
-/// once, at contiguous offsets, where it was acknowledged.
+/// not lead it) while an idempotent producer keeps sending and a group consumer reads: every
+/// record is stored exactly once, at contiguous offsets, where it was acknowledged, and the
+/// consumer gets each once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_moves_under_idempotent_produce_store_every_record_once() {
     let (_serial, cluster) =
@@ -331,6 +379,7 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
     let n = 60_000usize;
     // About 20,000 records a second at most, so the sends span the moves.
     let producing = spawn_idempotent_producer(&bs, topic, partitions, n, Duration::from_millis(25));
+    let consuming = spawn_group_consumer(&bs, topic, n);
     let mut c = RawClient::negotiated(bs.split(',').next().unwrap_or_default());
     for m in 0..moves {
         let p = m % partitions as usize;
@@ -367,6 +416,14 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
         at,
         "leaders after the moves"
     );
+    let (received, twice, longest_gap) = consuming.join().expect("consumer thread");
+    if received != n || twice != 0 {
+        fail(
+            &cluster,
+            format!("the group consumer got {received} of {n} records, {twice} of them again"),
+        );
+    }
+    eprintln!("the group consumer got every record once; its longest wait between records: {longest_gap:?}");
     stored_once(&cluster, topic, partitions, n, &deliveries);
     eprintln!("{moves} moves under produce: {n} records stored once each");
 }
@@ -503,9 +560,10 @@ fn leaders_of(cluster: &Cluster, topic: &str, partitions: usize) -> Vec<i32> {
 }
 
 /// Scale out from three brokers to five and back to three while an idempotent producer
-/// sends: each new broker gets partitions, each removed one is drained first (PD moves its
-/// partitions away while it is alive) and then stopped (SIGTERM). Every record is stored
-/// exactly once and the client saw no error it did not retry.
+/// sends: each new broker gets partitions; one is drained by hand (PD moves its partitions
+/// away while it is alive) and then stopped, the other only gets SIGTERM and hands its
+/// partitions over by itself before it exits. Every record is stored exactly once and the
+/// client saw no error it did not retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_to_five_brokers_and_back_under_idempotent_produce() {
     let (_serial, mut cluster) =
@@ -546,43 +604,66 @@ async fn scale_out_to_five_brokers_and_back_under_idempotent_produce() {
     );
 
     let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
-    for (i, id) in added.into_iter().rev() {
-        let node = pd
-            .call(protocol::pd::DrainNode {
-                node_id: id as u64,
-                draining: true,
-            })
-            .await
-            .unwrap_or_else(|e| fail(&cluster, format!("drain {id}: {e}")));
-        assert!(node.draining);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let topics = pd
-                .call(protocol::pd::ListTopics {})
-                .await
-                .unwrap_or_else(|e| fail(&cluster, format!("list topics: {e}")));
-            let leads = topics
+    // How many partitions PD says broker `id` leads.
+    let leads = |pd: stream_client::PdClient, id: i32| async move {
+        pd.call(protocol::pd::ListTopics {}).await.map(|topics| {
+            topics
                 .iter()
                 .flat_map(|t| &t.partitions)
                 .filter(|p| p.leader == Some(id as u64))
-                .count();
-            if leads == 0 {
-                break;
+                .count()
+        })
+    };
+    // The last one added is drained by hand (as `scripts/cluster remove` does), then stopped.
+    let (i, id) = added[1];
+    let node = pd
+        .call(protocol::pd::DrainNode {
+            node_id: id as u64,
+            draining: true,
+        })
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("drain {id}: {e}")));
+    assert!(node.draining);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match leads(pd.clone(), id).await {
+            Ok(0) => break,
+            Ok(n) if Instant::now() > deadline => {
+                fail(&cluster, format!("broker {id} still leads {n} after 30 s"))
             }
-            if Instant::now() > deadline {
-                fail(
-                    &cluster,
-                    format!("broker {id} still leads {leads} after 30 s"),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(_) => {}
+            Err(e) => fail(&cluster, format!("list topics: {e}")),
         }
-        if !cluster.broker(i).terminate(Duration::from_secs(30)) {
-            fail(
-                &cluster,
-                format!("broker {id} still runs 30 s after SIGTERM"),
-            );
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !cluster.broker(i).terminate(Duration::from_secs(30)) {
+        fail(
+            &cluster,
+            format!("broker {id} still runs 30 s after SIGTERM"),
+        );
+    }
+    // The other is only sent SIGTERM: it hands its partitions over by itself before it
+    // exits, so once it is gone PD already names it leader of nothing (its lease, 3 s, has
+    // not lapsed; without the handover its partitions would wait for that).
+    let (i, id) = added[0];
+    let before = leads(pd.clone(), id)
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("list topics: {e}")));
+    assert!(before > 0, "broker {id} leads nothing to hand over");
+    if !cluster.broker(i).terminate(Duration::from_secs(30)) {
+        fail(
+            &cluster,
+            format!("broker {id} still runs 30 s after SIGTERM"),
+        );
+    }
+    let after = leads(pd.clone(), id)
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("list topics: {e}")));
+    if after != 0 {
+        fail(
+            &cluster,
+            format!("broker {id} exited on SIGTERM still leading {after} of {before} partitions"),
+        );
     }
     assert!(
         !producing.is_finished(),

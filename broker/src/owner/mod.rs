@@ -372,6 +372,8 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(usize::MAX);
+        let running = &self.broker.owners_running;
+        running.set(running.get() + 1);
         let started = Instant::now();
         let loading = open_and_load::<S>(self.broker.clone(), self.key.clone(), self.assignment)
             .into_actor(self)
@@ -407,6 +409,8 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let running = &self.broker.owners_running;
+        running.set(running.get().saturating_sub(1));
         self.state.on_stopped();
     }
 }
