@@ -56,6 +56,8 @@ pub struct Broker {
     /// Stream owner actors (partitions and coordinators) not yet stopped, including those
     /// still closing their streams after leaving the tables: a handover waits for zero.
     pub owners_running: Cell<usize>,
+    /// Per-partition traffic since the last load report (shared with the heartbeat thread).
+    pub loads: std::sync::Arc<crate::loads::Loads>,
 }
 
 impl Broker {

@@ -20,6 +20,7 @@ pub mod context;
 pub mod decompress;
 pub mod group;
 pub mod handlers;
+pub mod loads;
 pub mod membership;
 pub mod metadata;
 pub mod metrics;

@@ -1,7 +1,8 @@
 //! The broker's membership at PD: registration (the Kafka broker id is the PD node id, kept
 //! in `<data>/node_id` across restarts; a broker with an empty data dir gets the id of a dead
 //! broker at its advertised address back) and heartbeats that keep the broker's lease, and so
-//! its partitions. Registration waits for PD for as long as it takes, saying so in the log.
+//! its partitions; every few heartbeats carry the partitions' load ([`crate::loads`]).
+//! Registration waits for PD for as long as it takes, saying so in the log.
 //! At a planned shutdown, [`hand_over`] drains the broker at PD and waits until its
 //! partitions have moved away and its stream owners have closed their streams.
 
@@ -64,14 +65,21 @@ pub async fn heartbeat_loop(
     lease_ms: u64,
     addr: String,
     http_addr: String,
+    loads: std::sync::Arc<crate::loads::Loads>,
 ) {
     let every = Duration::from_millis((lease_ms / 4).clamp(100, 500));
+    let mut reported = std::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        let report = (reported.elapsed() >= crate::loads::REPORT_EVERY).then(|| {
+            reported = std::time::Instant::now();
+            loads.take_rates()
+        });
         match pd
             .call(Heartbeat {
                 node_id,
                 ranges: Vec::new(),
+                loads: report,
             })
             .await
         {

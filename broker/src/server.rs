@@ -69,6 +69,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             config.object_cache_bytes,
         )?);
     }
+    let loads = std::sync::Arc::new(crate::loads::Loads::default());
     let broker: SharedBroker = Rc::new(Broker {
         node_id,
         config: config.clone(),
@@ -81,6 +82,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         metadata_changed: tokio::sync::Notify::new(),
         coordinators: RefCell::new(HashMap::new()),
         owners_running: Cell::new(0),
+        loads: loads.clone(),
     });
     // Heartbeats run on their own thread with their own PD connection: a busy actor thread
     // must not cost the broker its lease (and its partitions).
@@ -93,6 +95,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             lease_ms,
             hb_addr,
             hb_http,
+            loads,
         )
     })?;
     while let Err(e) = metadata::refresh(&broker).await {

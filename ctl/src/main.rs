@@ -6,12 +6,15 @@
 //!
 //! Must not: keep state, or talk to brokers or range servers (PD knows all it shows).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use protocol::model::NodeKind;
-use protocol::pd::{DrainNode, ListMoves, ListNodes, ListTopics, MovePartitions, PartitionMove};
+use protocol::pd::{
+    DrainNode, ListLoads, ListMoves, ListNodes, ListTopics, MovePartitions, PartitionMove,
+};
 use serde::Serialize;
 use stream_client::PdClient;
 
@@ -32,7 +35,8 @@ struct Args {
 enum Command {
     /// Every node: kind, addresses, whether its lease is current, partitions it leads.
     Status,
-    /// Topics' partitions: leader, leader epoch, pinned broker, streams.
+    /// Topics' partitions: leader, leader epoch, pinned broker, load (bytes/s produced and
+    /// fetched, as the leader last reported it), streams.
     Topics {
         /// Only this topic.
         topic: Option<String>,
@@ -78,6 +82,8 @@ struct PartitionRow {
     leader: Option<u64>,
     leader_epoch: u32,
     pinned: Option<u64>,
+    produce_bytes_per_sec: u64,
+    fetch_bytes_per_sec: u64,
     data_stream: u64,
     meta_stream: u64,
 }
@@ -155,18 +161,39 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
         }
         Command::Topics { topic } => {
             let topics = pd.call(ListTopics {}).await.map_err(pd_err)?;
+            let loads = pd.call(ListLoads {}).await.map_err(pd_err)?;
+            // (topic, partition, broker) -> (produce, fetch) bytes/s.
+            let load: HashMap<(&str, u32, u64), (u64, u64)> = loads
+                .iter()
+                .map(|l| {
+                    (
+                        (l.load.topic.as_str(), l.load.partition, l.broker),
+                        (l.load.produce_bytes_per_sec, l.load.fetch_bytes_per_sec),
+                    )
+                })
+                .collect();
             let rows: Vec<PartitionRow> = topics
                 .iter()
                 .filter(|t| topic.as_ref().is_none_or(|name| &t.name == name))
                 .flat_map(|t| {
-                    t.partitions.iter().map(|p| PartitionRow {
-                        topic: t.name.clone(),
-                        partition: p.index,
-                        leader: p.leader,
-                        leader_epoch: p.leader_epoch,
-                        pinned: p.pinned,
-                        data_stream: p.data_stream,
-                        meta_stream: p.meta_stream,
+                    let load = &load;
+                    t.partitions.iter().map(move |p| {
+                        let (produce, fetch) = p
+                            .leader
+                            .and_then(|l| load.get(&(t.name.as_str(), p.index, l)))
+                            .copied()
+                            .unwrap_or_default();
+                        PartitionRow {
+                            topic: t.name.clone(),
+                            partition: p.index,
+                            leader: p.leader,
+                            leader_epoch: p.leader_epoch,
+                            pinned: p.pinned,
+                            produce_bytes_per_sec: produce,
+                            fetch_bytes_per_sec: fetch,
+                            data_stream: p.data_stream,
+                            meta_stream: p.meta_stream,
+                        }
                     })
                 })
                 .collect();
@@ -184,6 +211,8 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                     "LEADER",
                     "EPOCH",
                     "PINNED",
+                    "IN_B/S",
+                    "OUT_B/S",
                     "DATA",
                     "META",
                 ],
@@ -194,6 +223,8 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                         opt(r.leader),
                         r.leader_epoch.to_string(),
                         opt(r.pinned),
+                        r.produce_bytes_per_sec.to_string(),
+                        r.fetch_bytes_per_sec.to_string(),
                         r.data_stream.to_string(),
                         r.meta_stream.to_string(),
                     ]

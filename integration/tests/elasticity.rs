@@ -680,3 +680,90 @@ async fn scale_out_to_five_brokers_and_back_under_idempotent_produce() {
     );
     stored_once(&cluster, topic, partitions, n, &deliveries);
 }
+
+/// Brokers report each partition's traffic to PD (every 2 s): while one partition of two is
+/// produced to and read, PD's ListLoads shows bytes in and out for it and nothing for the
+/// idle one; once the traffic stops, the next reports leave it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_report_partition_load_to_pd() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_serial, cluster) = start_with_topics(
+        Cluster::builder().range_servers(3).brokers(2),
+        &[("loaded", 2)],
+    )
+    .await;
+    let bs = cluster.bootstrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (bs, stop) = (bs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer = kafka::producer(&bs, &[("linger.ms", "5")]);
+            let value = vec![b'x'; 1000];
+            let consumer = kafka::consumer(&bs, &[]);
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition_offset("loaded", 0, Offset::Beginning)
+                .expect("assign");
+            rdkafka::consumer::Consumer::assign(&consumer, &tpl).expect("assign");
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..50 {
+                    kafka::send(
+                        &producer,
+                        BaseRecord::with_opaque_to("loaded", Box::new(0))
+                            .partition(0)
+                            .payload(&value[..]),
+                    );
+                }
+                let _ = consumer.poll(Duration::from_millis(20));
+            }
+            kafka::flush(&producer, Duration::from_secs(30));
+        })
+    };
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    let load_of = |loads: &[protocol::pd::LoadInfo], p: u32| {
+        loads
+            .iter()
+            .find(|l| l.load.topic == "loaded" && l.load.partition == p)
+            .map(|l| (l.load.produce_bytes_per_sec, l.load.fetch_bytes_per_sec))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let loads = pd
+            .call(protocol::pd::ListLoads {})
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("ListLoads: {e}")));
+        if let Some((produce, fetch)) = load_of(&loads, 0) {
+            if produce > 0 && fetch > 0 {
+                assert_eq!(load_of(&loads, 1), None, "the idle partition: {loads:?}");
+                break (produce, fetch);
+            }
+        }
+        if Instant::now() > deadline {
+            fail(
+                &cluster,
+                format!("no load for loaded/0 after 30 s: {loads:?}"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("loaded/0: {} B/s in, {} B/s out", seen.0, seen.1);
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().expect("traffic thread");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let loads = pd
+            .call(protocol::pd::ListLoads {})
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("ListLoads: {e}")));
+        if load_of(&loads, 0).is_none() {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(
+                &cluster,
+                format!("loaded/0 still reported 30 s after the traffic stopped: {loads:?}"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

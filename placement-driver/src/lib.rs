@@ -13,6 +13,7 @@
 //! - [`liveness`]: heartbeat leases (leader memory only).
 //! - [`holdings`]: how far each range server holds each range (leader memory only).
 //! - [`moves`]: partition moves in flight and their timing (leader memory only).
+//! - [`loads`]: per-partition load as brokers report it (leader memory only).
 //! - [`service`]: request handlers.
 //! - [`network`]: Raft traffic between voters over the Strata RPC.
 //! - [`server`]: process wiring ([`run`]).
@@ -24,6 +25,7 @@ pub mod collector;
 pub mod fsutil;
 pub mod holdings;
 pub mod liveness;
+pub mod loads;
 pub mod log_store;
 pub mod moves;
 pub mod network;

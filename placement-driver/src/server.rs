@@ -175,6 +175,7 @@ fn router(service: &PdService) -> actors::Router {
     route!(ListMoves, list_moves);
     route!(PartitionOpened, partition_opened);
     route!(DrainNode, drain_node);
+    route!(ListLoads, list_loads);
     let raft = service.raft.clone();
     r.route::<RaftMessage, _, _>(move |msg, _ctx| {
         let raft = raft.clone();
@@ -286,6 +287,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         liveness: liveness.clone(),
         holdings: Arc::default(),
         moves: Arc::default(),
+        loads: Arc::default(),
     };
 
     let rpc_addr = actors::serve(
@@ -339,6 +341,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
                 }
                 if was_leader && !is_leader {
                     service.moves.clear();
+                    service.loads.clear();
                 }
                 was_leader = is_leader;
                 if metrics.changed().await.is_err() {

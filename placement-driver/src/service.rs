@@ -20,6 +20,7 @@ use protocol::{ErrorCode, RpcError};
 use crate::balancer;
 use crate::holdings::Holdings;
 use crate::liveness::Liveness;
+use crate::loads::Loads;
 use crate::moves::Moves;
 use crate::state::{Command, Kind, PdState, RangeVerdict, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
@@ -49,6 +50,7 @@ pub struct PdService {
     pub liveness: Arc<Liveness>,
     pub holdings: Arc<Holdings>,
     pub moves: Arc<Moves>,
+    pub loads: Arc<Loads>,
 }
 
 fn unexpected(r: Response) -> RpcError {
@@ -217,6 +219,9 @@ impl PdService {
             ));
         }
         self.liveness.heartbeat(req.node_id);
+        if let Some(loads) = req.loads {
+            self.loads.report(req.node_id, loads);
+        }
         let reports = &req.ranges[..req.ranges.len().min(MAX_REPORTS_PER_HEARTBEAT)];
         self.holdings.record(req.node_id, reports);
         let (retired, stream_starts) = self.range_verdicts(reports).await;
@@ -617,6 +622,12 @@ impl PdService {
         };
         tracing::info!(node = node.id, draining = node.draining, "drain set");
         Ok(node.to_info(self.liveness.alive(node.id)))
+    }
+
+    /// Every partition's load as its broker last reported it (leader memory; see [`Loads`]).
+    pub async fn list_loads(&self, _req: ListLoads) -> Result<Vec<LoadInfo>, RpcError> {
+        self.ensure_leader().await?;
+        Ok(self.loads.list())
     }
 
     /// The moves in flight (leader memory; see [`Moves`]).

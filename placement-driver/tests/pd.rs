@@ -64,6 +64,7 @@ fn heartbeat(node_id: u64) -> Heartbeat {
     Heartbeat {
         node_id,
         ranges: vec![],
+        loads: None,
     }
 }
 

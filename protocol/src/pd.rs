@@ -34,6 +34,36 @@ pub struct Heartbeat {
     /// server cycles through all of them, a page per heartbeat. PD ignores reports past the
     /// page limit.
     pub ranges: Vec<RangeReport>,
+    /// A broker's load report, every few heartbeats: the traffic of each partition it served
+    /// since the last report (partitions with none are left out, at most
+    /// [`MAX_LOADS_PER_HEARTBEAT`], the busiest). Replaces the broker's previous report.
+    /// None: no report in this heartbeat.
+    pub loads: Option<Vec<PartitionLoad>>,
+}
+
+/// Most partition loads one heartbeat carries (the busiest; the rest count as idle).
+pub const MAX_LOADS_PER_HEARTBEAT: usize = 4096;
+
+/// One partition's traffic at the broker that serves it, in bytes per second: record
+/// batches stored (produce) and returned to fetches.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PartitionLoad {
+    pub topic: String,
+    pub partition: u32,
+    pub produce_bytes_per_sec: u64,
+    pub fetch_bytes_per_sec: u64,
+}
+
+/// Every partition's load as its broker last reported it (leader memory; partitions left
+/// out are idle).
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct ListLoads {}
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct LoadInfo {
+    pub broker: NodeId,
+    pub load: PartitionLoad,
+    /// Since the report.
+    pub age_ms: u64,
 }
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct HeartbeatResponse {
@@ -363,5 +393,6 @@ rpc! {
     ListMoves => Vec<MoveInfo> = 27,
     PartitionOpened => () = 28,
     DrainNode => NodeInfo = 29,
+    ListLoads => Vec<LoadInfo> = 30,
     RaftMessage => Vec<u8> = 50,
 }

@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use protocol::fuzz::Budget;
 use protocol::model::RangeReport;
 use protocol::partition_meta::{MetaRecord, PartitionSnapshot, TimeIndexEntry};
-use protocol::pd::{Heartbeat, RegisterNode, WatchResponse};
+use protocol::pd::{Heartbeat, PartitionLoad, RegisterNode, WatchResponse};
 use protocol::range_rpc::{Append, Batch, Fetch, FetchResponse, Seal};
 use protocol::{Frame, FrameCodec, Header, Opcode, RpcError};
 use tokio_util::codec::{Decoder, Encoder};
@@ -77,6 +77,12 @@ fn seeds() -> Vec<Vec<u8>> {
             };
             3
         ],
+        loads: Some(vec![PartitionLoad {
+            topic: "t".into(),
+            partition: 3,
+            produce_bytes_per_sec: 1000,
+            fetch_bytes_per_sec: 20,
+        }]),
     };
     let register = RegisterNode {
         kind: protocol::model::NodeKind::Broker,

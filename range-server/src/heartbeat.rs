@@ -99,6 +99,7 @@ pub async fn run(
                 .call(Heartbeat {
                     node_id: resp.node_id,
                     ranges: page,
+                    loads: None,
                 })
                 .await
             {

@@ -68,6 +68,18 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             broker.metrics.fetched_bytes.inc_by(total as u64);
+            // Per partition, what is returned (`topics` follows `wanted`).
+            for (w, t) in wanted.iter().zip(&topics) {
+                let Some(name) = w.topic.as_deref() else {
+                    continue;
+                };
+                for p in &t.partitions {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                    if let Ok(index) = u32::try_from(p.partition_index) {
+                        broker.loads.fetched(name, index, bytes);
+                    }
+                }
+            }
             let mut response = FetchResponse::default().with_responses(topics);
             if version >= 7 {
                 response = response.with_session_id(0);

@@ -141,6 +141,7 @@ impl PartitionActor {
         let _entered = span.enter();
         let mut appends = Vec::with_capacity(batches.len());
         let mut end = base_offset;
+        let mut stored_bytes = 0u64;
         let state = &mut self.state;
         let now = crate::now_ms();
         for (header, bytes) in &batches {
@@ -158,9 +159,13 @@ impl PartitionActor {
                 .produced_bytes
                 .inc_by(stored.len() as u64);
             self.broker.metrics.produced_batches.inc();
+            stored_bytes += stored.len() as u64;
             state.cache.push(offset, count, stored);
             end = offset + count as u64;
         }
+        self.broker
+            .loads
+            .produced(&self.key.0, self.key.1, stored_bytes);
         let confirmed = confirm_all(appends);
         let produced = Produced {
             base_offset,
