@@ -169,6 +169,7 @@ pub async fn hand_over(broker: &crate::context::SharedBroker, within: Duration) 
             );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Each look lists every topic and node at PD: not too often.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -98,6 +98,20 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
         .expect("create producer")
 }
 
+/// A producer as an application that must not lose or duplicate records sets one up:
+/// idempotent, acks=all, client retries for two minutes.
+pub fn idempotent_producer(bootstrap: &str) -> TestProducer {
+    producer(
+        bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "120000"),
+        ],
+    )
+}
+
 /// Sends `record`, polling for delivery reports while librdkafka's queue is full.
 pub fn send(producer: &TestProducer, record: BaseRecord<'_, [u8], [u8], Box<usize>>) {
     if let Err(e) = send_when_queued(producer, record, Duration::from_millis(10)) {

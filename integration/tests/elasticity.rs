@@ -4,7 +4,6 @@
 //! new leader, and an idempotent producer that keeps sending while partitions move again and
 //! again gets every record stored exactly once, at contiguous offsets.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use integration::kafka;
@@ -50,15 +49,7 @@ fn spawn_idempotent_producer(
 ) -> std::thread::JoinHandle<Vec<kafka::Delivery>> {
     let bootstrap = bootstrap.to_string();
     std::thread::spawn(move || {
-        let producer = kafka::producer(
-            &bootstrap,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-                ("message.timeout.ms", "120000"),
-            ],
-        );
+        let producer = kafka::idempotent_producer(&bootstrap);
         for i in 0..n {
             if i % 500 == 499 {
                 let until = Instant::now() + pause;
@@ -123,80 +114,6 @@ fn spawn_group_consumer(
         }
         (seen.len(), twice, longest)
     })
-}
-
-/// Every one of the `n` sends was acknowledged, and every record is stored exactly once, at
-/// contiguous offsets from 0, where it was acknowledged (read through the running brokers).
-fn stored_once(
-    cluster: &Cluster,
-    topic: &str,
-    partitions: i32,
-    n: usize,
-    deliveries: &[kafka::Delivery],
-) {
-    let bs = (0..cluster.brokers.len())
-        .filter(|i| cluster.brokers[*i].is_running())
-        .map(|i| cluster.kafka_addr(i))
-        .collect::<Vec<_>>()
-        .join(",");
-    assert_eq!(deliveries.len(), n, "delivery reports");
-    if let Some(d) = deliveries.iter().find(|d| d.error.is_some()) {
-        fail(cluster, format!("an idempotent send failed: {d:?}"));
-    }
-    let acked: HashMap<usize, (i32, i64)> = deliveries
-        .iter()
-        .map(|d| (d.id, (d.partition, d.offset)))
-        .collect();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = ok(cluster, kafka::watermarks(&bs, topic, p));
-        assert_eq!(low, 0);
-        ends.insert(p, high);
-    }
-    let consumer = kafka::consumer(&bs, &[]);
-    let from: BTreeMap<i32, Offset> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
-    let read = ok(
-        cluster,
-        kafka::read_partitions(&consumer, topic, &from, &ends, Duration::from_secs(300)),
-    );
-    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
-    for (p, records) in &read {
-        for (expected, r) in records.iter().enumerate() {
-            if r.offset != expected as i64 {
-                fail(
-                    cluster,
-                    format!("{topic}/{p}: offset {} at position {expected}", r.offset),
-                );
-            }
-            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
-            let Some(id) = text
-                .strip_prefix("record ")
-                .and_then(|s| s.parse::<usize>().ok())
-            else {
-                fail(
-                    cluster,
-                    format!("unexpected value {text:?} at {p}/{}", r.offset),
-                );
-            };
-            if let Some(first) = seen.insert(id, (*p, r.offset)) {
-                fail(
-                    cluster,
-                    format!(
-                        "record {id} stored twice: at {first:?} and {p}/{}",
-                        r.offset
-                    ),
-                );
-            }
-        }
-    }
-    assert_eq!(seen.len(), n, "records stored");
-    for (id, where_) in &acked {
-        assert_eq!(
-            seen.get(id),
-            Some(where_),
-            "record {id} is not where it was acknowledged"
-        );
-    }
 }
 
 /// A reassignment moves a partition: in flight while its new owner cannot serve yet (it is

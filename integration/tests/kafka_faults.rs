@@ -253,15 +253,7 @@ async fn idempotent_produce_is_stored_once_across_partition_moves() {
     let partitions = 4;
     create_topic(&cluster, topic, partitions, &[]).await;
     let bs = cluster.bootstrap();
-    let producer = kafka::producer(
-        &bs,
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("message.timeout.ms", "120000"),
-        ],
-    );
+    let producer = kafka::idempotent_producer(&bs);
     // About 5k records/s for about 15 s: broker-1 dies at 3 s, and comes back at 9 s, after
     // its lease (3 s) lapsed and its partitions moved to broker-2; then some move back.
     let n = 75_000usize;
@@ -285,60 +277,7 @@ async fn idempotent_produce_is_stored_once_across_partition_moves() {
         );
     }
     let deliveries = kafka::flush(&producer, Duration::from_secs(300));
-    assert_eq!(deliveries.len(), n, "delivery reports");
-    if let Some(d) = deliveries.iter().find(|d| d.error.is_some()) {
-        fail(&cluster, format!("an idempotent send failed: {d:?}"));
-    }
-    let acked: HashMap<usize, (i32, i64)> = deliveries
-        .iter()
-        .map(|d| (d.id, (d.partition, d.offset)))
-        .collect();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        let (_, high) = ok(&cluster, kafka::watermarks(&bs, topic, p));
-        ends.insert(p, high);
-    }
-    let stored: i64 = ends.values().sum();
-    let consumer = kafka::consumer(&bs, &[]);
-    let from: BTreeMap<i32, Offset> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
-    let read = ok(
-        &cluster,
-        kafka::read_partitions(&consumer, topic, &from, &ends, Duration::from_secs(300)),
-    );
-    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
-    let mut twice = Vec::new();
-    for (p, records) in &read {
-        for r in records {
-            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
-            let id: usize = match text.strip_prefix("record ").and_then(|s| s.parse().ok()) {
-                Some(id) => id,
-                None => fail(
-                    &cluster,
-                    format!("unexpected value {text:?} at {p}/{}", r.offset),
-                ),
-            };
-            if let Some(first) = seen.insert(id, (*p, r.offset)) {
-                twice.push((id, first, (*p, r.offset)));
-            }
-        }
-    }
-    if !twice.is_empty() || stored != n as i64 {
-        fail(
-            &cluster,
-            format!(
-                "{stored} records stored for {n} idempotent sends; {} stored twice, first (id, first at, again at): {:?}",
-                twice.len(),
-                &twice[..twice.len().min(5)]
-            ),
-        );
-    }
-    for (id, at) in &acked {
-        assert_eq!(
-            seen.get(id),
-            Some(at),
-            "record {id} is not where it was acknowledged"
-        );
-    }
+    stored_once(&cluster, topic, partitions, n, &deliveries);
 }
 
 /// The same, deterministically with raw requests: batches of one producer are acknowledged by

@@ -69,6 +69,8 @@ pub fn pick_leaders(state: &PdState, alive: impl Fn(u64) -> bool, count: u32) ->
 /// Why the balancer moves a partition (logged with each move and counted in metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
+    /// An operator or a client asked for it (MovePartitions).
+    Requested,
     /// It had no live leader.
     Orphan,
     /// Its leader is being drained.
@@ -82,6 +84,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::Requested => "requested",
             Reason::Orphan => "orphan",
             Reason::Drain => "drain",
             Reason::Pinned => "pinned",
@@ -363,61 +366,12 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
         match service.write(Command::AssignPartitions { changes }).await {
             Ok(Response::Assigned(topics)) => {
                 tracing::info!(changes = count, ?topics, "partitions assigned");
-                record_moves(&service, &decisions, &before);
+                service.record_moves(&decisions, &before);
             }
             Ok(other) => tracing::warn!(?other, "unexpected result of AssignPartitions"),
             Err(e) => tracing::warn!("assigning partitions: {e}"),
         }
     }
-}
-
-/// Logs each applied decision with its reason and hands it to [`crate::moves`].
-fn record_moves(
-    service: &PdService,
-    decisions: &[(Change, Reason)],
-    before: &[(Option<u64>, u32)],
-) {
-    let _ = service.read(|s| {
-        for (((topic, index, to), reason), (from, _)) in decisions.iter().zip(before) {
-            let Some(p) = s
-                .state
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(*index as usize))
-            else {
-                continue;
-            };
-            if p.leader != Some(*to) {
-                continue;
-            }
-            // Orphans of a dead or draining broker are many at once: their lines are debug,
-            // the count is in the "partitions assigned" line and the metric.
-            if matches!(reason, Reason::Orphan | Reason::Drain) {
-                tracing::debug!(
-                    topic,
-                    partition = index,
-                    ?from,
-                    to,
-                    leader_epoch = p.leader_epoch,
-                    reason = reason.as_str(),
-                    "moving a partition"
-                );
-            } else {
-                tracing::info!(
-                    topic,
-                    partition = index,
-                    ?from,
-                    to,
-                    leader_epoch = p.leader_epoch,
-                    reason = reason.as_str(),
-                    "moving a partition"
-                );
-            }
-            service
-                .moves
-                .decided(topic, *index, *from, *to, p.leader_epoch, reason.as_str());
-        }
-    });
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ impl Moves {
         );
         registry.register(
             "pd_partition_moves",
-            "Partition moves decided, by reason (requested, orphan, pinned, count)",
+            "Partition moves decided, by reason (requested, orphan, drain, pinned, count)",
             self.decided.clone(),
         );
     }
@@ -174,7 +174,6 @@ fn info(topic: &str, partition: u32, m: &Move, took: Option<Duration>) -> MoveIn
         to: m.to,
         leader_epoch: m.leader_epoch,
         elapsed_ms: m.since.elapsed().as_millis() as u64,
-        requested: m.reason == "requested",
         reason: m.reason.to_string(),
         took_ms: took.map(|t| t.as_millis() as u64),
     }
@@ -190,7 +189,8 @@ mod tests {
         moves.decided("t", 0, Some(1), 2, 5, "requested");
         moves.decided("t", 1, None, 3, 1, "orphan");
         assert_eq!(moves.list(false).len(), 2);
-        assert!(moves.list(false)[0].requested && !moves.list(false)[1].requested);
+        let reasons: Vec<_> = moves.list(false).into_iter().map(|m| m.reason).collect();
+        assert_eq!(reasons, ["requested", "orphan"]);
         // An older epoch, or the old owner, does not end it.
         assert_eq!(moves.opened("t", 0, 2, 4), None);
         assert_eq!(moves.opened("t", 0, 1, 5), None);

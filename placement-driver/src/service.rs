@@ -527,49 +527,75 @@ impl PdService {
             ));
         }
         self.ensure_leader().await?;
-        let (answers, valid) = self.read(|s| {
+        let (answers, decisions, before) = self.read(|s| {
             let mut answers = Vec::with_capacity(req.moves.len());
-            let mut valid = Vec::new();
+            let mut decisions = Vec::new();
             for m in &req.moves {
                 let answer = self.check_move(&s.state, m);
                 if answer.is_none() {
-                    valid.push((m.topic.clone(), m.partition, m.broker));
+                    let change = (m.topic.clone(), m.partition, m.broker);
+                    decisions.push((change, balancer::Reason::Requested));
                 }
                 answers.push(answer);
             }
-            (answers, valid)
+            let changes: Vec<_> = decisions.iter().map(|(c, _)| c.clone()).collect();
+            let before = leaders_of(&s.state, &changes);
+            (answers, decisions, before)
         })?;
-        if valid.is_empty() {
+        if decisions.is_empty() {
             return Ok(answers);
         }
-        let before = self.read(|s| leaders_of(&s.state, &valid))?;
-        self.write(Command::MovePartitions {
-            moves: valid.clone(),
-        })
-        .await?;
-        self.read(|s| {
-            for ((topic, index, to), (from, _)) in valid.iter().zip(before) {
-                let Some((leader, epoch)) = leaders_of(&s.state, &[(topic.clone(), *index, *to)])
-                    .pop()
-                    .and_then(|(l, e)| l.map(|l| (l, e)))
-                else {
-                    continue;
-                };
-                if leader == *to && from != Some(*to) {
-                    tracing::info!(
-                        topic,
-                        partition = index,
-                        ?from,
-                        to,
-                        leader_epoch = epoch,
-                        "moving a partition as requested"
-                    );
-                    self.moves
-                        .decided(topic, *index, from, *to, epoch, "requested");
-                }
-            }
-        })?;
+        let moves = decisions.iter().map(|(c, _)| c.clone()).collect();
+        self.write(Command::MovePartitions { moves }).await?;
+        self.record_moves(&decisions, &before);
         Ok(answers)
+    }
+
+    /// Logs each applied ownership change with its reason and hands it to [`Moves`] to be
+    /// timed: those whose partition now has the new leader and had another before (`before`:
+    /// leader and epoch of each, read before the change). The balancer's orphans and drains
+    /// come many at once: their lines are debug (the count is in the metric).
+    pub(crate) fn record_moves(
+        &self,
+        decisions: &[(balancer::Change, balancer::Reason)],
+        before: &[(Option<u64>, u32)],
+    ) {
+        use balancer::Reason;
+        let changes: Vec<_> = decisions.iter().map(|(c, _)| c.clone()).collect();
+        let Ok(after) = self.read(|s| leaders_of(&s.state, &changes)) else {
+            return;
+        };
+        for ((((topic, index, to), reason), (from, _)), (leader, epoch)) in
+            decisions.iter().zip(before).zip(after)
+        {
+            if leader != Some(*to) || *from == Some(*to) {
+                continue;
+            }
+            let reason = *reason;
+            if matches!(reason, Reason::Orphan | Reason::Drain) {
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    ?from,
+                    to,
+                    leader_epoch = epoch,
+                    reason = reason.as_str(),
+                    "moving a partition"
+                );
+            } else {
+                tracing::info!(
+                    topic,
+                    partition = index,
+                    ?from,
+                    to,
+                    leader_epoch = epoch,
+                    reason = reason.as_str(),
+                    "moving a partition"
+                );
+            }
+            self.moves
+                .decided(topic, *index, *from, *to, epoch, reason.as_str());
+        }
     }
 
     /// Why `m` cannot be made, if it cannot.

@@ -337,9 +337,8 @@ pub struct MoveInfo {
     pub leader_epoch: u32,
     /// Since the move was decided.
     pub elapsed_ms: u64,
-    /// Asked for by an operator or a client (MovePartitions), not decided by the balancer.
-    pub requested: bool,
-    /// Why it was decided, for people: "requested", "orphan", "count", "pinned".
+    /// Why it was decided: "requested" (MovePartitions), or the balancer's "orphan",
+    /// "drain", "pinned", "count".
     pub reason: String,
     /// From the decision to the new owner serving; None while in flight.
     pub took_ms: Option<u64>,

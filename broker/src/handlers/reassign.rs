@@ -109,6 +109,13 @@ pub async fn alter_partition_reassignments(
                     }
                 }
             }
+            // A request PD refuses as a whole (too many moves) is the client's to fix; any
+            // other failure is PD's, retriable.
+            Err(e) if e.code == ErrorCode::InvalidArgument => {
+                return response
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(&e.message)));
+            }
             Err(e) => {
                 tracing::warn!("AlterPartitionReassignments: PD: {e}");
                 return response

@@ -138,6 +138,18 @@ fn probe(
     }
 }
 
+/// Runs `cmd` through `sh -c`; an error unless it exits 0.
+fn run_cmd(cmd: &str) -> Result<(), String> {
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd}: {status}"));
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -186,15 +198,7 @@ fn run(args: &Args) -> Result<(), String> {
         let (bootstrap, topic, rate) = (args.bootstrap.clone(), args.topic.clone(), args.rate);
         let (stop, sent) = (stop.clone(), sent.clone());
         std::thread::spawn(move || {
-            let producer = kafka::producer(
-                &bootstrap,
-                &[
-                    ("enable.idempotence", "true"),
-                    ("acks", "all"),
-                    ("linger.ms", "5"),
-                    ("message.timeout.ms", "120000"),
-                ],
-            );
+            let producer = kafka::idempotent_producer(&bootstrap);
             let value = vec![b'x'; 1024];
             let started = Instant::now();
             let mut i = 0u64;
@@ -279,13 +283,7 @@ fn run(args: &Args) -> Result<(), String> {
             .map(|(p, _)| p)
             .collect();
         let start = Instant::now();
-        let status = std::process::Command::new("sh")
-            .args(["-c", cmd])
-            .status()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        if !status.success() {
-            return Err(format!("{cmd}: {status}"));
-        }
+        run_cmd(cmd)?;
         if std::net::TcpStream::connect(victim).is_ok() {
             return Err(format!("{victim} still accepts connections after {cmd}"));
         }
@@ -342,13 +340,7 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("topic {scale_topic}: error {e}"))?;
         let before: Vec<i32> = brokers(&mut c).keys().copied().collect();
         let start = Instant::now();
-        let status = std::process::Command::new("sh")
-            .args(["-c", cmd])
-            .status()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        if !status.success() {
-            return Err(format!("{cmd}: {status}"));
-        }
+        run_cmd(cmd)?;
         let deadline = start + Duration::from_secs(60);
         let (new_id, share) = loop {
             let now = brokers(&mut c);
