@@ -684,3 +684,152 @@ async fn brokers_report_partition_load_to_pd() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Skewed traffic: three brokers, and the three partitions that get all the produce traffic
+/// (2 MB/s each) all led by one of them. Within a minute PD's balancer, working from the
+/// brokers' load reports, leaves each broker one hot partition and its produce traffic within
+/// the band around the mean; it makes few moves (each logged with reason "load" and counted
+/// in `pd_partition_moves`), and then none while the traffic holds. With
+/// `--balance-load-moves-per-minute 0` (the balancer of counts only) this fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_traffic_is_evened_out_within_a_minute() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_serial, cluster) = start_with_topics(
+        Cluster::builder().range_servers(3).brokers(3),
+        &[("skewed", 9)],
+    )
+    .await;
+    let first = cluster.broker_id(0).expect("broker id") as i32;
+    let ids: Vec<i32> = (0..3)
+        .map(|i| cluster.broker_id(i).expect("broker id") as i32)
+        .collect();
+    let hot: Vec<i32> = leaders_of(&cluster, "skewed", 9)
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == first)
+        .map(|(p, _)| p as i32)
+        .collect();
+    assert_eq!(hot.len(), 3, "partitions are created spread 3/3/3");
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (bs, stop, hot) = (cluster.bootstrap(), stop.clone(), hot.clone());
+        // 200 records of 1,000 bytes to each hot partition every 100 ms: 2 MB/s each.
+        std::thread::spawn(move || {
+            let producer = kafka::producer(&bs, &[("linger.ms", "5")]);
+            let value = vec![b'x'; 1000];
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                for &p in &hot {
+                    for _ in 0..200 {
+                        kafka::send(
+                            &producer,
+                            BaseRecord::with_opaque_to("skewed", Box::new(0))
+                                .partition(p)
+                                .payload(&value[..]),
+                        );
+                    }
+                }
+                next += Duration::from_millis(100);
+                while Instant::now() < next {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+            kafka::flush(&producer, Duration::from_secs(30))
+        })
+    };
+    let started = Instant::now();
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    // PD's default --balance-load-band.
+    let band = 0.2;
+    // Each broker's reported produce bytes/s, by PD's current leaders.
+    let produce_by_broker = |loads: &[protocol::pd::LoadInfo], leaders: &[i32]| {
+        let mut by: std::collections::BTreeMap<i32, u64> = ids.iter().map(|i| (*i, 0)).collect();
+        for l in loads.iter().filter(|l| l.load.topic == "skewed") {
+            let leader = leaders[l.load.partition as usize];
+            *by.entry(leader).or_default() += l.load.produce_bytes_per_sec;
+        }
+        by
+    };
+    let mut settled_at = None;
+    let mut in_band_polls = 0;
+    while settled_at.is_none() {
+        let loads = pd
+            .call(protocol::pd::ListLoads {})
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("ListLoads: {e}")));
+        let leaders = leaders_of(&cluster, "skewed", 9);
+        let by = produce_by_broker(&loads, &leaders);
+        let mean = by.values().sum::<u64>() as f64 / by.len() as f64;
+        let within = mean > 5e5 && by.values().all(|l| (*l as f64 - mean).abs() <= band * mean);
+        let hot_per_broker: Vec<usize> = ids
+            .iter()
+            .map(|id| hot.iter().filter(|p| leaders[**p as usize] == *id).count())
+            .collect();
+        eprintln!(
+            "{:>5.1} s: produce B/s by broker {by:?}, hot partitions per broker {hot_per_broker:?}",
+            started.elapsed().as_secs_f64()
+        );
+        // In the band in three polls in a row (over 2 s: more than one report each).
+        in_band_polls = if within && hot_per_broker == [1, 1, 1] {
+            in_band_polls + 1
+        } else {
+            0
+        };
+        if in_band_polls == 3 {
+            settled_at = Some(started.elapsed());
+        } else if started.elapsed() > Duration::from_secs(60) {
+            fail(
+                &cluster,
+                format!("not evened out within a minute: {by:?}, {hot_per_broker:?}"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Then the traffic holds for 10 s more: nothing moves.
+    let moves = |pd: stream_client::PdClient| async move {
+        pd.call(protocol::pd::ListMoves { recent: true })
+            .await
+            .map(|m| {
+                m.into_iter()
+                    .filter(|m| m.topic == "skewed")
+                    .collect::<Vec<_>>()
+            })
+    };
+    let before = moves(pd.clone())
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("ListMoves: {e}")));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = moves(pd.clone())
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("ListMoves: {e}")));
+    stop.store(true, Ordering::Relaxed);
+    let deliveries = traffic.join().expect("traffic thread");
+    let failed = deliveries.iter().filter(|d| d.error.is_some()).count();
+    assert_eq!(failed, 0, "produce errors while partitions moved");
+    let summary: Vec<_> = after
+        .iter()
+        .map(|m| (m.partition, m.from, m.to, m.reason.as_str(), m.took_ms))
+        .collect();
+    eprintln!("settled after {settled_at:?}; moves (partition, from, to, reason, ms): {summary:?}");
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "moves after settling: {summary:?}"
+    );
+    let for_load = after.iter().filter(|m| m.reason == "load").count();
+    // Two hot partitions must leave the busy broker; cold ones may come back for counts.
+    assert!(
+        (2..=4).contains(&for_load) && after.len() <= 8,
+        "moves: {summary:?}"
+    );
+    let metrics = integration::http_get(&cluster.pd.http_addr, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pd_partition_moves") && l.contains("reason=\"load\"")),
+        "no pd_partition_moves{{reason=\"load\"}} in PD's metrics"
+    );
+}

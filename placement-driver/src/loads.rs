@@ -53,6 +53,30 @@ impl Loads {
             .collect()
     }
 
+    /// Each reported partition's bytes per second, produced plus fetched, for the balancer.
+    /// A partition in more than one broker's report (it just moved) takes the newest.
+    pub fn rates(&self) -> crate::balancer::Rates {
+        let Ok(by_broker) = self.by_broker.lock() else {
+            return Default::default();
+        };
+        let mut newest: HashMap<(String, u32), (Instant, u64)> = HashMap::new();
+        for (at, loads) in by_broker.values() {
+            if at.elapsed() >= LOAD_EXPIRY {
+                continue;
+            }
+            for l in loads {
+                let rate = l
+                    .produce_bytes_per_sec
+                    .saturating_add(l.fetch_bytes_per_sec);
+                let key = (l.topic.clone(), l.partition);
+                if newest.get(&key).is_none_or(|(t, _)| t < at) {
+                    newest.insert(key, (*at, rate));
+                }
+            }
+        }
+        newest.into_iter().map(|(k, (_, rate))| (k, rate)).collect()
+    }
+
     /// This voter is no longer the leader.
     pub fn clear(&self) {
         if let Ok(mut by_broker) = self.by_broker.lock() {

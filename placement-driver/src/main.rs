@@ -37,6 +37,21 @@ struct Args {
     /// brokers always move at once).
     #[arg(long, default_value_t = placement_driver::balancer::DEFAULT_MAX_MOVES)]
     balance_max_moves: usize,
+    /// A broker whose traffic (bytes/s produced and fetched, as brokers report it) is off
+    /// the mean by more than this fraction of it, and by more than
+    /// --balance-load-min-gap-bytes, is out of balance: partitions move to even it out.
+    #[arg(long, default_value_t = 0.2)]
+    balance_load_band: f64,
+    /// See --balance-load-band (a cluster this close to even, or this idle, is left alone).
+    #[arg(long, default_value_t = 1 << 20)]
+    balance_load_min_gap_bytes: u64,
+    /// Most partitions moved for traffic in any minute (0: never balance by traffic).
+    #[arg(long, default_value_t = 30)]
+    balance_load_moves_per_minute: usize,
+    /// After the balancer moves partitions, judge traffic again only after this long (ms):
+    /// the new owners' reports must first cover whole intervals.
+    #[arg(long, default_value_t = 6000)]
+    balance_load_settle_ms: u64,
     /// Largest RPC frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
     max_frame_bytes: usize,
@@ -87,6 +102,12 @@ fn main() -> ExitCode {
         snapshot_logs: args.snapshot_logs,
         balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
         balance_max_moves: args.balance_max_moves,
+        balance_load: placement_driver::balancer::LoadPolicy {
+            band: args.balance_load_band.max(0.0),
+            min_gap: args.balance_load_min_gap_bytes,
+            moves_per_minute: args.balance_load_moves_per_minute,
+            settle: Duration::from_millis(args.balance_load_settle_ms),
+        },
         forget_nodes_after: Duration::from_secs(args.forget_nodes_after_secs),
         object_store: args.object_store,
         collector: placement_driver::collector::CollectorConfig {

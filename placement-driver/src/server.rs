@@ -52,6 +52,8 @@ pub struct Config {
     pub balance_interval: Duration,
     /// Most partitions moved between live brokers per balancer tick.
     pub balance_max_moves: usize,
+    /// How the balancer weighs partition traffic.
+    pub balance_load: crate::balancer::LoadPolicy,
     /// A node silent this long, and named by no range or partition, is forgotten.
     pub forget_nodes_after: Duration,
     /// The cluster's object store; None: no object collector.
@@ -72,6 +74,7 @@ impl Default for Config {
             snapshot_logs: 5000,
             balance_interval: crate::balancer::DEFAULT_INTERVAL,
             balance_max_moves: crate::balancer::DEFAULT_MAX_MOVES,
+            balance_load: crate::balancer::LoadPolicy::default(),
             forget_nodes_after: DEFAULT_FORGET_NODES_AFTER,
             object_store: None,
             collector: crate::collector::CollectorConfig::default(),
@@ -386,6 +389,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         config.balance_interval,
         config.balance_max_moves,
         config.forget_nodes_after,
+        config.balance_load.clone(),
     ));
     if let Some(url) = &config.object_store {
         let objects = stream_client::Objects::open(url, 0)

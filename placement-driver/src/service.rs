@@ -701,7 +701,7 @@ impl PdService {
         self.read(|s| {
             let alive = |id| self.liveness.alive(id);
             let live_brokers: std::collections::BTreeSet<u64> =
-                balancer::live_loads(&s.state, alive).into_keys().collect();
+                balancer::live_counts(&s.state, alive).into_keys().collect();
             let partitions = s.state.topics.values().flat_map(|t| &t.partitions);
             Counts {
                 streams: s.state.live_streams().count(),

@@ -338,7 +338,7 @@ pub struct MoveInfo {
     /// Since the move was decided.
     pub elapsed_ms: u64,
     /// Why it was decided: "requested" (MovePartitions), or the balancer's "orphan",
-    /// "drain", "pinned", "count".
+    /// "drain", "pinned", "count", "load".
     pub reason: String,
     /// From the decision to the new owner serving; None while in flight.
     pub took_ms: Option<u64>,

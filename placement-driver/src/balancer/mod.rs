@@ -17,13 +17,17 @@
 //! change), act while this voter is not the leader, or do I/O. Planning is one pass over the
 //! partitions (cheap for 10,000) under the state's read lock.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+mod by_load;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use protocol::pd::Event;
 
 use crate::service::{leaders_of, PdService};
 use crate::state::{Command, Kind, PdState, Response};
+
+pub use by_load::{LoadPolicy, Pacer, Rates, Spread, Traffic};
 
 /// How often the balancer looks at ownership.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
@@ -35,7 +39,7 @@ pub type Change = (String, u32, u64);
 
 /// Live brokers that may lead partitions (not draining) and how many partitions each leads.
 /// The partitions of a draining broker are thus orphans: they move to the others.
-pub fn live_loads(state: &PdState, alive: impl Fn(u64) -> bool) -> BTreeMap<u64, usize> {
+pub fn live_counts(state: &PdState, alive: impl Fn(u64) -> bool) -> BTreeMap<u64, usize> {
     let mut load: BTreeMap<u64, usize> = state
         .nodes
         .values()
@@ -53,7 +57,7 @@ pub fn live_loads(state: &PdState, alive: impl Fn(u64) -> bool) -> BTreeMap<u64,
 /// Leaders for `count` new partitions: each to the live broker with the fewest partitions at
 /// that point (ties: lowest id). All `None` when no broker is live.
 pub fn pick_leaders(state: &PdState, alive: impl Fn(u64) -> bool, count: u32) -> Vec<Option<u64>> {
-    let mut queue: BTreeSet<(usize, u64)> = live_loads(state, alive)
+    let mut queue: BTreeSet<(usize, u64)> = live_counts(state, alive)
         .into_iter()
         .map(|(id, c)| (c, id))
         .collect();
@@ -79,6 +83,9 @@ pub enum Reason {
     Pinned,
     /// Its broker led more partitions than another by two or more.
     Count,
+    /// Its broker served more traffic than the band around the mean allows (or another
+    /// served less).
+    Load,
 }
 
 impl Reason {
@@ -89,14 +96,20 @@ impl Reason {
             Reason::Drain => "drain",
             Reason::Pinned => "pinned",
             Reason::Count => "count",
+            Reason::Load => "load",
         }
     }
 }
 
 /// The ownership changes to make now (see the module doc). Empty when every partition has a
 /// live leader and counts are within one of each other, or when no broker is live.
-pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> Vec<Change> {
-    decide(state, alive, max_moves)
+pub fn plan(
+    state: &PdState,
+    alive: impl Fn(u64) -> bool,
+    max_moves: usize,
+    traffic: Option<&Traffic>,
+) -> Vec<Change> {
+    decide(state, alive, max_moves, traffic)
         .into_iter()
         .map(|(change, _)| change)
         .collect()
@@ -104,14 +117,17 @@ pub fn plan(state: &PdState, alive: impl Fn(u64) -> bool, max_moves: usize) -> V
 
 /// [`plan`] with the reason of each change. A partition pinned to a live broker is not the
 /// balancer's to move, except back to that broker: an orphan goes to its live pin first,
-/// then one away from its live pin goes back (within `max_moves`), and only unpinned
-/// partitions even out the counts.
+/// then one away from its live pin goes back (within `max_moves`). With `traffic`, the load
+/// step ([`Spread::even_out`], within its budget) comes next; only then do unpinned
+/// partitions even out the counts, each the coldest of its topic that keeps every broker's
+/// traffic in its band.
 pub fn decide(
     state: &PdState,
     alive: impl Fn(u64) -> bool,
     max_moves: usize,
+    traffic: Option<&Traffic>,
 ) -> Vec<(Change, Reason)> {
-    let load = live_loads(state, &alive);
+    let load = live_counts(state, &alive);
     let mut counts = Counts::new(&load);
     let mut changes = Vec::new();
     if load.is_empty() {
@@ -155,9 +171,16 @@ pub fn decide(
             }
         }
     }
-    // Even out: move partitions from the most to the least loaded broker, each time one of
-    // the topic the first holds the most more of than the second, so every topic ends up
-    // spread too (a broker that comes back must not get all of one topic).
+    let mut spread = traffic.map(|t| Spread::new(state, t, &load, &by_load::changed_of(&changes)));
+    if let (Some(spread), Some(t)) = (spread.as_mut(), traffic) {
+        for (name, index, from, to) in spread.even_out(t.budget) {
+            counts.shift(Some(from), to);
+            changes.push(((name.to_string(), index, to), Reason::Load));
+        }
+    }
+    // Even out counts: move partitions from the most to the least loaded broker, each time
+    // one of the topic the first holds the most more of than the second, so every topic ends
+    // up spread too (a broker that comes back must not get all of one topic).
     let mut owned: Option<Owned> = None;
     while moves < max_moves {
         let (Some((min_c, min_id)), Some((max_c, max_id))) = (counts.first(), counts.last()) else {
@@ -166,12 +189,16 @@ pub fn decide(
         if max_c <= min_c + 1 {
             break;
         }
-        let owned = owned.get_or_insert_with(|| Owned::of(state, &load));
-        let Some((name, index)) = owned.take_for(max_id, min_id) else {
+        let owned =
+            owned.get_or_insert_with(|| Owned::of(state, &load, &by_load::changed_of(&changes)));
+        let Some((name, index)) = owned.take_for(max_id, min_id, spread.as_ref()) else {
             break;
         };
         moves += 1;
         counts.shift(Some(max_id), min_id);
+        if let Some(spread) = spread.as_mut() {
+            spread.shift(max_id, min_id, spread.rate(name, index));
+        }
         changes.push(((name.to_string(), index, min_id), Reason::Count));
     }
     changes
@@ -216,18 +243,24 @@ impl Counts {
     }
 }
 
-/// The partitions each live broker leads, by topic, for the even-out step of [`plan`].
+/// The partitions each live broker leads, by topic, for the count step of [`decide`].
 struct Owned<'a> {
     by_broker: BTreeMap<u64, BTreeMap<&'a str, Vec<u32>>>,
 }
 
 impl<'a> Owned<'a> {
-    fn of(state: &'a PdState, load: &BTreeMap<u64, usize>) -> Owned<'a> {
+    /// Leaves out partitions pinned to a live broker and those already `changed`.
+    fn of(
+        state: &'a PdState,
+        load: &BTreeMap<u64, usize>,
+        changed: &HashMap<(&str, u32), u64>,
+    ) -> Owned<'a> {
         let mut by_broker: BTreeMap<u64, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
         for t in state.topics.values() {
             for p in &t.partitions {
-                // A partition pinned to a live broker stays out of evening out.
-                if p.pinned.is_some_and(|b| load.contains_key(&b)) {
+                if p.pinned.is_some_and(|b| load.contains_key(&b))
+                    || changed.contains_key(&(t.name.as_str(), p.index))
+                {
                     continue;
                 }
                 if let Some(l) = p.leader.filter(|l| load.contains_key(l)) {
@@ -239,25 +272,38 @@ impl<'a> Owned<'a> {
         Owned { by_broker }
     }
 
-    /// Takes a partition from `from` to give to `to`: the last of the topic whose count on
-    /// `from` exceeds its count on `to` the most (ties: the first topic by name), recording the
-    /// move. `None` when `from` leads nothing.
-    fn take_for(&mut self, from: u64, to: u64) -> Option<(&'a str, u32)> {
+    /// Takes a partition from `from` to give to `to`, recording the move: of the topic whose
+    /// count on `from` exceeds its count on `to` the most (ties: the first topic by name), the
+    /// coldest (ties: the highest index) that `spread` lets move; failing that, of the next
+    /// topic. `None` when there is none.
+    fn take_for(&mut self, from: u64, to: u64, spread: Option<&Spread>) -> Option<(&'a str, u32)> {
         let on_to = |name: &str| {
             self.by_broker
                 .get(&to)
                 .and_then(|ts| ts.get(name))
                 .map_or(0, Vec::len)
         };
-        let mut best: Option<(&'a str, usize)> = None;
-        for (&name, indexes) in self.by_broker.get(&from)? {
-            let excess = indexes.len().saturating_sub(on_to(name));
-            if !indexes.is_empty() && best.is_none_or(|(_, e)| excess > e) {
-                best = Some((name, excess));
-            }
-        }
-        let (name, _) = best?;
-        let index = self.by_broker.get_mut(&from)?.get_mut(name)?.pop()?;
+        let mut topics: Vec<(usize, &'a str)> = self
+            .by_broker
+            .get(&from)?
+            .iter()
+            .filter(|(_, indexes)| !indexes.is_empty())
+            .map(|(&name, indexes)| (indexes.len().saturating_sub(on_to(name)), name))
+            .collect();
+        // Most excess first; among equals, the first by name.
+        topics.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let rate = |name: &str, index: u32| spread.map_or(0, |s| s.rate(name, index));
+        let allowed =
+            |name: &str, index: u32| spread.is_none_or(|s| s.keeps_band(name, index, from, to));
+        let (name, at) = topics.iter().find_map(|&(_, name)| {
+            let indexes = self.by_broker.get(&from)?.get(name)?;
+            let at = (0..indexes.len())
+                .rev()
+                .filter(|&i| allowed(name, indexes[i]))
+                .min_by_key(|&i| rate(name, indexes[i]))?;
+            Some((name, at))
+        })?;
+        let index = self.by_broker.get_mut(&from)?.get_mut(name)?.remove(at);
         let to_topics = self.by_broker.entry(to).or_default();
         to_topics.entry(name).or_default().push(index);
         Some((name, index))
@@ -305,12 +351,20 @@ async fn forget_dead_nodes(service: &PdService, after: Duration) {
 }
 
 /// The balancer task: runs until Raft stops. Does nothing on a voter that is not the leader.
-/// Also forgets nodes dead for `forget_after` (see [`forget_dead_nodes`]).
-pub async fn run(service: PdService, interval: Duration, max_moves: usize, forget_after: Duration) {
+/// Also forgets nodes dead for `forget_after` (see [`forget_dead_nodes`]). Traffic comes
+/// from the brokers' latest reports ([`crate::loads`]), paced by a [`Pacer`].
+pub async fn run(
+    service: PdService,
+    interval: Duration,
+    max_moves: usize,
+    forget_after: Duration,
+    policy: LoadPolicy,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = BTreeMap::new();
     let mut leader_ticks = 0u32;
+    let mut pacer = Pacer::default();
     loop {
         tick.tick().await;
         if service.raft.metrics().borrow().running_state.is_err() {
@@ -319,6 +373,7 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
         if service.is_leader().is_err() {
             seen.clear();
             leader_ticks = 0;
+            pacer.reset();
             continue;
         }
         // Sit out the first tick as leader: the leadership watcher (crate::server) restarts the
@@ -328,10 +383,16 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
             continue;
         }
         let alive = |id| service.liveness.alive(id);
+        let rates = service.loads.rates();
+        let traffic = Traffic {
+            rates: &rates,
+            policy: &policy,
+            budget: pacer.budget(Instant::now(), &policy),
+        };
         let Ok((flips, first)) = service.read(|s| {
             (
                 liveness_flips(&s.state, alive, &mut seen),
-                plan(&s.state, alive, max_moves),
+                plan(&s.state, alive, max_moves, Some(&traffic)),
             )
         }) else {
             continue;
@@ -351,7 +412,7 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
             continue;
         }
         let Ok((decisions, before)) = service.read(|s| {
-            let decisions = decide(&s.state, alive, max_moves);
+            let decisions = decide(&s.state, alive, max_moves, Some(&traffic));
             let changes: Vec<Change> = decisions.iter().map(|(c, _)| c.clone()).collect();
             let before = leaders_of(&s.state, &changes);
             (decisions, before)
@@ -363,9 +424,11 @@ pub async fn run(service: PdService, interval: Duration, max_moves: usize, forge
         }
         let changes: Vec<Change> = decisions.iter().map(|(c, _)| c.clone()).collect();
         let count = changes.len();
+        let for_load = decisions.iter().filter(|(_, r)| *r == Reason::Load).count();
         match service.write(Command::AssignPartitions { changes }).await {
             Ok(Response::Assigned(topics)) => {
-                tracing::info!(changes = count, ?topics, "partitions assigned");
+                tracing::info!(changes = count, for_load, ?topics, "partitions assigned");
+                pacer.changed(Instant::now(), for_load);
                 service.record_moves(&decisions, &before);
             }
             Ok(other) => tracing::warn!(?other, "unexpected result of AssignPartitions"),
@@ -425,13 +488,13 @@ mod tests {
     }
 
     fn counts(st: &PdState) -> BTreeMap<u64, usize> {
-        live_loads(st, |_| true)
+        live_counts(st, |_| true)
     }
 
     /// Runs the balancer to a fixed point; answers the number of ticks that changed something.
     fn settle(st: &mut PdState, alive: impl Fn(u64) -> bool + Copy, max_moves: usize) -> usize {
         for ticks in 0..1000 {
-            let changes = plan(st, alive, max_moves);
+            let changes = plan(st, alive, max_moves, None);
             if changes.is_empty() {
                 return ticks;
             }
@@ -483,7 +546,7 @@ mod tests {
             ]
         );
         // Balanced: no work, and a no-op assignment changes nothing.
-        assert!(plan(&st, |_| true, 8).is_empty());
+        assert!(plan(&st, |_| true, 8, None).is_empty());
         let before = st.clone();
         let (r, ev) = st.apply(&Command::AssignPartitions {
             changes: vec![
@@ -517,14 +580,14 @@ mod tests {
         let alive = move |id| id != dead;
         // All three orphans move in one tick, however small max_moves is.
         assert_eq!(settle(&mut st, alive, 1), 1);
-        let live = live_loads(&st, alive);
+        let live = live_counts(&st, alive);
         assert_eq!(live, BTreeMap::from([(b[0], 5), (b[2], 4)]));
         for (_, _, l, e) in leaders(&st) {
             assert_ne!(l, Some(dead));
             assert!(e <= 1);
         }
         // Nobody live: nothing to do.
-        assert!(plan(&st, |_| false, 8).is_empty());
+        assert!(plan(&st, |_| false, 8, None).is_empty());
     }
 
     #[test]
@@ -535,7 +598,7 @@ mod tests {
         topic(&mut st, "b", 10, vec![Some(b1); 10]);
         let b2 = broker(&mut st, 2);
         let b3 = broker(&mut st, 3);
-        let first = plan(&st, |_| true, 4);
+        let first = plan(&st, |_| true, 4, None);
         assert_eq!(first.len(), 4);
         // Ticks: 20 -> 7/7/6 needs 13 moves: 4 per tick is 4 ticks.
         assert_eq!(settle(&mut st, |_| true, 4), 4);
@@ -592,8 +655,8 @@ mod tests {
         let mut st = PdState::default();
         let b: Vec<u64> = (1..=5).map(|n| broker(&mut st, n)).collect();
         topic(&mut st, "big", 10_000, vec![]);
-        let p1 = plan(&st, |id| id != b[4], 8);
-        let p2 = plan(&st, |id| id != b[4], 8);
+        let p1 = plan(&st, |id| id != b[4], 8, None);
+        let p2 = plan(&st, |id| id != b[4], 8, None);
         assert_eq!(p1, p2);
         assert_eq!(p1.len(), 10_000);
         assert!(st
@@ -601,15 +664,15 @@ mod tests {
             .0
             .is_ok());
         assert_eq!(
-            live_loads(&st, |id| id != b[4])
+            live_counts(&st, |id| id != b[4])
                 .values()
                 .copied()
                 .collect::<Vec<_>>(),
             vec![2500; 4]
         );
-        assert!(plan(&st, |id| id != b[4], 8).is_empty());
+        assert!(plan(&st, |id| id != b[4], 8, None).is_empty());
         // The fifth comes alive: moves start, 8 per tick.
-        assert_eq!(plan(&st, |_| true, 8).len(), 8);
+        assert_eq!(plan(&st, |_| true, 8, None).len(), 8);
     }
 
     #[test]
@@ -669,10 +732,10 @@ mod tests {
         assert_eq!(leader(&st, "t", 0), Some(b2));
         // b1 dies: every partition goes to b2, pinned or not.
         settle(&mut st, |id| id != b1, 8);
-        assert_eq!(live_loads(&st, |id| id != b1), BTreeMap::from([(b2, 4)]));
+        assert_eq!(live_counts(&st, |id| id != b1), BTreeMap::from([(b2, 4)]));
         // b1 returns: its pinned partitions come back (reason: pinned), which evens the
         // counts too.
-        let decided = decide(&st, |_| true, 8);
+        let decided = decide(&st, |_| true, 8, None);
         let back: Vec<_> = decided
             .iter()
             .filter(|(_, r)| *r == Reason::Pinned)
@@ -699,7 +762,7 @@ mod tests {
         settle(&mut st, |id| id != b2, 8);
         let interim = leader(&st, "t", 0);
         assert_ne!(interim, Some(b2));
-        let decided = decide(&st, |id| Some(id) != interim, 8);
+        let decided = decide(&st, |id| Some(id) != interim, 8, None);
         assert!(
             decided.contains(&(("t".into(), 0, b2), Reason::Orphan)),
             "{decided:?}"
@@ -745,7 +808,7 @@ mod tests {
         );
         pin(&mut st, "t", 0, b1);
         drain(&mut st, b1, true);
-        let decided = decide(&st, |_| true, 8);
+        let decided = decide(&st, |_| true, 8, None);
         assert_eq!(
             decided,
             vec![
@@ -754,7 +817,7 @@ mod tests {
             ]
         );
         settle(&mut st, |_| true, 8);
-        assert_eq!(live_loads(&st, |_| true), BTreeMap::from([(b2, 4)]));
+        assert_eq!(live_counts(&st, |_| true), BTreeMap::from([(b2, 4)]));
         assert_eq!(pick_leaders(&st, |_| true, 2), vec![Some(b2), Some(b2)]);
         drain(&mut st, b1, false);
         settle(&mut st, |_| true, 8);
@@ -790,5 +853,194 @@ mod tests {
             })
             .0
             .is_err());
+    }
+
+    fn policy(min_gap: u64) -> LoadPolicy {
+        LoadPolicy {
+            band: 0.2,
+            min_gap,
+            moves_per_minute: 30,
+            settle: Duration::ZERO,
+        }
+    }
+
+    /// Each live broker's traffic under `rates` as PD now assigns leaders.
+    fn traffic_of(st: &PdState, rates: &Rates) -> BTreeMap<u64, u64> {
+        let mut by: BTreeMap<u64, u64> = counts(st).keys().map(|b| (*b, 0)).collect();
+        for t in st.topics.values() {
+            for p in &t.partitions {
+                if let (Some(l), Some(r)) = (p.leader, rates.get(&(t.name.clone(), p.index))) {
+                    *by.entry(l).or_default() += r;
+                }
+            }
+        }
+        by
+    }
+
+    /// Plans and applies with traffic until nothing changes; answers every decision made.
+    fn settle_traffic(
+        st: &mut PdState,
+        rates: &Rates,
+        policy: &LoadPolicy,
+    ) -> Vec<(Change, Reason)> {
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let traffic = Traffic {
+                rates,
+                policy,
+                budget: policy.moves_per_minute,
+            };
+            let decided = decide(st, |_| true, 8, Some(&traffic));
+            if decided.is_empty() {
+                return all;
+            }
+            let changes = decided.iter().map(|(c, _)| c.clone()).collect();
+            assert!(st.apply(&Command::AssignPartitions { changes }).0.is_ok());
+            all.extend(decided);
+        }
+        panic!("balancing by traffic did not converge: {all:?}");
+    }
+
+    const MB: u64 = 1_000_000;
+
+    /// Three hot partitions that all landed on one broker are spread one per broker, cold
+    /// partitions move back so counts stay even, and then nothing moves any more.
+    #[test]
+    fn hot_partitions_on_one_broker_are_spread_out() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=3).map(|n| broker(&mut st, n)).collect();
+        let picked = pick_leaders(&st, |_| true, 9);
+        topic(&mut st, "t", 9, picked);
+        let rates: Rates = (0..9)
+            .filter(|i| leader(&st, "t", *i) == Some(b[0]))
+            .map(|i| (("t".to_string(), i), 3 * MB))
+            .collect();
+        assert_eq!(rates.len(), 3);
+        let decided = settle_traffic(&mut st, &rates, &policy(MB));
+        let load_moves = decided.iter().filter(|(_, r)| *r == Reason::Load).count();
+        assert_eq!(load_moves, 2, "{decided:?}");
+        assert_eq!(decided.len(), 4, "two hot out, two cold back: {decided:?}");
+        assert_eq!(
+            traffic_of(&st, &rates)
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![3 * MB; 3]
+        );
+        assert_eq!(
+            counts(&st).values().copied().collect::<Vec<_>>(),
+            vec![3; 3]
+        );
+        // Without the load step (the old balancer) nothing would have moved: counts were even.
+        assert!(plan(&st, |_| true, 8, None).is_empty());
+    }
+
+    /// Traffic within the band, or skewed by less than the minimum gap, moves nothing; nor
+    /// does a skew no move can narrow (one partition hotter than all the rest).
+    #[test]
+    fn balanced_idle_or_unfixable_traffic_moves_nothing() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=3).map(|n| broker(&mut st, n)).collect();
+        topic(&mut st, "t", 3, vec![Some(b[0]), Some(b[1]), Some(b[2])]);
+        let rates = |r: [u64; 3]| -> Rates {
+            (0..3u32)
+                .map(|i| (("t".to_string(), i), r[i as usize]))
+                .collect()
+        };
+        let in_band = rates([11 * MB, 10 * MB, 9 * MB]);
+        assert!(settle_traffic(&mut st, &in_band, &policy(0)).is_empty());
+        let idle = rates([900_000, 0, 0]);
+        assert!(settle_traffic(&mut st, &idle, &policy(MB)).is_empty());
+        let one_hot = rates([50 * MB, 0, 0]);
+        assert!(settle_traffic(&mut st, &one_hot, &policy(MB)).is_empty());
+        // The same skew with a minimum gap of 0: still nothing, as no move narrows it.
+        assert!(settle_traffic(&mut st, &idle, &policy(0)).is_empty());
+    }
+
+    /// Two equally hot partitions on one of three brokers: one moves, and then the balancer
+    /// stops (the third broker stays idle, as no move can even it out), with no flapping.
+    #[test]
+    fn lumpy_traffic_settles_without_flapping() {
+        let mut st = PdState::default();
+        let b: Vec<u64> = (1..=3).map(|n| broker(&mut st, n)).collect();
+        topic(&mut st, "t", 2, vec![Some(b[0]), Some(b[0])]);
+        topic(
+            &mut st,
+            "cold",
+            4,
+            vec![Some(b[1]), Some(b[1]), Some(b[2]), Some(b[2])],
+        );
+        let rates: Rates = (0..2u32).map(|i| (("t".to_string(), i), 5 * MB)).collect();
+        let decided = settle_traffic(&mut st, &rates, &policy(MB));
+        let load_moves = decided.iter().filter(|(_, r)| *r == Reason::Load).count();
+        assert_eq!(load_moves, 1, "{decided:?}");
+        let traffic = traffic_of(&st, &rates);
+        assert_eq!(
+            traffic.values().filter(|r| **r == 5 * MB).count(),
+            2,
+            "{traffic:?}"
+        );
+        let total: Vec<usize> = counts(&st).values().copied().collect();
+        assert!(total.iter().max() <= total.iter().min().map(|m| m + 1).as_ref());
+    }
+
+    /// Pinned partitions are not moved for traffic, and the count step does not move a hot
+    /// partition where it would put a broker out of the band.
+    #[test]
+    fn traffic_respects_pins_and_counts_respect_traffic() {
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        topic(&mut st, "t", 2, vec![Some(b1), Some(b1)]);
+        pin(&mut st, "t", 0, b1);
+        pin(&mut st, "t", 1, b1);
+        let rates: Rates = (0..2u32).map(|i| (("t".to_string(), i), 5 * MB)).collect();
+        assert!(settle_traffic(&mut st, &rates, &policy(MB)).is_empty());
+        assert_eq!(counts(&st), BTreeMap::from([(b1, 2), (b2, 0)]));
+        // Counts 3 against 1 but traffic even (three 2 MB/s partitions against one of
+        // 6 MB/s): evening out counts would put b2 out of the band, so nothing moves (moving
+        // one anyway would have the load step move it back: flapping).
+        let mut st = PdState::default();
+        let b1 = broker(&mut st, 1);
+        let b2 = broker(&mut st, 2);
+        topic(
+            &mut st,
+            "u",
+            4,
+            vec![Some(b1), Some(b1), Some(b1), Some(b2)],
+        );
+        let rates: Rates = (0..4u32)
+            .map(|i| (("u".to_string(), i), if i < 3 { 2 * MB } else { 6 * MB }))
+            .collect();
+        assert!(
+            plan(&st, |_| true, 8, None).len() == 1,
+            "counts alone move one"
+        );
+        assert!(settle_traffic(&mut st, &rates, &policy(MB)).is_empty());
+        assert_eq!(counts(&st), BTreeMap::from([(b1, 3), (b2, 1)]));
+    }
+
+    /// The pacer allows nothing within `settle` of a change and at most `moves_per_minute`
+    /// load moves in any minute.
+    #[test]
+    fn the_pacer_caps_and_settles() {
+        let policy = LoadPolicy {
+            band: 0.2,
+            min_gap: 0,
+            moves_per_minute: 5,
+            settle: Duration::from_secs(6),
+        };
+        let mut pacer = Pacer::default();
+        let t0 = Instant::now();
+        assert_eq!(pacer.budget(t0, &policy), 5);
+        pacer.changed(t0, 3);
+        assert_eq!(pacer.budget(t0 + Duration::from_secs(5), &policy), 0);
+        assert_eq!(pacer.budget(t0 + Duration::from_secs(7), &policy), 2);
+        pacer.changed(t0 + Duration::from_secs(7), 2);
+        assert_eq!(pacer.budget(t0 + Duration::from_secs(20), &policy), 0);
+        assert_eq!(pacer.budget(t0 + Duration::from_secs(61), &policy), 3);
+        assert_eq!(pacer.budget(t0 + Duration::from_secs(68), &policy), 5);
+        pacer.reset();
+        assert_eq!(pacer.budget(t0, &policy), 5);
     }
 }
