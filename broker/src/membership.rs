@@ -58,7 +58,8 @@ pub async fn join(pd: &PdClient, data: &Path, addr: &str, http_addr: &str) -> (u
     (node_id, lease_ms)
 }
 
-/// Heartbeats every quarter lease, re-registering if PD forgot the node.
+/// Heartbeats every quarter lease, re-registering if PD forgot the node. Hands the range
+/// servers PD says are draining to `nodes` (the stream writers move off them).
 pub async fn heartbeat_loop(
     pd: PdClient,
     node_id: NodeId,
@@ -66,6 +67,7 @@ pub async fn heartbeat_loop(
     addr: String,
     http_addr: String,
     loads: std::sync::Arc<crate::loads::Loads>,
+    nodes: stream_client::Nodes,
 ) {
     let every = Duration::from_millis((lease_ms / 4).clamp(100, 500));
     let mut reported = std::time::Instant::now();
@@ -83,7 +85,7 @@ pub async fn heartbeat_loop(
             })
             .await
         {
-            Ok(_) => {}
+            Ok(answer) => nodes.set_draining(answer.draining),
             Err(e) if e.code == ErrorCode::NotFound => {
                 tracing::warn!("PD does not know this broker; registering again");
                 if let Err(e) = register(&pd, Some(node_id), &addr, &http_addr).await {

@@ -86,8 +86,12 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     });
     // Heartbeats run on their own thread with their own PD connection: a busy actor thread
     // must not cost the broker its lease (and its partitions).
-    let (pd_addrs, hb_addr, hb_http) =
-        (config.pd.clone(), advertised.clone(), http_addr.to_string());
+    let (pd_addrs, hb_addr, hb_http, hb_nodes) = (
+        config.pd.clone(),
+        advertised.clone(),
+        http_addr.to_string(),
+        broker.streams.nodes().clone(),
+    );
     ::actors::process::spawn_dedicated("pd-heartbeat", move || {
         membership::heartbeat_loop(
             PdClient::new(&pd_addrs),
@@ -96,6 +100,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             hb_addr,
             hb_http,
             loads,
+            hb_nodes,
         )
     })?;
     while let Err(e) = metadata::refresh(&broker).await {

@@ -1,6 +1,6 @@
 //! strata-ctl: the operator's view of a Strata cluster and hand on it, through the placement
 //! driver's RPCs: nodes and their liveness, topics and partitions with their leaders, moving
-//! partitions, draining brokers, and the moves in flight or recently done (the balancer's
+//! partitions, draining brokers and range servers, and the moves in flight or recently done (the balancer's
 //! decisions with their reasons and how long each took). Tables for people, `--json` for
 //! scripts.
 //!
@@ -33,7 +33,9 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every node: kind, addresses, whether its lease is current, partitions it leads.
+    /// Every node: kind, addresses, whether its lease is current, whether it is draining
+    /// (and, for a draining range server, how many ranges still need it), partitions a
+    /// broker leads and the bytes/s it serves.
     Status,
     /// Topics' partitions: leader, leader epoch, pinned broker, load (bytes/s produced and
     /// fetched, as the leader last reported it), streams.
@@ -52,16 +54,18 @@ enum Command {
         #[arg(long)]
         recent: bool,
     },
-    /// Drain a broker: it gets no partitions and hands its own to the others.
+    /// Drain a node. A broker gets no partitions and hands its own to the others; a range
+    /// server gets no new ranges and its open ranges move to others.
     Drain {
-        broker: u64,
-        /// Wait (at most this many seconds) until it leads no partition; fail if it still
-        /// does then.
+        node: u64,
+        /// Wait (at most this many seconds) until the node is drained (a broker leads no
+        /// partition; no range still needs a range server, so it may stop); fail if it is
+        /// not by then.
         #[arg(long)]
         wait: Option<u64>,
     },
-    /// End draining a broker: it gets partitions again.
-    Undrain { broker: u64 },
+    /// End draining a node: it gets partitions (or ranges) again.
+    Undrain { node: u64 },
 }
 
 #[derive(Serialize)]
@@ -72,7 +76,11 @@ struct NodeRow {
     http_addr: String,
     alive: bool,
     draining: bool,
+    /// A draining range server: ranges that still need it (0: it may stop).
+    still_needed: Option<u32>,
     leads: usize,
+    /// A broker: bytes/s produced and fetched, as it last reported.
+    traffic_bytes_per_sec: u64,
 }
 
 #[derive(Serialize)]
@@ -120,9 +128,16 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
         Command::Status => {
             let nodes = pd.call(ListNodes {}).await.map_err(pd_err)?;
             let topics = pd.call(ListTopics {}).await.map_err(pd_err)?;
+            let loads = pd.call(ListLoads {}).await.map_err(pd_err)?;
             let rows: Vec<NodeRow> = nodes
                 .into_iter()
                 .map(|n| NodeRow {
+                    traffic_bytes_per_sec: loads
+                        .iter()
+                        .filter(|l| l.broker == n.id)
+                        .map(|l| l.load.produce_bytes_per_sec + l.load.fetch_bytes_per_sec)
+                        .sum(),
+                    still_needed: n.still_needed,
                     leads: topics
                         .iter()
                         .flat_map(|t| &t.partitions)
@@ -144,17 +159,22 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                 args.json,
                 &rows,
                 &[
-                    "ID", "KIND", "ADDRESS", "HTTP", "ALIVE", "DRAINING", "LEADS",
+                    "ID", "KIND", "ADDRESS", "HTTP", "ALIVE", "DRAINING", "LEADS", "B/S",
                 ],
                 |r| {
+                    let draining = match r.still_needed {
+                        Some(n) if r.draining => format!("yes ({n} ranges need it)"),
+                        _ => yes(r.draining),
+                    };
                     vec![
                         r.id.to_string(),
                         r.kind.to_string(),
                         r.addr.clone(),
                         r.http_addr.clone(),
                         yes(r.alive),
-                        yes(r.draining),
+                        draining,
                         r.leads.to_string(),
+                        r.traffic_bytes_per_sec.to_string(),
                     ]
                 },
             )
@@ -258,45 +278,61 @@ async fn run(pd: &PdClient, args: &Args) -> Result<ExitCode, String> {
                 Some(e) => Err(format!("{topic}/{partition} cannot move: {e}")),
             }
         }
-        Command::Drain { broker, wait } => {
-            pd.call(DrainNode {
-                node_id: *broker,
-                draining: true,
-            })
-            .await
-            .map_err(pd_err)?;
+        Command::Drain { node, wait } => {
+            let info = pd
+                .call(DrainNode {
+                    node_id: *node,
+                    draining: true,
+                })
+                .await
+                .map_err(pd_err)?;
+            let what = match info.kind {
+                NodeKind::Broker => "broker",
+                NodeKind::RangeServer => "range server",
+            };
             let Some(secs) = wait else {
-                println!("broker {broker} is draining");
+                println!("{what} {node} is draining");
                 return Ok(ExitCode::SUCCESS);
             };
             let deadline = Instant::now() + Duration::from_secs(*secs);
             loop {
-                let topics = pd.call(ListTopics {}).await.map_err(pd_err)?;
-                let leads = topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .filter(|p| p.leader == Some(*broker))
-                    .count();
-                if leads == 0 {
-                    println!("broker {broker} is drained: it leads no partition");
+                let left = match info.kind {
+                    NodeKind::Broker => {
+                        let topics = pd.call(ListTopics {}).await.map_err(pd_err)?;
+                        let leads = topics
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .filter(|p| p.leader == Some(*node))
+                            .count();
+                        (leads > 0).then(|| format!("still leads {leads} partitions"))
+                    }
+                    NodeKind::RangeServer => {
+                        let nodes = pd.call(ListNodes {}).await.map_err(pd_err)?;
+                        match nodes.iter().find(|n| n.id == *node).map(|n| n.still_needed) {
+                            Some(Some(0)) => None,
+                            Some(Some(n)) => Some(format!("is still needed by {n} ranges")),
+                            _ => Some("is not draining any more".to_string()),
+                        }
+                    }
+                };
+                let Some(left) = left else {
+                    println!("{what} {node} is drained");
                     return Ok(ExitCode::SUCCESS);
-                }
+                };
                 if Instant::now() > deadline {
-                    return Err(format!(
-                        "broker {broker} still leads {leads} partitions after {secs} s"
-                    ));
+                    return Err(format!("{what} {node} {left} after {secs} s"));
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        Command::Undrain { broker } => {
+        Command::Undrain { node } => {
             pd.call(DrainNode {
-                node_id: *broker,
+                node_id: *node,
                 draining: false,
             })
             .await
             .map_err(pd_err)?;
-            println!("broker {broker} takes partitions again");
+            println!("node {node} is no longer draining");
             Ok(ExitCode::SUCCESS)
         }
         Command::Moves { recent } => {

@@ -569,6 +569,11 @@ impl Cluster {
         actors::process::load_node_id(&self.brokers[i].dir)
     }
 
+    /// Range server `i`'s node id, once it has registered.
+    pub fn range_server_id(&self, i: usize) -> Option<u64> {
+        actors::process::load_node_id(&self.range_servers[i].dir)
+    }
+
     /// Kills broker `i` (SIGKILL), deletes its data dir and starts it again on the same Kafka
     /// and HTTP addresses: a broker that lost its disk.
     pub async fn restart_broker_wiped(&mut self, i: usize) {

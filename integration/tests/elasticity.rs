@@ -833,3 +833,116 @@ async fn skewed_traffic_is_evened_out_within_a_minute() {
         "no pd_partition_moves{{reason=\"load\"}} in PD's metrics"
     );
 }
+
+/// Open ranges of live streams that name range server `node`, per PD.
+async fn open_ranges_on(pd: &stream_client::PdClient, node: u64) -> Result<usize, String> {
+    let streams = pd
+        .call(protocol::pd::ListStreams {})
+        .await
+        .map_err(|e| format!("ListStreams: {e}"))?;
+    Ok(streams
+        .iter()
+        .flat_map(|s| &s.ranges)
+        .filter(|r| r.end.is_none() && r.servers.contains(&node))
+        .count())
+}
+
+/// Draining a range server under idempotent produce: PD places no new range on it, every
+/// stream writer with an open range there (busy partitions and idle ones alike) seals it and
+/// goes on elsewhere, and PD then says no range needs it. It is then killed, and every record
+/// is still stored exactly once. Draining another would leave fewer range servers than the
+/// streams' three replicas: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_range_server_moves_its_ranges_and_loses_nothing() {
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder().range_servers(4).brokers(2),
+        &[("idle", 2)],
+    )
+    .await;
+    let topic = "rs-drain";
+    let partitions = 4;
+    create_topic(&cluster, topic, partitions, &[]).await;
+    let n = 60_000usize;
+    // About 3,000 records a second: the sends span the drain and the kill (checked below).
+    let producing = spawn_idempotent_producer(
+        &cluster.bootstrap(),
+        topic,
+        partitions,
+        n,
+        Duration::from_millis(150),
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    // The range server with the most open ranges is drained.
+    let ids: Vec<u64> = (0..4)
+        .map(|i| cluster.range_server_id(i).expect("range server id"))
+        .collect();
+    let mut open = Vec::new();
+    for id in &ids {
+        open.push(ok(&cluster, open_ranges_on(&pd, *id).await));
+    }
+    let (i, node) = (0..4)
+        .max_by_key(|i| open[*i])
+        .map(|i| (i, ids[i]))
+        .expect("range servers");
+    assert!(open[i] > 0, "no open range on any range server: {open:?}");
+    eprintln!("open ranges per range server {open:?}; draining node {node}");
+    let drained = pd
+        .call(protocol::pd::DrainNode {
+            node_id: node,
+            draining: true,
+        })
+        .await
+        .unwrap_or_else(|e| fail(&cluster, format!("drain {node}: {e}")));
+    assert!(drained.draining);
+    let started = Instant::now();
+    loop {
+        let nodes = pd
+            .call(protocol::pd::ListNodes {})
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("ListNodes: {e}")));
+        let needed = nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.still_needed);
+        if needed == Some(0) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            fail(
+                &cluster,
+                format!("range server {node} still needed by {needed:?} ranges after 30 s"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "range server {node} drained in {} ms",
+        started.elapsed().as_millis()
+    );
+    let left = ok(&cluster, open_ranges_on(&pd, node).await);
+    assert_eq!(left, 0, "open ranges left on the drained range server");
+    // A fourth range server would be needed for the next one's streams: refused.
+    let other = ids.iter().copied().find(|id| *id != node).expect("another");
+    let refused = pd
+        .call(protocol::pd::DrainNode {
+            node_id: other,
+            draining: true,
+        })
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.code == protocol::ErrorCode::NoCapacity),
+        "{refused:?}"
+    );
+    cluster.range_server(i).kill();
+    assert!(
+        !cluster.range_server(i).is_running(),
+        "the range server still runs"
+    );
+    assert!(
+        !producing.is_finished(),
+        "the producer finished before the drain: make it slower"
+    );
+    let deliveries = producing.join().expect("producer thread");
+    stored_once(&cluster, topic, partitions, n, &deliveries);
+}

@@ -234,11 +234,22 @@ impl PdService {
                 "ranges retired on their range server"
             );
         }
+        let draining = self
+            .read(|s| {
+                s.state
+                    .nodes
+                    .values()
+                    .filter(|n| n.kind == Kind::RangeServer && n.draining)
+                    .map(|n| n.id)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(HeartbeatResponse {
             lease_ms: self.lease_ms(),
             retired,
             stream_starts,
             offload,
+            draining,
         })
     }
 
@@ -382,10 +393,29 @@ impl PdService {
             s.state
                 .nodes
                 .values()
-                .map(|n| n.to_info(self.liveness.alive(n.id)))
+                .map(|n| {
+                    let mut info = n.to_info(self.liveness.alive(n.id));
+                    if n.kind == Kind::RangeServer && n.draining {
+                        info.still_needed = Some(self.ranges_needing(&s.state, n.id));
+                    }
+                    info
+                })
                 .collect()
         })
         .await
+    }
+
+    /// See [`PdState::ranges_needing`]: another holder counts if it is live, not draining,
+    /// and last reported holding the range through its end.
+    fn ranges_needing(&self, state: &PdState, node: u64) -> u32 {
+        state.ranges_needing(node, |other, range, end| {
+            self.liveness.alive(other)
+                && !state.nodes.get(&other).is_some_and(|n| n.draining)
+                && self
+                    .holdings
+                    .local_end(range, other)
+                    .is_some_and(|e| e >= end)
+        })
     }
 
     pub async fn list_streams(&self, _req: ListStreams) -> Result<Vec<StreamInfo>, RpcError> {
@@ -634,8 +664,40 @@ impl PdService {
         None
     }
 
-    /// Starts or ends draining a broker (see [`DrainNode`]).
+    /// Starts or ends draining a node (see [`DrainNode`]). Draining a range server is refused
+    /// when too few others would be left for the streams' replicas.
     pub async fn drain_node(&self, req: DrainNode) -> Result<NodeInfo, RpcError> {
+        if req.draining {
+            self.ensure_leader().await?;
+            let short = self.read(|s| {
+                let st = &s.state;
+                if !st
+                    .nodes
+                    .get(&req.node_id)
+                    .is_some_and(|n| n.kind == Kind::RangeServer)
+                {
+                    return None;
+                }
+                let left = st
+                    .nodes
+                    .values()
+                    .filter(|n| n.kind == Kind::RangeServer && n.id != req.node_id)
+                    .filter(|n| !n.draining && self.liveness.alive(n.id))
+                    .count();
+                let needed = st.live_streams().map(|s| usize::from(s.replica)).max();
+                needed.filter(|&n| left < n).map(|n| (left, n))
+            })?;
+            if let Some((left, needed)) = short {
+                return Err(RpcError::new(
+                    ErrorCode::NoCapacity,
+                    format!(
+                        "draining range server {} would leave {left} live range servers; \
+                         streams need {needed}",
+                        req.node_id
+                    ),
+                ));
+            }
+        }
         let node = match self
             .write(Command::SetDraining {
                 node_id: req.node_id,
@@ -647,7 +709,11 @@ impl PdService {
             other => return Err(unexpected(other)),
         };
         tracing::info!(node = node.id, draining = node.draining, "drain set");
-        Ok(node.to_info(self.liveness.alive(node.id)))
+        let mut info = node.to_info(self.liveness.alive(node.id));
+        if node.kind == Kind::RangeServer && node.draining {
+            info.still_needed = self.read(|s| self.ranges_needing(&s.state, node.id)).ok();
+        }
+        Ok(info)
     }
 
     /// Every partition's load as its broker last reported it (leader memory; see [`Loads`]).

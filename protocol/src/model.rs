@@ -23,8 +23,13 @@ pub struct NodeInfo {
     pub http_addr: String,
     /// Whether the node's lease is current at the placement driver that answered.
     pub alive: bool,
-    /// Being drained: a draining broker gets no partitions and gives its own away.
+    /// Being drained: a draining broker gets no partitions and gives its own away; a draining
+    /// range server gets no new ranges and its open ranges move elsewhere.
     pub draining: bool,
+    /// For a draining range server (None for other nodes): how many ranges still need it —
+    /// open ranges it serves, and sealed ones holding data that neither another live replica
+    /// nor an object holds. 0: it may stop without making any data less available.
+    pub still_needed: Option<u32>,
 }
 
 /// A contiguous slice of a stream kept by a set of range servers. Only the last range of a

@@ -78,6 +78,9 @@ pub struct HeartbeatResponse {
     /// Reported ranges this server is to offload now: each holds its stream's offload
     /// frontier, given as where the next object of the stream must start.
     pub offload: Vec<OffloadTask>,
+    /// The range servers being drained: a broker's stream writers move their open ranges off
+    /// them (seal, continue in a new range elsewhere).
+    pub draining: Vec<NodeId>,
 }
 
 /// Upload range `(stream_id, index)` from `from` (the stream's offloaded end) on.
@@ -354,9 +357,11 @@ pub struct PartitionOpened {
     pub leader_epoch: u32,
 }
 
-/// Start (or end) draining a broker: while draining it gets no partitions, and the ones it
-/// leads move to the other brokers (gracefully: it is alive and hands them over). A broker
-/// that registers again is no longer draining. Answers the node as it is now.
+/// Start (or end) draining a node. A draining broker gets no partitions, and the ones it leads
+/// move to the other brokers (gracefully: it is alive and hands them over). A draining range
+/// server gets no new ranges, and the writers of its open ranges seal them and go on
+/// elsewhere; [`NodeInfo::still_needed`] says when it may stop. A node that registers again
+/// is no longer draining. Answers the node as it is now.
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct DrainNode {
     pub node_id: NodeId,

@@ -1,8 +1,10 @@
-//! Range-server addresses as the placement driver knows them, and one RPC client per range
-//! server. Refreshed from PD when a node is unknown or its address stops answering. It knows
-//! nothing of streams and sends no range-server request itself.
+//! Range-server addresses as the placement driver knows them, one RPC client per range
+//! server, and which range servers are being drained (as the owner's PD heartbeat last said:
+//! stream writers watch it and move their open ranges off those). Addresses are refreshed from
+//! PD when a node is unknown or its address stops answering. It knows nothing of streams and
+//! sends no range-server request itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ pub struct Nodes {
     pd: PdClient,
     opts: ClientOptions,
     clients: Arc<Mutex<HashMap<NodeId, RpcClient>>>,
+    draining: Arc<tokio::sync::watch::Sender<BTreeSet<NodeId>>>,
 }
 
 impl Nodes {
@@ -30,7 +33,24 @@ impl Nodes {
                 ..Default::default()
             },
             clients: Arc::new(Mutex::new(HashMap::new())),
+            draining: Arc::new(tokio::sync::watch::Sender::new(BTreeSet::new())),
         }
+    }
+
+    /// The range servers being drained now (replaces the previous set; watchers wake only
+    /// when it changed).
+    pub fn set_draining(&self, nodes: impl IntoIterator<Item = NodeId>) {
+        let now: BTreeSet<NodeId> = nodes.into_iter().collect();
+        self.draining.send_if_modified(|set| {
+            let changed = *set != now;
+            *set = now;
+            changed
+        });
+    }
+
+    /// Watches the set of draining range servers.
+    pub fn draining(&self) -> tokio::sync::watch::Receiver<BTreeSet<NodeId>> {
+        self.draining.subscribe()
     }
 
     /// The client for `node`, asking PD for its address when it is not known yet.

@@ -4,7 +4,8 @@
 //! flight, and confirms an append once `ack_count` replicas hold it and everything before it
 //! (the "Writing" rules in docs/architecture.md). When a replica fails or errs, the writer seals the range at its confirmed
 //! offset, opens a new range elsewhere and re-sends the unconfirmed appends there, so no
-//! confirmed record is lost and no offset is reused. A `Fenced` answer (a newer writer opened
+//! confirmed record is lost and no offset is reused. It does the same, unasked, when a replica
+//! of its range is being drained ([`crate::nodes::Nodes::draining`]). A `Fenced` answer (a newer writer opened
 //! the stream) ends the writer: every waiting append fails with it.
 //!
 //! The writer runs as one task (its state is never shared); replicas are fed by one task each
@@ -230,6 +231,8 @@ struct WriterTask {
     shared_confirmed: Arc<AtomicU64>,
     unconfirmed_bytes: Arc<AtomicU64>,
     stalled: Arc<AtomicBool>,
+    /// The range servers being drained: the writer moves its range off them.
+    draining: tokio::sync::watch::Receiver<std::collections::BTreeSet<NodeId>>,
 }
 
 pub(crate) async fn start(
@@ -245,6 +248,7 @@ pub(crate) async fn start(
     let shared_confirmed = Arc::new(AtomicU64::new(range.start));
     let unconfirmed_bytes = Arc::new(AtomicU64::new(0));
     let stalled = Arc::new(AtomicBool::new(false));
+    let draining = client.nodes.draining();
     let mut task = WriterTask {
         client,
         stream_id,
@@ -263,6 +267,7 @@ pub(crate) async fn start(
         shared_confirmed: shared_confirmed.clone(),
         unconfirmed_bytes: unconfirmed_bytes.clone(),
         stalled: stalled.clone(),
+        draining,
     };
     task.install_range(range.clone()).await?;
     tokio::spawn(task.run(commands_rx, acks_rx, resume_rx));
@@ -285,6 +290,7 @@ impl WriterTask {
         mut resumes: mpsc::UnboundedReceiver<Resume>,
     ) {
         let mut closing: Option<oneshot::Sender<Result<u64, RpcError>>> = None;
+        self.draining.mark_changed();
         loop {
             if let Some(reply) = closing.take() {
                 if self.pending.is_empty() || self.fatal.is_some() {
@@ -303,7 +309,26 @@ impl WriterTask {
                 },
                 Some(ack) = acks.recv() => self.on_ack(ack).await,
                 Some(resume) = resumes.recv() => self.resume(resume),
+                Ok(()) = self.draining.changed(), if closing.is_none() => self.leave_draining().await,
             }
+        }
+    }
+
+    /// Moves the open range off a replica that is being drained: seals it at the confirmed
+    /// offset and goes on in a new range (PD places none on a draining server).
+    async fn leave_draining(&mut self) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let set = self.draining.borrow_and_update().clone();
+        if let Some(node) = self.range.servers.iter().copied().find(|n| set.contains(n)) {
+            tracing::info!(
+                stream = self.stream_id,
+                range = self.range.index,
+                node,
+                "a replica is being drained; moving to a new range"
+            );
+            self.switch_range(node).await;
         }
     }
 

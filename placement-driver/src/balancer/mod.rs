@@ -794,7 +794,7 @@ mod tests {
 
     /// A draining broker gets no partitions and gives its own to the others (pinned ones
     /// too); undrained it gets its share, and its pinned partitions, back. Registering again
-    /// ends draining; range servers cannot be drained.
+    /// ends draining.
     #[test]
     fn a_draining_broker_gives_its_partitions_away() {
         let mut st = PdState::default();
@@ -834,25 +834,6 @@ mod tests {
             matches!(again.0, Ok(Response::Node(ref n)) if !n.draining),
             "{again:?}"
         );
-        let rs = match st
-            .apply(&Command::RegisterNode {
-                kind: Kind::RangeServer,
-                node_id: None,
-                addr: "127.0.0.1:7101".into(),
-                http_addr: String::new(),
-            })
-            .0
-        {
-            Ok(Response::Node(n)) => n.id,
-            other => panic!("{other:?}"),
-        };
-        assert!(st
-            .apply(&Command::SetDraining {
-                node_id: rs,
-                draining: true
-            })
-            .0
-            .is_err());
     }
 
     fn policy(min_gap: u64) -> LoadPolicy {

@@ -297,11 +297,6 @@ impl PdState {
             .nodes
             .get_mut(&node_id)
             .ok_or_else(|| StateError::NotFound(format!("node {node_id}")))?;
-        if node.kind != Kind::Broker {
-            return Err(StateError::InvalidArgument(format!(
-                "node {node_id} is not a broker (only brokers can be drained yet)"
-            )));
-        }
         node.draining = draining;
         Ok(Response::Node(node.clone()))
     }

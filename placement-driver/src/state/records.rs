@@ -35,7 +35,8 @@ pub struct NodeRecord {
     pub kind: Kind,
     pub addr: String,
     pub http_addr: String,
-    /// Being drained by an operator: a broker gets no partitions and gives its own away.
+    /// Being drained by an operator: a broker gets no partitions and gives its own away; a
+    /// range server gets no new ranges.
     /// Cleared when the node registers again (starting it means it should serve).
     pub draining: bool,
 }
@@ -49,6 +50,7 @@ impl NodeRecord {
             http_addr: self.http_addr.clone(),
             alive,
             draining: self.draining,
+            still_needed: None,
         }
     }
 }

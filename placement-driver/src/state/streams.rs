@@ -62,6 +62,35 @@ impl PdState {
         self.streams.values().filter(|s| !s.deleted)
     }
 
+    /// How many ranges of live streams still need range server `node` (what
+    /// `NodeInfo::still_needed` reports of a draining one): the open ranges it serves, and the
+    /// sealed ones with data past what their stream keeps in objects of which no other server
+    /// `o` holds all (`holds_through(o, (stream, index), end)`).
+    pub fn ranges_needing(
+        &self,
+        node: u64,
+        holds_through: impl Fn(u64, (u64, u32), u64) -> bool,
+    ) -> u32 {
+        let mut needed = 0;
+        for s in self.live_streams() {
+            let in_objects = self.offloaded_end(s);
+            for r in s.ranges.iter().filter(|r| r.servers.contains(&node)) {
+                let needs = match r.end {
+                    None => true,
+                    Some(end) => {
+                        end > in_objects.max(r.start)
+                            && !r
+                                .servers
+                                .iter()
+                                .any(|&o| o != node && holds_through(o, (s.id, r.index), end))
+                    }
+                };
+                needed += u32::from(needs);
+            }
+        }
+        needed
+    }
+
     /// Open ranges per range server (only the last range of a live stream can be open).
     pub fn open_ranges(&self) -> BTreeMap<u64, usize> {
         let mut counts = BTreeMap::new();
@@ -94,7 +123,7 @@ impl PdState {
         let mut candidates: Vec<(bool, usize, u64)> = self
             .nodes
             .values()
-            .filter(|n| n.kind == Kind::RangeServer)
+            .filter(|n| n.kind == Kind::RangeServer && !n.draining)
             .filter(|n| !exclude.contains(&n.id) && alive(n.id))
             .map(|n| {
                 (

@@ -637,3 +637,66 @@ fn a_range_is_not_sealed_below_its_offloaded_end() {
     ));
     assert!(seal(&mut st, 5).is_ok());
 }
+
+/// A draining range server gets no new ranges, and it is still needed by its open ranges and
+/// by sealed ones that no other server holds through their end and no object covers.
+#[test]
+fn a_draining_range_server_gets_no_ranges_and_says_what_still_needs_it() {
+    let (mut st, s) = setup(4);
+    let all = |_: u64| true;
+    let a = stream(&mut st, 3, 2);
+    let ea = open(&mut st, a, 0);
+    create_range(&mut st, a, ea, 0, &[s[0], s[1], s[2]]).ok();
+    let drain = |st: &mut PdState, node_id, draining| {
+        let r = st.apply(&Command::SetDraining { node_id, draining }).0;
+        assert!(
+            matches!(r, Ok(Response::Node(ref n)) if n.draining == draining),
+            "{r:?}"
+        );
+    };
+    drain(&mut st, s[0], true);
+    let nobody = |_: u64, _: (u64, u32), _: u64| false;
+    let everybody = |_: u64, _: (u64, u32), _: u64| true;
+    // Its open range needs it, whoever else holds what.
+    assert_eq!(st.ranges_needing(s[0], everybody), 1);
+    assert_eq!(st.ranges_needing(s[3], nobody), 0);
+    // The next range goes elsewhere.
+    seal(&mut st, a, ea, 0, 10).ok();
+    let next = st.choose_servers(a, &[], all).unwrap_or_default();
+    assert!(!next.contains(&s[0]), "{next:?}");
+    assert_eq!(next.len(), 3);
+    create_range(&mut st, a, ea, 10, &next).ok();
+    // Sealed: needed until another server holds all of it (or an object does).
+    assert_eq!(st.ranges_needing(s[0], nobody), 1);
+    let s1_holds = |o: u64, r: (u64, u32), end: u64| o == s[1] && r == (a, 0) && end == 10;
+    assert_eq!(st.ranges_needing(s[0], s1_holds), 0);
+    let object = match st
+        .apply(&Command::PrepareObject {
+            node_id: s[1],
+            at_ms: 0,
+        })
+        .0
+    {
+        Ok(Response::FirstId(object)) => object,
+        other => panic!("{other:?}"),
+    };
+    let committed = st.apply(&Command::CommitObject {
+        object_id: object,
+        size: 1,
+        slices: vec![crate::state::SliceSpec {
+            stream_id: a,
+            start: 0,
+            end: 10,
+            bytes: 1,
+        }],
+    });
+    assert!(committed.0.is_ok(), "{committed:?}");
+    assert_eq!(st.ranges_needing(s[0], nobody), 0);
+    // Undrained, it takes ranges again.
+    drain(&mut st, s[0], false);
+    let b = stream(&mut st, 3, 2);
+    assert!(st
+        .choose_servers(b, &[], all)
+        .unwrap_or_default()
+        .contains(&s[0]));
+}
