@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use integration::kafka;
-use integration::raw_kafka::{raw_list_reassignments, raw_reassign, InFlight, RawClient};
+use integration::raw_kafka::{
+    raw_elect_leaders, raw_list_reassignments, raw_reassign, InFlight, RawClient,
+};
 use integration::testing::*;
 use integration::Cluster;
 use rdkafka::producer::BaseRecord;
@@ -945,4 +947,138 @@ async fn draining_a_range_server_moves_its_ranges_and_loses_nothing() {
     );
     let deliveries = producing.join().expect("producer thread");
     stored_once(&cluster, topic, partitions, n, &deliveries);
+}
+
+/// The leader and pinned broker of `topic`/`partition` as PD has them.
+async fn pd_partition(
+    pd: &stream_client::PdClient,
+    topic: &str,
+    partition: usize,
+) -> (Option<u64>, Option<u64>) {
+    let topics = pd
+        .call(protocol::pd::ListTopics {})
+        .await
+        .unwrap_or_else(|e| panic!("ListTopics: {e}"));
+    let p = topics
+        .iter()
+        .find(|t| t.name == topic)
+        .and_then(|t| t.partitions.get(partition))
+        .unwrap_or_else(|| panic!("no {topic}/{partition} at PD"));
+    (p.leader, p.pinned)
+}
+
+/// ElectLeaders as it applies to Strata: a partition led by its preferred broker (its pin,
+/// else its leader) needs no election (84); one whose pinned broker is dead cannot have it
+/// (80) though an unclean election is not needed (it has a live leader); once that broker
+/// lives again a preferred election moves the partition back (0) — the balancer is told not
+/// to (`--balance-max-moves 0`), so only the election can have done it. Unknown partitions
+/// get 3 and an unknown election type 42.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_moves_a_partition_back_to_its_preferred_broker() {
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder()
+            .range_servers(3)
+            .brokers(2)
+            .pd_arg("--balance-max-moves", "0"),
+        &[("elect", 2)],
+    )
+    .await;
+    let leaders = leaders_of(&cluster, "elect", 2);
+    let ids: Vec<i32> = (0..2)
+        .map(|i| cluster.broker_id(i).expect("broker id") as i32)
+        .collect();
+    let a = leaders[0];
+    let (ia, ib) = if ids[0] == a { (0, 1) } else { (1, 0) };
+    let mut c = RawClient::negotiated(&cluster.kafka_addr(ib));
+    assert_eq!(
+        c.versions.get(&43),
+        Some(&(0, 2)),
+        "ElectLeaders advertised"
+    );
+    let elect = |c: &mut RawClient, version, kind, which: Option<&[(&str, Vec<i32>)]>| {
+        raw_elect_leaders(c, version, kind, which).unwrap_or_else(|e| panic!("ElectLeaders: {e}"))
+    };
+    let ours = |r: &[(String, i32, i16)]| -> Vec<(i32, i16)> {
+        r.iter()
+            .filter(|(t, _, _)| t == "elect")
+            .map(|(_, p, e)| (*p, *e))
+            .collect()
+    };
+    // Everything (null): no election needed.
+    let (top, all) = elect(&mut c, 2, 0, None);
+    assert_eq!(top, 0);
+    assert_eq!(ours(&all), vec![(0, 84), (1, 84)]);
+    let (_, r) = elect(&mut c, 0, 0, Some(&[("elect", vec![7]), ("nope", vec![0])]));
+    assert_eq!(r, vec![("elect".into(), 7, 3), ("nope".into(), 0, 3)]);
+    let (top, _) = elect(&mut c, 1, 7, Some(&[("elect", vec![0])]));
+    assert_eq!(top, 42, "unknown election type");
+
+    // Pin partition 0 where it is, then stop that broker until PD gives it to the other.
+    let (_, code, why) = reassign(&mut c, 0, "elect", 0, Some(vec![a]), false);
+    assert_eq!(code, 0, "pin: {why}");
+    let pd = stream_client::PdClient::new(&[cluster.pd_addr()]);
+    let pid = cluster.broker(ia).pid().expect("broker runs") as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (leader, pinned) = pd_partition(&pd, "elect", 0).await;
+        assert_eq!(pinned, Some(a as u64));
+        if leader.is_some_and(|l| l != a as u64) {
+            break;
+        }
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            fail(
+                &cluster,
+                "partition 0 did not leave its stopped broker".into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let preferred = elect(&mut c, 2, 0, Some(&[("elect", vec![0])]));
+    let unclean = elect(&mut c, 2, 1, Some(&[("elect", vec![0])]));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(ours(&preferred.1), vec![(0, 80)], "preferred broker dead");
+    assert_eq!(
+        ours(&unclean.1),
+        vec![(0, 84)],
+        "unclean: it has a live leader"
+    );
+
+    // The pinned broker is back; the balancer may not move it (max moves 0): it stays away.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = pd
+            .call(protocol::pd::ListNodes {})
+            .await
+            .unwrap_or_else(|e| fail(&cluster, format!("ListNodes: {e}")));
+        if nodes.iter().any(|n| n.id == a as u64 && n.alive) {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(&cluster, "the stopped broker did not come back".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (leader, _) = pd_partition(&pd, "elect", 0).await;
+    assert_ne!(
+        leader,
+        Some(a as u64),
+        "the balancer moved it back by itself"
+    );
+    let (_, r) = elect(&mut c, 2, 0, Some(&[("elect", vec![0])]));
+    assert_eq!(ours(&r), vec![(0, 0)], "preferred election");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leaders_of(&cluster, "elect", 2)[0] != a {
+        if Instant::now() > deadline {
+            fail(
+                &cluster,
+                "partition 0 is not back on its preferred broker".into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, r) = elect(&mut c, 2, 0, Some(&[("elect", vec![0])]));
+    assert_eq!(ours(&r), vec![(0, 84)]);
 }

@@ -14,6 +14,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod decode;
+mod elect;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -115,6 +116,7 @@ kafka_apis! {
     OffsetDelete(OffsetDeleteRequest) [0, 0] => call groups::offset_delete,
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest) [0, 1] => call reassign::alter_partition_reassignments,
     ListPartitionReassignments(ListPartitionReassignmentsRequest) [0, 0] => call reassign::list_partition_reassignments,
+    ElectLeaders(ElectLeadersRequest) [0, 2] => call elect::elect_leaders,
 }
 
 /// The versions of `api` this broker serves, if any: [`SUPPORTED`] intersected with what

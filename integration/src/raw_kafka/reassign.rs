@@ -1,5 +1,5 @@
-//! Raw partition-reassignment requests: AlterPartitionReassignments and
-//! ListPartitionReassignments, for the elasticity tests and `elastic-bench`.
+//! Raw partition-reassignment requests: AlterPartitionReassignments,
+//! ListPartitionReassignments and ElectLeaders, for the elasticity tests and `elastic-bench`.
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
@@ -91,4 +91,40 @@ pub fn raw_list_reassignments(
             })
         })
         .collect())
+}
+
+/// ElectLeaders at `version` of `election_type` (0 preferred, 1 unclean) for `partitions`
+/// (None: all). Answers the top-level error code (0 before v1) and (topic, partition, error
+/// code) of each result.
+pub fn raw_elect_leaders(
+    c: &mut RawClient,
+    version: i16,
+    election_type: i8,
+    partitions: Option<&[(&str, Vec<i32>)]>,
+) -> Result<(i16, Vec<(String, i32, i16)>), String> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::ElectLeadersRequest;
+    let req = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(partitions.map(|ps| {
+            ps.iter()
+                .map(|(t, p)| {
+                    TopicPartitions::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(p.clone())
+                })
+                .collect()
+        }));
+    let resp = c.call(&req, version)?;
+    let results = resp
+        .replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result
+                .iter()
+                .map(move |p| (t.topic.0.to_string(), p.partition_id, p.error_code))
+        })
+        .collect();
+    Ok((resp.error_code, results))
 }
