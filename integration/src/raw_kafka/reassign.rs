@@ -93,6 +93,9 @@ pub fn raw_list_reassignments(
         .collect())
 }
 
+/// One ElectLeaders result: (topic, partition, error code).
+pub type Election = (String, i32, i16);
+
 /// ElectLeaders at `version` of `election_type` (0 preferred, 1 unclean) for `partitions`
 /// (None: all). Answers the top-level error code (0 before v1) and (topic, partition, error
 /// code) of each result.
@@ -101,7 +104,7 @@ pub fn raw_elect_leaders(
     version: i16,
     election_type: i8,
     partitions: Option<&[(&str, Vec<i32>)]>,
-) -> Result<(i16, Vec<(String, i32, i16)>), String> {
+) -> Result<(i16, Vec<Election>), String> {
     use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
     use kafka_protocol::messages::ElectLeadersRequest;
     let req = ElectLeadersRequest::default()
