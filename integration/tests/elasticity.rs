@@ -1082,3 +1082,82 @@ async fn elect_leaders_moves_a_partition_back_to_its_preferred_broker() {
     let (_, r) = elect(&mut c, 2, 0, Some(&[("elect", vec![0])]));
     assert_eq!(ours(&r), vec![(0, 84)]);
 }
+
+/// Failover at scale: three brokers share a topic of 1,000 partitions; one of them (a third,
+/// at least 300 partitions) is killed. Every one of its partitions takes a produce again on a
+/// live broker, and Metadata names a live leader for each. Prints the time from the kill to
+/// the last acknowledgement (`elastic-bench` measures the same more tightly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_brokers_third_of_a_thousand_partitions_produce_again_elsewhere() {
+    let (_serial, mut cluster) = start_with_topics(
+        Cluster::builder().range_servers(3).brokers(3),
+        &[("thousand", 1000)],
+    )
+    .await;
+    let victim = 2;
+    let victim_id = cluster.broker_id(victim).expect("broker id") as i32;
+    let before = leaders_of(&cluster, "thousand", 1000);
+    let led: Vec<i32> = (0..1000)
+        .filter(|p| before[*p as usize] == victim_id)
+        .collect();
+    assert!(
+        led.len() >= 300,
+        "broker {victim_id} leads {} partitions",
+        led.len()
+    );
+    let bootstrap = format!("{},{}", cluster.kafka_addr(0), cluster.kafka_addr(1));
+    let producer = kafka::producer(
+        &bootstrap,
+        &[("linger.ms", "5"), ("message.timeout.ms", "60000")],
+    );
+    // Connected, with metadata, before the kill.
+    kafka::send(
+        &producer,
+        BaseRecord::with_opaque_to("thousand", Box::new(usize::MAX))
+            .partition(led[0])
+            .payload(&b"before"[..]),
+    );
+    let d = kafka::flush(&producer, Duration::from_secs(30));
+    assert!(d.iter().all(|d| d.error.is_none()), "{d:?}");
+    let killed = Instant::now();
+    cluster.broker(victim).kill();
+    assert!(
+        !cluster.broker(victim).is_running(),
+        "the broker still runs"
+    );
+    for (i, p) in led.iter().enumerate() {
+        kafka::send(
+            &producer,
+            BaseRecord::with_opaque_to("thousand", Box::new(i))
+                .partition(*p)
+                .payload(&b"after the kill"[..]),
+        );
+    }
+    let deliveries = kafka::flush(&producer, Duration::from_secs(90));
+    let failed: Vec<_> = deliveries.iter().filter(|d| d.error.is_some()).collect();
+    if !failed.is_empty() {
+        fail(
+            &cluster,
+            format!(
+                "{} of {} produces failed: {:?}",
+                failed.len(),
+                led.len(),
+                failed[0]
+            ),
+        );
+    }
+    assert_eq!(deliveries.len(), led.len());
+    let last = deliveries.iter().map(|d| d.at).max().expect("deliveries");
+    eprintln!(
+        "{} partitions of the killed broker acknowledged elsewhere {} ms after the kill",
+        led.len(),
+        (last - killed).as_millis()
+    );
+    let after = leaders_of(&cluster, "thousand", 1000);
+    for p in &led {
+        assert_ne!(
+            after[*p as usize], victim_id,
+            "partition {p} still names the dead broker"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Small durable-file helpers shared by the log store and the state machine: checksummed record
-//! framing and atomic replacement of a whole file.
+//! framing, atomic replacement of a whole file, and in-place overwriting of a small hint.
 //!
 //! Owns: the on-disk record format `u32 length (LE) | u32 CRC32C (LE) | payload`.
 //! Must not: panic on anything read back; a short or corrupt record is reported, not trusted.
@@ -116,6 +116,35 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Overwrites `dir/name` in place with one framed record holding `payload`, without fsync,
+/// truncation or rename: for a hint written very often (a rename frees the old file's blocks
+/// each time, which costs a synchronous discard on some disks). A crash may leave it torn;
+/// [`read_hint`] then finds nothing. Bytes past the record (a longer earlier one) stay.
+pub fn overwrite_hint(dir: &Path, name: &str, payload: &[u8]) -> Result<(), DiskError> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(name);
+    let mut buf = Vec::with_capacity(payload.len().min(MAX_RECORD) + RECORD_HEADER);
+    frame_record(&mut buf, payload)?;
+    let ctx = || format!("write {}", path.display());
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(DiskError::io(ctx()))?;
+    f.write_all_at(&buf, 0).map_err(DiskError::io(ctx()))
+}
+
+/// Reads the first record of a file written by [`overwrite_hint`] (or [`write_atomic`]):
+/// None when it is missing, torn or corrupt.
+pub fn read_hint(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    let data = fs::read(dir.join(name)).ok()?;
+    match parse_record(&data, 0) {
+        Parsed::Record(payload, _) => Some(payload.to_vec()),
+        _ => None,
+    }
+}
+
 /// Reads a file written by [`write_atomic`]. `Ok(None)` when it does not exist.
 pub fn read_atomic(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, DiskError> {
     let path = dir.join(name);
@@ -157,6 +186,21 @@ mod tests {
             read_atomic(dir.path(), "x"),
             Err(DiskError::Corrupt(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn hints_are_overwritten_in_place_and_torn_ones_ignored() -> Result<(), DiskError> {
+        let dir = tempfile::tempdir().map_err(DiskError::io("tempdir"))?;
+        assert_eq!(read_hint(dir.path(), "h"), None);
+        overwrite_hint(dir.path(), "h", b"a longer first hint")?;
+        overwrite_hint(dir.path(), "h", b"short")?;
+        assert_eq!(read_hint(dir.path(), "h").as_deref(), Some(&b"short"[..]));
+        let path = dir.path().join("h");
+        let mut data = fs::read(&path).map_err(DiskError::io("read"))?;
+        data[RECORD_HEADER] ^= 1;
+        fs::write(&path, &data).map_err(DiskError::io("write"))?;
+        assert_eq!(read_hint(dir.path(), "h"), None);
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 //! - [`holdings`]: how far each range server holds each range (leader memory only).
 //! - [`moves`]: partition moves in flight and their timing (leader memory only).
 //! - [`loads`]: per-partition load as brokers report it (leader memory only).
-//! - [`service`]: request handlers.
+//! - [`service`]: request handlers; [`writes`]: their Raft writes, gathered into batches.
 //! - [`network`]: Raft traffic between voters over the Strata RPC.
 //! - [`server`]: process wiring ([`run`]).
 
@@ -35,6 +35,7 @@ pub mod state;
 pub mod state_machine;
 pub mod topics;
 pub mod watch;
+pub mod writes;
 
 pub use openraft::BasicNode;
 

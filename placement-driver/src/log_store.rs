@@ -3,7 +3,11 @@
 //! Owns: segment files `log-<first index>.seg` of checksummed records (one serde-bincode
 //! openraft entry each), the `vote` file, the `purged` file (last purged log id) and the
 //! `committed` hint. Appends are fsynced (`sync_data`) before openraft is told they are
-//! flushed. Recovery stops at the first torn or corrupt record and truncates it away.
+//! flushed, in groups: `append` writes and returns, and a flusher thread fsyncs everything
+//! written so far and then completes every append it covered (openraft 0.9 appends each
+//! client write on its own; with one fsync each, a burst of writes such as a failover's
+//! partition opens waited on the disk one by one). Recovery stops at the first torn or
+//! corrupt record and truncates it away.
 //! A copy of the live entries is kept in memory for reads (the log is bounded by snapshots).
 //!
 //! Must not: apply entries or know what they mean (that is the state machine), nor panic on
@@ -16,7 +20,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -52,6 +57,19 @@ fn codec_err(e: protocol::RpcError) -> DiskError {
     DiskError::Corrupt(e.message)
 }
 
+/// Completes one append once its data is durable (or the fsync failed).
+type Done = Box<dyn FnOnce(std::io::Result<()>) + Send>;
+
+/// Appends written but not yet fsynced, in order.
+#[derive(Default)]
+struct Unflushed(Vec<Done>);
+
+impl Debug for Unflushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} appends waiting for fsync", self.0.len())
+    }
+}
+
 /// Everything the log keeps; shared by the store and its readers.
 #[derive(Debug)]
 struct Inner {
@@ -71,12 +89,17 @@ struct Inner {
     last_purged: Option<LogId>,
     /// Set when a write or fsync failed: the file tail is unknown, so nothing more is appended.
     failed: bool,
+    /// Written to the active segment, not yet fsynced: the flusher's work.
+    unflushed: Unflushed,
 }
 
-/// The Raft log storage. Cheap to clone (readers share it).
+/// The Raft log storage. Cheap to clone (readers share it). The flusher thread ends soon
+/// after the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the flusher when `unflushed` gets work.
+    wake: Arc<Condvar>,
 }
 
 impl LogStore {
@@ -92,9 +115,7 @@ impl LogStore {
             None => None,
         };
         // The committed hint is written without fsync: a damaged one is simply ignored.
-        let committed = fsutil::read_atomic(dir, COMMITTED_FILE)
-            .ok()
-            .flatten()
+        let committed = fsutil::read_hint(dir, COMMITTED_FILE)
             .and_then(|b| protocol::codec::decode_serde::<Option<LogId>>(&b).ok())
             .flatten();
 
@@ -119,6 +140,7 @@ impl LogStore {
             committed: None,
             last_purged,
             failed: false,
+            unflushed: Unflushed::default(),
         };
         let mut last: Option<u64> = None;
         let mut stop_at: Option<usize> = None;
@@ -215,9 +237,16 @@ impl LogStore {
             inner.entries.get(&c.index).map(|e| &e.log_id) == Some(c)
                 || inner.last_purged.as_ref() == Some(c)
         });
-        Ok(LogStore {
+        let store = LogStore {
             inner: Arc::new(Mutex::new(inner)),
-        })
+            wake: Arc::new(Condvar::new()),
+        };
+        let (inner, wake) = (Arc::downgrade(&store.inner), store.wake.clone());
+        std::thread::Builder::new()
+            .name("pd-log-flush".into())
+            .spawn(move || flusher(inner, wake))
+            .map_err(DiskError::io("start the log flusher"))?;
+        Ok(store)
     }
 
     /// The store's data; a poisoned lock (a panic elsewhere mid-update) still yields the data,
@@ -256,7 +285,68 @@ impl LogStore {
     }
 }
 
+/// The flusher thread: waits for unflushed appends, fsyncs the active segment outside the
+/// lock (appends go on meanwhile; an append is only queued after its write, so the fsync
+/// covers it), then completes them in order. Ends once the store is gone.
+fn flusher(inner: Weak<Mutex<Inner>>, wake: Arc<Condvar>) {
+    loop {
+        let Some(shared) = inner.upgrade() else {
+            return;
+        };
+        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if g.unflushed.0.is_empty() {
+            // Wake now and then to notice that the store was dropped.
+            let (guard, _) = wake
+                .wait_timeout(g, Duration::from_millis(500))
+                .unwrap_or_else(|p| p.into_inner());
+            g = guard;
+        }
+        let done = std::mem::take(&mut g.unflushed.0);
+        if done.is_empty() {
+            continue;
+        }
+        let file = g.active.as_ref().map(|(_, f)| f.try_clone());
+        drop(g);
+        let synced = match file {
+            Some(Ok(f)) => f.sync_data(),
+            Some(Err(e)) => Err(e),
+            // Appends are queued only with an active segment, and truncation flushes first.
+            None => Ok(()),
+        };
+        if synced.is_err() {
+            shared.lock().unwrap_or_else(|p| p.into_inner()).failed = true;
+        }
+        for d in done {
+            d(match &synced {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    }
+}
+
 impl Inner {
+    /// Fsyncs the active segment now and completes every unflushed append (before the file
+    /// changes under them: a truncation or a new segment).
+    fn flush_now(&mut self) -> Result<(), DiskError> {
+        let synced = match &self.active {
+            Some((_, f)) => f.sync_data(),
+            None => Ok(()),
+        };
+        let done = std::mem::take(&mut self.unflushed.0);
+        for d in done {
+            d(match &synced {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+        synced.map_err(|e| {
+            self.failed = true;
+            DiskError::io("fsync the active segment")(e)
+        })
+    }
+
+    /// Writes `entries` (not fsynced: see [`Inner::flush_now`] and the flusher).
     fn append(&mut self, entries: Vec<Entry>) -> Result<(), DiskError> {
         if self.failed {
             return Err(DiskError::Corrupt(
@@ -275,6 +365,7 @@ impl Inner {
             (None, _) => true,
         };
         if needs_roll {
+            self.flush_now()?;
             let path = self.dir.join(seg_name(first_new));
             let f = OpenOptions::new()
                 .create(true)
@@ -306,7 +397,7 @@ impl Inner {
             fsutil::frame_record(&mut buf, &payload)?;
         }
         let path = self.dir.join(seg_name(seg_first));
-        if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
+        if let Err(e) = file.write_all(&buf) {
             self.failed = true;
             return Err(DiskError::io(format!("append {}", path.display()))(e));
         }
@@ -324,6 +415,7 @@ impl Inner {
 
     /// Removes every entry with index >= `index`.
     fn truncate(&mut self, index: u64) -> Result<(), DiskError> {
+        self.flush_now()?;
         self.active = None;
         self.active_last = None;
         if let Some(&(seg, pos)) = self.positions.get(&index) {
@@ -436,10 +528,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId>,
     ) -> Result<(), StorageError<NodeId>> {
-        // A hint only (openraft re-derives it otherwise): written without fsync.
+        // A hint only (openraft re-derives it otherwise), written at every commit: in place,
+        // without fsync.
         self.blocking(ErrorVerb::Write, move |inner| {
             let payload = protocol::codec::encode_serde(&committed).map_err(codec_err)?;
-            fsutil::write_atomic(&inner.dir, COMMITTED_FILE, &payload, false)?;
+            fsutil::overwrite_hint(&inner.dir, COMMITTED_FILE, &payload)?;
             inner.committed = committed;
             Ok(())
         })
@@ -461,12 +554,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let res = self
-            .blocking(ErrorVerb::Write, move |inner| inner.append(entries))
+            .blocking(ErrorVerb::Write, move |inner| match inner.append(entries) {
+                Ok(()) => {
+                    let done: Done = Box::new(move |r| callback.log_io_completed(r));
+                    inner.unflushed.0.push(done);
+                    Ok(())
+                }
+                Err(e) => {
+                    callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                    Err(e)
+                }
+            })
             .await;
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
+        self.wake.notify_one();
         res
     }
 
@@ -623,6 +723,43 @@ mod tests {
         assert!(indexes(&store).is_empty());
         fs::write(dir.path().join(VOTE_FILE), [1u8, 2, 3])?;
         assert!(LogStore::open(dir.path()).is_err());
+        Ok(())
+    }
+
+    /// Appends are completed by the flusher, in order, each only once an fsync that started
+    /// after its write has returned; a truncation completes what is pending first.
+    #[test]
+    fn the_flusher_completes_appends_in_order() -> Result<(), DiskError> {
+        let dir = tempfile::tempdir().map_err(DiskError::io("tempdir"))?;
+        let store = LogStore::open(dir.path())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 1..=50u64 {
+            let mut g = store.lock();
+            g.append(vec![entry(i)])?;
+            let tx = tx.clone();
+            g.unflushed.0.push(Box::new(move |r| {
+                let _ = tx.send((i, r.is_ok()));
+            }));
+            drop(g);
+            store.wake.notify_one();
+        }
+        let got: Vec<(u64, bool)> = (0..50)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| DiskError::Corrupt(format!("an append was never completed: {e}")))?;
+        assert_eq!(got, (1..=50).map(|i| (i, true)).collect::<Vec<_>>());
+        // Pending when the log is truncated: completed by the truncation itself.
+        let mut g = store.lock();
+        g.append(vec![entry(51)])?;
+        let tx2 = tx.clone();
+        g.unflushed.0.push(Box::new(move |r| {
+            let _ = tx2.send((51, r.is_ok()));
+        }));
+        g.truncate(40)?;
+        assert!(g.unflushed.0.is_empty());
+        drop(g);
+        assert_eq!(rx.try_recv().ok(), Some((51, true)));
+        drop(store);
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     lease_ms: u64,
     /// How often the leader checks which broker owns each partition, in milliseconds.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = placement_driver::balancer::DEFAULT_INTERVAL.as_millis() as u64)]
     balance_interval_ms: u64,
     /// Most partitions moved between live brokers per balancer check (partitions of dead
     /// brokers always move at once).

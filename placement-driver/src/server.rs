@@ -291,7 +291,9 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         holdings: Arc::default(),
         moves: Arc::default(),
         loads: Arc::default(),
+        writes: Arc::default(),
     };
+    tokio::spawn(service.clone().run_writes());
 
     let rpc_addr = actors::serve(
         &config.listen,

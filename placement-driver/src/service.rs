@@ -26,6 +26,7 @@ use crate::state::{Command, Kind, PdState, RangeVerdict, Response, StateError};
 use crate::state_machine::{Shared, SharedState};
 use crate::topics::{TopicRecord, TopicSpec};
 use crate::watch::WatchHub;
+use crate::writes::Writes;
 use crate::{NodeId, Raft};
 
 /// Handlers whose whole work is one Raft command carrying the request's fields as they are:
@@ -51,6 +52,8 @@ pub struct PdService {
     pub holdings: Arc<Holdings>,
     pub moves: Arc<Moves>,
     pub loads: Arc<Loads>,
+    /// Writes waiting to be proposed (see [`crate::writes`] and [`PdService::run_writes`]).
+    pub writes: Arc<Writes>,
 }
 
 fn unexpected(r: Response) -> RpcError {
@@ -124,7 +127,54 @@ impl PdService {
     }
 
     /// Proposes `cmd` through Raft and returns what applying it produced.
+    /// Proposes `cmd` through Raft (gathered with concurrent writes into one log entry) and
+    /// answers its result once applied.
     pub async fn write(&self, cmd: Command) -> Result<Response, RpcError> {
+        self.writes.push(cmd).await.unwrap_or_else(|_| {
+            Err(RpcError::new(
+                ErrorCode::NotReady,
+                "the placement driver is stopping",
+            ))
+        })
+    }
+
+    /// The writer task: proposes queued writes, one log entry at a time (a lone command as
+    /// itself, several as a `Command::Batch`), and answers each. Runs until Raft stops.
+    pub async fn run_writes(self) {
+        loop {
+            let batch = self.writes.next_batch().await;
+            if batch.len() == 1 {
+                if let Some((cmd, reply)) = batch.into_iter().next() {
+                    let _ = reply.send(self.propose(cmd).await);
+                }
+                continue;
+            }
+            let (cmds, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+            match self.propose(Command::Batch(cmds)).await {
+                Ok(Response::Batch(results)) if results.len() == replies.len() => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result.map_err(RpcError::from));
+                    }
+                }
+                Ok(other) => {
+                    let e = unexpected(other);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            if self.raft.metrics().borrow().running_state.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<Response, RpcError> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => resp.data.map_err(RpcError::from),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

@@ -284,8 +284,16 @@ fn run(args: &Args) -> Result<(), String> {
             .collect();
         let start = Instant::now();
         run_cmd(cmd)?;
-        if std::net::TcpStream::connect(victim).is_ok() {
-            return Err(format!("{victim} still accepts connections after {cmd}"));
+        // The port closes once the last of the process's threads is gone, a moment after
+        // its main thread shows as exited.
+        let closing = Instant::now();
+        while std::net::TcpStream::connect(victim).is_ok() {
+            if closing.elapsed() > Duration::from_secs(2) {
+                return Err(format!(
+                    "{victim} still accepts connections 2 s after {cmd}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let deadline = start + Duration::from_secs(60);
         let mut last = start;

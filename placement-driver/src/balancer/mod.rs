@@ -30,9 +30,9 @@ use crate::state::{Command, Kind, PdState, Response};
 pub use by_load::{LoadPolicy, Pacer, Rates, Spread, Traffic};
 
 /// How often the balancer looks at ownership.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 /// Most partitions moved between live brokers per tick (orphans are always all reassigned).
-pub const DEFAULT_MAX_MOVES: usize = 8;
+pub const DEFAULT_MAX_MOVES: usize = 32;
 
 /// One decision: (topic, partition index, new leader).
 pub type Change = (String, u32, u64);

@@ -115,11 +115,15 @@ pub enum Command {
     MovePartitions {
         moves: Vec<(String, u32, u64)>,
     },
-    /// Starts or ends draining a broker.
+    /// Starts or ends draining a node.
     SetDraining {
         node_id: u64,
         draining: bool,
     },
+    /// Several commands in one log entry (PD's group commit, `crate::writes`), applied in
+    /// order, each with its own result (`Response::Batch`): one refused changes nothing and
+    /// does not stop the others. A batch inside a batch is refused.
+    Batch(Vec<Command>),
 }
 
 /// What applying a command produced.
@@ -139,6 +143,8 @@ pub enum Response {
     Objects(Vec<u64>),
     /// Log entries without a command (blank, membership).
     Empty,
+    /// The result of each command of a `Command::Batch`, in order.
+    Batch(Vec<Result<Response, StateError>>),
 }
 
 /// A command the rules refused. Carried through Raft as the command's result.

@@ -155,6 +155,22 @@ impl PdState {
 impl PdState {
     /// Applies one command. `Err` leaves the state unchanged. Events name what changed.
     pub fn apply(&mut self, cmd: &Command) -> (ApplyResult, Vec<Event>) {
+        if let Command::Batch(cmds) = cmd {
+            let mut results = Vec::with_capacity(cmds.len());
+            let mut events = Vec::new();
+            for c in cmds {
+                if matches!(c, Command::Batch(_)) {
+                    results.push(Err(StateError::InvalidArgument(
+                        "a batch inside a batch".into(),
+                    )));
+                    continue;
+                }
+                let (result, mut more) = self.apply(c);
+                results.push(result);
+                events.append(&mut more);
+            }
+            return (Ok(Response::Batch(results)), events);
+        }
         let result = match cmd {
             Command::RegisterNode {
                 kind,
@@ -228,6 +244,8 @@ impl PdState {
             Command::ForgetObjects { ids } => self.forget_objects(ids),
             Command::MovePartitions { moves } => self.move_partitions(moves),
             Command::SetDraining { node_id, draining } => self.set_draining(*node_id, *draining),
+            // Handled above.
+            Command::Batch(_) => Err(StateError::InvalidArgument("a nested batch".into())),
         };
         let events = match (&result, cmd) {
             (Ok(Response::Node(n)), _) => vec![Event::NodeChanged(n.id)],

@@ -700,3 +700,38 @@ fn a_draining_range_server_gets_no_ranges_and_says_what_still_needs_it() {
         .unwrap_or_default()
         .contains(&s[0]));
 }
+
+/// A batch applies its commands in order, each with its own result: a refused one changes
+/// nothing and does not stop the rest; a batch inside a batch is refused.
+#[test]
+fn a_batch_applies_each_command_on_its_own() {
+    let mut st = PdState::default();
+    let (r, events) = st.apply(&Command::Batch(vec![
+        Command::RegisterNode {
+            kind: Kind::RangeServer,
+            node_id: None,
+            addr: "127.0.0.1:7101".into(),
+            http_addr: "h".into(),
+        },
+        Command::SetDraining {
+            node_id: 99,
+            draining: true,
+        },
+        Command::Batch(vec![]),
+        Command::CreateStream {
+            replica: 1,
+            ack_count: 1,
+        },
+    ]));
+    let Ok(Response::Batch(results)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(results.len(), 4);
+    assert!(matches!(results[0], Ok(Response::Node(ref n)) if n.id == 1));
+    assert!(matches!(results[1], Err(StateError::NotFound(_))));
+    assert!(matches!(results[2], Err(StateError::InvalidArgument(_))));
+    assert!(matches!(results[3], Ok(Response::Stream(_))));
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(st.nodes.len(), 1);
+    assert_eq!(st.streams.len(), 1);
+}
