@@ -49,9 +49,26 @@ fn spawn_idempotent_producer(
     n: usize,
     pause: Duration,
 ) -> std::thread::JoinHandle<Vec<kafka::Delivery>> {
+    spawn_producer(bootstrap, topic, partitions, n, pause, true)
+}
+
+/// [`spawn_idempotent_producer`], or with `idempotent` false a plain acks=all producer with
+/// librdkafka's default retries (which resend after NOT_LEADER_OR_FOLLOWER).
+fn spawn_producer(
+    bootstrap: &str,
+    topic: &'static str,
+    partitions: i32,
+    n: usize,
+    pause: Duration,
+    idempotent: bool,
+) -> std::thread::JoinHandle<Vec<kafka::Delivery>> {
     let bootstrap = bootstrap.to_string();
     std::thread::spawn(move || {
-        let producer = kafka::idempotent_producer(&bootstrap);
+        let producer = if idempotent {
+            kafka::idempotent_producer(&bootstrap)
+        } else {
+            kafka::producer(&bootstrap, &[("acks", "all"), ("linger.ms", "5")])
+        };
         for i in 0..n {
             if i % 500 == 499 {
                 let until = Instant::now() + pause;
@@ -1160,4 +1177,53 @@ async fn a_dead_brokers_third_of_a_thousand_partitions_produce_again_elsewhere()
             "partition {p} still names the dead broker"
         );
     }
+}
+
+/// Planned moves under a plain (not idempotent) acks=all producer that sends as fast as it
+/// can: a move can fence the old owner's appends in flight, and the new owner's seal keeps
+/// those a quorum of replicas held. The old owner must answer those as stored (their
+/// offsets), not NOT_LEADER_OR_FOLLOWER, or the client's retry stores them twice. Every
+/// record is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_moves_under_plain_produce_store_nothing_twice() {
+    let (_serial, cluster) =
+        start_with_topics(Cluster::builder().range_servers(3).brokers(3), &[]).await;
+    let topic = "plain-moves";
+    let partitions = 4;
+    create_topic(&cluster, topic, partitions, &[]).await;
+    let bs = cluster.bootstrap();
+    let leaders = leaders_of(&cluster, topic, partitions as usize);
+    let mut ids: Vec<i32> = (0..3)
+        .map(|i| cluster.broker_id(i).expect("broker id") as i32)
+        .collect();
+    ids.sort_unstable();
+    let mut at = leaders;
+    let n = 300_000usize;
+    let producing = spawn_producer(&bs, topic, partitions, n, Duration::ZERO, false);
+    let mut c = RawClient::negotiated(bs.split(',').next().unwrap_or_default());
+    let mut moves = 0;
+    while !producing.is_finished() && moves < 60 {
+        let p = moves % partitions as usize;
+        let to = ids[(ids.iter().position(|b| *b == at[p]).unwrap_or(0) + 1) % ids.len()];
+        let (top, code, why) = reassign(&mut c, 0, topic, p as i32, Some(vec![to]), false);
+        if (top, code) != (0, 0) {
+            fail(
+                &cluster,
+                format!("move {moves} refused: {top} {code} {why}"),
+            );
+        }
+        at[p] = to;
+        moves += 1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !in_flight(&mut c, Some((topic, p as i32))).is_empty() {
+            if Instant::now() > deadline {
+                fail(&cluster, format!("move {moves} still in flight after 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let deliveries = producing.join().expect("producer thread");
+    assert!(moves >= 10, "only {moves} moves while producing: send more");
+    eprintln!("{moves} moves under plain produce");
+    stored_once(&cluster, topic, partitions, n, &deliveries);
 }

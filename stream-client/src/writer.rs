@@ -548,11 +548,27 @@ impl WriterTask {
             .fetch_sub(append.payload.len() as u64, Ordering::AcqRel);
     }
 
+    /// Ends the writer with `err`. Appends still pending fail with it, except when a newer
+    /// writer took over (`Fenced`): that writer seals this range where a quorum of replicas
+    /// holds it, which may include appends this one never saw confirmed, so each is answered
+    /// by what became of it ([`resolve_taken_over`]).
     fn fail(&mut self, err: RpcError) {
         tracing::warn!(stream = self.stream_id, "stream writer stops: {err}");
-        for pending in std::mem::take(&mut self.pending) {
-            self.settled(&pending);
-            let _ = pending.done.send(Err(err.clone()));
+        let pending = std::mem::take(&mut self.pending);
+        if err.code == ErrorCode::Fenced && !pending.is_empty() {
+            tokio::spawn(resolve_taken_over(
+                self.client.clone(),
+                self.stream_id,
+                self.range.index,
+                pending,
+                self.unconfirmed_bytes.clone(),
+                err.clone(),
+            ));
+        } else {
+            for pending in pending {
+                self.settled(&pending);
+                let _ = pending.done.send(Err(err.clone()));
+            }
         }
         self.replicas.clear();
         self.fatal = Some(err);
@@ -650,6 +666,66 @@ impl WriterTask {
             .await?;
         self.client.invalidate(self.stream_id);
         Ok(end)
+    }
+}
+
+/// How long a taken-over writer waits for the new writer to seal its range before it calls
+/// the outcome of its pending appends unknown.
+const RESOLVE_FOR: Duration = Duration::from_secs(10);
+
+/// Answers each append `pending` in range `index` when a newer writer took the stream over:
+/// once PD shows the range sealed, an append below the sealed end is stored (its offset), one
+/// past it is not (`err`, `Fenced`). A range not sealed within [`RESOLVE_FOR`] (or gone)
+/// leaves the outcome unknown: `Timeout`. Without this, a produce the new owner kept would be
+/// answered NOT_LEADER and a client's retry would store it twice.
+async fn resolve_taken_over(
+    client: StreamClient,
+    stream_id: StreamId,
+    index: u32,
+    pending: VecDeque<PendingAppend>,
+    unconfirmed_bytes: Arc<AtomicU64>,
+    err: RpcError,
+) {
+    let deadline = Instant::now() + RESOLVE_FOR;
+    let sealed_end = loop {
+        client.invalidate(stream_id);
+        if let Ok(info) = client.describe(stream_id).await {
+            match info.ranges.iter().find(|r| r.index == index) {
+                Some(range) if range.end.is_some() => break range.end,
+                Some(_) => {}
+                None => break None,
+            }
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let kept = pending
+        .iter()
+        .filter(|p| sealed_end.is_some_and(|end| p.end() <= end))
+        .count();
+    tracing::info!(
+        stream = stream_id,
+        range = index,
+        ?sealed_end,
+        kept,
+        lost = pending.len() - kept,
+        "taken over with appends in flight: answered each with its outcome"
+    );
+    for p in pending {
+        unconfirmed_bytes.fetch_sub(p.payload.len() as u64, Ordering::AcqRel);
+        let answer = match sealed_end {
+            Some(end) if p.end() <= end => Ok(p.offset),
+            Some(_) => Err(err.clone()),
+            None => Err(RpcError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "stream {stream_id} was taken over with this append in flight, and its range was not sealed within {RESOLVE_FOR:?}: it may or may not be stored"
+                ),
+            )),
+        };
+        let _ = p.done.send(answer);
     }
 }
 

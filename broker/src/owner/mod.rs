@@ -189,7 +189,9 @@ impl<S: OwnedState> StreamOwner<S> {
     }
 
     /// Stops after a stream failure: forgets its writers (the next owner seals what they
-    /// left), leaves the broker's table and stops the actor.
+    /// left), leaves the broker's table and stops the actor once the continuations still
+    /// waiting have answered their askers (a writer taken over answers each append with what
+    /// became of it).
     pub fn fail(&mut self, ctx: &mut Context<Self>, error: &RpcError) {
         if self.status == Status::Stopped {
             return;
@@ -207,7 +209,7 @@ impl<S: OwnedState> StreamOwner<S> {
             table.remove(&self.key);
         }
         drop(table);
-        ctx.stop();
+        self.stop_when_finished(ctx, Instant::now());
     }
 
     /// Runs `then` in the actor with the outcome of `work`.

@@ -55,10 +55,12 @@ request! {
                         let _ = reply.send(Ok(produced));
                     }
                     Err(e) => {
-                        let error = if e.code == ErrorCode::Fenced {
-                            ResponseError::NotLeaderOrFollower
-                        } else {
-                            ResponseError::KafkaStorageError
+                        let error = match e.code {
+                            // Not stored (the new owner's seal ends before it).
+                            ErrorCode::Fenced => ResponseError::NotLeaderOrFollower,
+                            // Maybe stored: what Kafka answers when it cannot tell.
+                            ErrorCode::Timeout => ResponseError::RequestTimedOut,
+                            _ => ResponseError::KafkaStorageError,
                         };
                         let _ = reply.send(Err(error));
                         act.fail(ctx, &e);
