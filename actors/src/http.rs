@@ -1,7 +1,8 @@
 //! The per-process HTTP endpoint: `GET /healthz` (200 while the process is alive and
 //! healthy, else 503), `GET /readyz` (200 once it also serves: registered at PD and open for
-//! requests, else 503) and `GET /metrics` (Prometheus text format of the process's registry).
-//! It serves nothing else and never blocks the actor threads: it runs on tokio tasks.
+//! requests, else 503) and `GET /metrics` (Prometheus text format of the process's registry),
+//! plus whatever other `GET` paths the process's [`Pages`] answer (PD's status page). It
+//! never blocks the actor threads: it runs on tokio tasks.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,11 +28,21 @@ pub struct Probes {
 }
 pub type SharedRegistry = Arc<Mutex<Registry>>;
 
+/// A page a process serves besides the probes and metrics.
+pub struct Page {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Answers `GET` of a path (None: not found). Called on a tokio task: it must be quick.
+pub type Pages = Arc<dyn Fn(&str) -> Option<Page> + Send + Sync>;
+
 /// Binds `addr` (port 0 allowed) and serves until the process exits; returns the bound address.
 pub async fn serve_http(
     addr: &str,
     registry: SharedRegistry,
     probes: Probes,
+    pages: Option<Pages>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -47,11 +58,13 @@ pub async fn serve_http(
             };
             let registry = registry.clone();
             let probes = probes.clone();
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let registry = registry.clone();
                     let probes = probes.clone();
-                    async move { Ok::<_, Infallible>(respond(req, &registry, &probes)) }
+                    let pages = pages.clone();
+                    async move { Ok::<_, Infallible>(respond(req, &registry, &probes, pages.as_ref())) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -68,6 +81,7 @@ fn respond(
     req: Request<Incoming>,
     registry: &SharedRegistry,
     probes: &Probes,
+    pages: Option<&Pages>,
 ) -> Response<Full<Bytes>> {
     let probe = |ok: bool, yes: &str, no: &str| {
         if ok {
@@ -102,6 +116,14 @@ fn respond(
                 ),
             }
         }
+        ("GET", path) => match pages.and_then(|pages| pages(path)) {
+            Some(page) => (StatusCode::OK, page.content_type, page.body),
+            None => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_string(),
+            ),
+        },
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -79,6 +79,7 @@ pub async fn heartbeat_loop(
         });
         match pd
             .call(Heartbeat {
+                version: env!("CARGO_PKG_VERSION").to_string(),
                 node_id,
                 ranges: Vec::new(),
                 loads: report,

@@ -54,6 +54,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             healthy: Arc::new(|| true),
             ready: Arc::new(move || serving.load(Ordering::Acquire)),
         },
+        None,
     )
     .await?;
     // Published now so that scripts and tests find a broker that is waiting for PD.

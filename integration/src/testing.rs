@@ -151,13 +151,18 @@ pub fn require_python_modules(modules: &str, what: &str) {
 /// Runs `integration/python/<name> --bootstrap <cluster>` (five minutes at most) and fails the
 /// test with its output and the cluster's logs unless it succeeds.
 pub fn run_python_test(cluster: &Cluster, name: &str) {
+    run_python_script(cluster, name, &["--bootstrap", &cluster.bootstrap()]);
+}
+
+/// Runs `integration/python/<name> ARGS...` (five minutes at most) and fails the test with
+/// its output and the cluster's logs unless it succeeds; answers its standard output.
+pub fn run_python_script(cluster: &Cluster, name: &str, args: &[&str]) -> String {
     let script = python_script(name);
     let out = std::process::Command::new("timeout")
         .arg("300")
         .arg("python3")
         .arg(&script)
-        .arg("--bootstrap")
-        .arg(cluster.bootstrap())
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {name}: {e}"));
     if !out.status.success() {
@@ -172,6 +177,7 @@ pub fn run_python_test(cluster: &Cluster, name: &str) {
             ),
         );
     }
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Every one of the `n` sends was acknowledged, and every record is stored exactly once, at

@@ -16,6 +16,7 @@
 //! - [`loads`]: per-partition load as brokers report it (leader memory only).
 //! - [`service`]: request handlers; [`writes`]: their Raft writes, gathered into batches.
 //! - [`network`]: Raft traffic between voters over the Strata RPC.
+//! - [`status`]: the status page and its JSON, on the HTTP port.
 //! - [`server`]: process wiring ([`run`]).
 
 use std::io::Cursor;
@@ -33,6 +34,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod state_machine;
+pub mod status;
 pub mod topics;
 pub mod watch;
 pub mod writes;

@@ -1,6 +1,7 @@
 //! Node liveness by lease, kept only in memory at the leader.
 //!
-//! Owns: the time of each node's last heartbeat and the grace period after this PD started
+//! Owns: the time of each node's last heartbeat (and the version it reported), and the grace
+//! period after this PD started
 //! (or became leader), during which nodes known from the persisted state count as alive so a
 //! restarted PD does not declare everyone dead. Must not: go through Raft or touch disk;
 //! heartbeats are far too frequent to replicate and liveness is re-learned within one lease.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 struct Inner {
     grace_start: Instant,
     last: HashMap<u64, Instant>,
+    versions: HashMap<u64, String>,
 }
 
 #[derive(Debug)]
@@ -28,6 +30,7 @@ impl Liveness {
             inner: Mutex::new(Inner {
                 grace_start: Instant::now(),
                 last: HashMap::new(),
+                versions: HashMap::new(),
             }),
         }
     }
@@ -47,6 +50,25 @@ impl Liveness {
 
     fn heartbeat_at(&self, node: u64, at: Instant) {
         self.lock().last.insert(node, at);
+    }
+
+    /// The software version `node` reported (truncated to `MAX_VERSION_LEN` bytes).
+    pub fn reported_version(&self, node: u64, version: &str) {
+        let mut g = self.lock();
+        if g.versions.get(&node).map(String::as_str) != Some(version) {
+            let mut v = version.to_string();
+            let mut end = v.len().min(protocol::pd::MAX_VERSION_LEN);
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v.truncate(end);
+            g.versions.insert(node, v);
+        }
+    }
+
+    /// The version `node` last reported to this PD, if any.
+    pub fn version(&self, node: u64) -> Option<String> {
+        self.lock().versions.get(&node).cloned()
     }
 
     /// Starts a new grace period and forgets heartbeats (this PD just became leader).
@@ -83,7 +105,9 @@ impl Liveness {
 
     /// Drops what is kept of `node` (it was forgotten by the state).
     pub fn forget(&self, node: u64) {
-        self.lock().last.remove(&node);
+        let mut g = self.lock();
+        g.last.remove(&node);
+        g.versions.remove(&node);
     }
 }
 

@@ -52,6 +52,10 @@ struct Args {
     /// the new owners' reports must first cover whole intervals.
     #[arg(long, default_value_t = 6000)]
     balance_load_settle_ms: u64,
+    /// A link for the status page (`/` on the HTTP port), as NAME=URL; repeatable
+    /// (`scripts/cluster up --observability` names Prometheus, its dashboards and traces).
+    #[arg(long = "status-link", value_parser = parse_link)]
+    status_links: Vec<(String, String)>,
     /// Largest RPC frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME)]
     max_frame_bytes: usize,
@@ -76,6 +80,13 @@ struct Args {
     /// How often the leader lists the object store for orphaned uploads (ms).
     #[arg(long, default_value_t = 600_000)]
     orphan_sweep_interval_ms: u64,
+}
+
+fn parse_link(s: &str) -> Result<(String, String), String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("link `{s}` is not NAME=URL"))?;
+    Ok((name.trim().to_string(), url.trim().to_string()))
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -109,6 +120,7 @@ fn main() -> ExitCode {
             settle: Duration::from_millis(args.balance_load_settle_ms),
         },
         forget_nodes_after: Duration::from_secs(args.forget_nodes_after_secs),
+        status_links: args.status_links,
         object_store: args.object_store,
         collector: placement_driver::collector::CollectorConfig {
             interval: Duration::from_millis(args.object_gc_interval_ms.max(10)),

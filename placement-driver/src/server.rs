@@ -54,6 +54,8 @@ pub struct Config {
     pub balance_max_moves: usize,
     /// How the balancer weighs partition traffic.
     pub balance_load: crate::balancer::LoadPolicy,
+    /// Links the status page shows: (name, URL) (dashboards, tracing UI).
+    pub status_links: Vec<(String, String)>,
     /// A node silent this long, and named by no range or partition, is forgotten.
     pub forget_nodes_after: Duration,
     /// The cluster's object store; None: no object collector.
@@ -75,6 +77,7 @@ impl Default for Config {
             balance_interval: crate::balancer::DEFAULT_INTERVAL,
             balance_max_moves: crate::balancer::DEFAULT_MAX_MOVES,
             balance_load: crate::balancer::LoadPolicy::default(),
+            status_links: Vec::new(),
             forget_nodes_after: DEFAULT_FORGET_NODES_AFTER,
             object_store: None,
             collector: crate::collector::CollectorConfig::default(),
@@ -415,9 +418,17 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
         healthy: Arc::new(|| true),
         ready: healthy,
     };
-    let http_addr = actors::http::serve_http(&config.http_listen, registry, probes)
-        .await
-        .map_err(io(format!("listen {}", config.http_listen)))?;
+    let http_addr = actors::http::serve_http(
+        &config.http_listen,
+        registry,
+        probes,
+        Some(crate::status::pages(
+            service.clone(),
+            config.status_links.clone(),
+        )),
+    )
+    .await
+    .map_err(io(format!("listen {}", config.http_listen)))?;
 
     actors::process::publish_addresses(
         &config.data,

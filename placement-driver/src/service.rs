@@ -269,6 +269,7 @@ impl PdService {
             ));
         }
         self.liveness.heartbeat(req.node_id);
+        self.liveness.reported_version(req.node_id, &req.version);
         if let Some(loads) = req.loads {
             self.loads.report(req.node_id, loads);
         }
@@ -457,7 +458,7 @@ impl PdService {
 
     /// See [`PdState::ranges_needing`]: another holder counts if it is live, not draining,
     /// and last reported holding the range through its end.
-    fn ranges_needing(&self, state: &PdState, node: u64) -> u32 {
+    pub(crate) fn ranges_needing(&self, state: &PdState, node: u64) -> u32 {
         state.ranges_needing(node, |other, range, end| {
             self.liveness.alive(other)
                 && !state.nodes.get(&other).is_some_and(|n| n.draining)

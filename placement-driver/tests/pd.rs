@@ -65,6 +65,7 @@ fn heartbeat(node_id: u64) -> Heartbeat {
         node_id,
         ranges: vec![],
         loads: None,
+        version: "test".into(),
     }
 }
 

@@ -39,7 +39,12 @@ pub struct Heartbeat {
     /// [`MAX_LOADS_PER_HEARTBEAT`], the busiest). Replaces the broker's previous report.
     /// None: no report in this heartbeat.
     pub loads: Option<Vec<PartitionLoad>>,
+    /// The node's software version (at most [`MAX_VERSION_LEN`] bytes are kept).
+    pub version: String,
 }
+
+/// Longest node version PD keeps.
+pub const MAX_VERSION_LEN: usize = 64;
 
 /// Most partition loads one heartbeat carries (the busiest; the rest count as idle).
 pub const MAX_LOADS_PER_HEARTBEAT: usize = 4096;

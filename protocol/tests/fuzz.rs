@@ -83,6 +83,7 @@ fn seeds() -> Vec<Vec<u8>> {
             produce_bytes_per_sec: 1000,
             fetch_bytes_per_sec: 20,
         }]),
+        version: "0.1.0".into(),
     };
     let register = RegisterNode {
         kind: protocol::model::NodeKind::Broker,

@@ -97,6 +97,7 @@ pub async fn run(
             let keys: Vec<RangeKey> = page.iter().map(|r| (r.stream_id, r.index)).collect();
             match client
                 .call(Heartbeat {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
                     node_id: resp.node_id,
                     ranges: page,
                     loads: None,

@@ -167,6 +167,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             healthy: Arc::new(move || health_wal.is_healthy()),
             ready: Arc::new(move || registered.load(std::sync::atomic::Ordering::Acquire) != 0),
         },
+        None,
     )
     .await
     .map_err(bind("HTTP", &config.http_listen))?;
