@@ -1177,6 +1177,25 @@ async fn a_dead_brokers_third_of_a_thousand_partitions_produce_again_elsewhere()
             "partition {p} still names the dead broker"
         );
     }
+    // The burst of opens went through Raft in batches (PD's group commit), not one by one.
+    let metrics = integration::http_get(&cluster.pd.http_addr, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (commands, proposals) = (
+        value("pd_raft_proposal_commands_sum "),
+        value("pd_raft_proposal_commands_count "),
+    );
+    eprintln!("PD: {commands} commands in {proposals} Raft proposals");
+    assert!(
+        proposals > 0.0 && commands > 2.0 * proposals,
+        "PD's writes were not batched: {commands} commands in {proposals} proposals"
+    );
 }
 
 /// Planned moves under a plain (not idempotent) acks=all producer that sends as fast as it

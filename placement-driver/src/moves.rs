@@ -69,7 +69,7 @@ impl Moves {
         );
         registry.register(
             "pd_partition_moves",
-            "Partition moves decided, by reason (requested, orphan, drain, pinned, count)",
+            "Partition moves decided, by reason (requested, orphan, drain, pinned, count, load)",
             self.decided.clone(),
         );
     }

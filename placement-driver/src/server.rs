@@ -362,6 +362,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
     let mut registry = Registry::default();
     let gauges = register_metrics(&mut registry);
     service.moves.register(&mut registry);
+    service.writes.register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     {
         let service = service.clone();

@@ -130,12 +130,15 @@ impl PdService {
     /// Proposes `cmd` through Raft (gathered with concurrent writes into one log entry) and
     /// answers its result once applied.
     pub async fn write(&self, cmd: Command) -> Result<Response, RpcError> {
-        self.writes.push(cmd).await.unwrap_or_else(|_| {
+        let queued = std::time::Instant::now();
+        let answer = self.writes.push(cmd).await.unwrap_or_else(|_| {
             Err(RpcError::new(
                 ErrorCode::NotReady,
                 "the placement driver is stopping",
             ))
-        })
+        });
+        self.writes.observe_write(queued);
+        answer
     }
 
     /// The writer task: proposes queued writes, one log entry at a time (a lone command as
@@ -143,14 +146,19 @@ impl PdService {
     pub async fn run_writes(self) {
         loop {
             let batch = self.writes.next_batch().await;
+            let proposed = std::time::Instant::now();
             if batch.len() == 1 {
                 if let Some((cmd, reply)) = batch.into_iter().next() {
-                    let _ = reply.send(self.propose(cmd).await);
+                    let answer = self.propose(cmd).await;
+                    self.writes.observe_proposal(proposed, 1);
+                    let _ = reply.send(answer);
                 }
                 continue;
             }
             let (cmds, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-            match self.propose(Command::Batch(cmds)).await {
+            let answer = self.propose(Command::Batch(cmds)).await;
+            self.writes.observe_proposal(proposed, replies.len());
+            match answer {
                 Ok(Response::Batch(results)) if results.len() == replies.len() => {
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result.map_err(RpcError::from));
