@@ -211,9 +211,16 @@ fn free_port_base() -> u16 {
     let mut rng = rand::rng();
     for _ in 0..100 {
         let base: u16 = rng.random_range(20_000..40_000);
-        let free = [base, base + 1000, base + 101, base + 1101]
-            .iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        let free = [
+            base,
+            base + 1000,
+            base + 101,
+            base + 1101,
+            base + 2090,
+            base + 2092,
+        ]
+        .iter()
+        .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
         if free {
             return base;
         }
@@ -541,4 +548,135 @@ async fn idle_producers_are_forgotten_after_the_configured_expiry() {
         .collect();
     let expected: Vec<String> = (0..20).map(|i| format!("value {i}")).collect();
     assert_eq!(values, expected, "every record stored once, in order");
+}
+
+/// `scripts/cluster up --observability` starts Prometheus beside the cluster: it prints the
+/// URLs, Prometheus scrapes every process (found through file service discovery, so a broker
+/// added later is scraped too), every Strata console dashboard renders, and `down` stops
+/// Prometheus with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observability_scrapes_every_process_and_serves_the_dashboards() {
+    require_command("prometheus", "apt-get install prometheus");
+    let _serial = serial().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf();
+    let data = tempfile::tempdir().expect("data dir");
+    let base = free_port_base();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(root.join("scripts/cluster"))
+            .args(args)
+            .arg("--data")
+            .arg(data.path())
+            .env("STRATA_BIN_DIR", integration::bin_dir())
+            .env("STRATA_PORT_BASE", base.to_string())
+            .output()
+            .expect("run scripts/cluster");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&[
+        "up",
+        "--observability",
+        "--brokers",
+        "1",
+        "--range-servers",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "up --observability:\n{out}");
+    let url = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: http://")))
+            .map(|rest| rest.to_string())
+            .unwrap_or_else(|| panic!("no `{name}: URL` line in:\n{out}"))
+    };
+    let prometheus = url("prometheus");
+    let prom_addr = prometheus.split('/').next().expect("address").to_string();
+    let dashboards = url("dashboards");
+    let status = url("status");
+    assert!(dashboards.starts_with(&prom_addr), "{dashboards}");
+    let (code, _) =
+        integration::http_get(status.split('/').next().expect("address"), "/api/status")
+            .expect("status page");
+    assert_eq!(code, 200);
+
+    // Every target up: (name, health) of each, as Prometheus reports them.
+    let targets = || -> Vec<(String, String)> {
+        let Some((200, body)) = integration::http_get(&prom_addr, "/api/v1/targets?state=active")
+        else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut t: Vec<(String, String)> = v["data"]["activeTargets"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        (
+                            t["labels"]["name"].as_str().unwrap_or("").to_string(),
+                            t["health"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.sort();
+        t
+    };
+    let all_up = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = targets();
+            let names: Vec<&str> = now.iter().map(|(n, _)| n.as_str()).collect();
+            if names == want && now.iter().all(|(_, h)| h == "up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "targets after 60 s: {now:?}, want {want:?} up"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    all_up(&["broker-1", "pd", "range-server-1"]);
+    let (code, out) = run(&["add", "broker"]);
+    assert_eq!(code, Some(0), "add broker:\n{out}");
+    all_up(&["broker-1", "broker-2", "pd", "range-server-1"]);
+
+    for page in [
+        "strata.html",
+        "strata-brokers.html",
+        "strata-range-servers.html",
+        "strata-pd.html",
+        "strata-object-store.html",
+    ] {
+        let (code, body) = integration::http_get(&prom_addr, &format!("/consoles/{page}"))
+            .unwrap_or_else(|| panic!("GET {page}"));
+        assert_eq!(code, 200, "{page}: {body}");
+        assert!(
+            !body.contains("error executing template") && body.contains("PromConsole.Graph"),
+            "{page} did not render: {body}"
+        );
+    }
+    // The brokers' table lists both brokers (its queries ran against live data).
+    let (_, brokers) =
+        integration::http_get(&prom_addr, "/consoles/strata-brokers.html").expect("brokers page");
+    assert!(
+        brokers.contains("broker-1") && brokers.contains("broker-2"),
+        "{brokers}"
+    );
+
+    let (code, out) = run(&["down"]);
+    assert_eq!(code, Some(0), "down:\n{out}");
+    assert!(
+        std::net::TcpStream::connect(&prom_addr).is_err(),
+        "Prometheus still listens after down"
+    );
 }
