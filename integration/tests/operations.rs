@@ -582,15 +582,9 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
             ),
         )
     };
-    let (code, out) = run(&[
-        "up",
-        "--observability",
-        "--brokers",
-        "1",
-        "--range-servers",
-        "1",
-    ]);
+    let (code, out) = run(&["up", "--observability", "--brokers", "1"]);
     assert_eq!(code, Some(0), "up --observability:\n{out}");
+    let out_up = out.clone();
     let url = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: http://")))
@@ -645,10 +639,11 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
             std::thread::sleep(Duration::from_millis(250));
         }
     };
-    all_up(&["broker-1", "pd", "range-server-1"]);
+    let rs = ["range-server-1", "range-server-2", "range-server-3"];
+    all_up(&[&["broker-1", "pd"][..], &rs[..]].concat());
     let (code, out) = run(&["add", "broker"]);
     assert_eq!(code, Some(0), "add broker:\n{out}");
-    all_up(&["broker-1", "broker-2", "pd", "range-server-1"]);
+    all_up(&[&["broker-1", "broker-2", "pd"][..], &rs[..]].concat());
 
     for page in [
         "strata.html",
@@ -673,10 +668,113 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
         "{brokers}"
     );
 
+    // Traffic and a move, then every PromQL expression of the Grafana dashboard returns data.
+    let bootstrap = out_line(&out_up, "Kafka bootstrap: ");
+    ok_or_panic(kafka::create_topic(&bootstrap, "graphs", 2, &[]).await);
+    let producer = kafka::producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..500usize {
+        kafka::send(
+            &producer,
+            rdkafka::producer::BaseRecord::with_opaque_to("graphs", Box::new(i))
+                .partition((i % 2) as i32)
+                .payload(&b"some bytes to graph"[..]),
+        );
+    }
+    let sent = kafka::flush(&producer, Duration::from_secs(30));
+    assert!(sent.iter().all(|d| d.error.is_none()), "produce failed");
+    let _ = ok_or_panic(kafka::read_partition(
+        &bootstrap,
+        "graphs",
+        0,
+        rdkafka::Offset::Beginning,
+        250,
+        Duration::from_secs(30),
+    ));
+    let pd_rpc = std::fs::read_to_string(data.path().join("pd/rpc.addr")).expect("pd address");
+    let broker_2 = std::fs::read_to_string(data.path().join("broker-2/node_id")).expect("id");
+    let moved = std::process::Command::new(integration::bin_dir().join("strata-ctl"))
+        .args([
+            "--pd",
+            pd_rpc.trim(),
+            "move",
+            "graphs",
+            "0",
+            broker_2.trim(),
+        ])
+        .output()
+        .expect("strata-ctl move");
+    assert!(moved.status.success(), "{moved:?}");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/grafana/strata.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 20, "{} expressions", exprs.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut waiting = exprs.clone();
+    loop {
+        waiting.retain(|expr| !returns_data(&prom_addr, expr));
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data after 60 s from: {waiting:#?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("all {} dashboard expressions return data", exprs.len());
+
     let (code, out) = run(&["down"]);
     assert_eq!(code, Some(0), "down:\n{out}");
     assert!(
         std::net::TcpStream::connect(&prom_addr).is_err(),
         "Prometheus still listens after down"
     );
+}
+
+/// The text after `prefix` on the line of `out` that starts with it.
+fn out_line(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+fn ok_or_panic<T>(r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether the instant query `expr` returns at least one series with a number (not NaN).
+fn returns_data(prom_addr: &str, expr: &str) -> bool {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let Some((200, body)) =
+        integration::http_get(prom_addr, &format!("/api/v1/query?query={encoded}"))
+    else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"].as_array().is_some_and(|r| {
+        r.iter().any(|s| {
+            s["value"][1]
+                .as_str()
+                .and_then(|x| x.parse::<f64>().ok())
+                .is_some_and(|x| !x.is_nan())
+        })
+    })
 }
