@@ -46,6 +46,9 @@ pub async fn serve_http(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    if let Ok(mut registry) = registry.lock() {
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector::default()));
+    }
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {

@@ -4,7 +4,8 @@
 //!   requests, typed routing) and the typed, multiplexed RPC client.
 //! - [`telemetry`]: `tracing` setup, exported through OpenTelemetry OTLP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through frames.
-//! - [`http`]: the small per-process HTTP endpoint (`/healthz`, Prometheus `/metrics`).
+//! - [`http`]: the small per-process HTTP endpoint (`/healthz`, Prometheus `/metrics`);
+//!   [`process_metrics`]: the process's memory, threads, descriptors and CPU in `/metrics`.
 //! - [`closing`]: flushing and closing a connection actor's framed writer.
 //! - [`listener`]: the stream of accepted connections every listener uses.
 //! - [`process`]: process chores (address files, shutdown signals).
@@ -16,6 +17,7 @@ pub mod closing;
 pub mod http;
 pub mod listener;
 pub mod process;
+pub mod process_metrics;
 pub mod rpc;
 pub mod telemetry;
 pub mod throttle;

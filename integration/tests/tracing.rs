@@ -46,6 +46,8 @@ struct Span {
     name: String,
     opcode: Option<String>,
     api: Option<String>,
+    /// OpenTelemetry's `messaging.system` attribute.
+    system: Option<String>,
 }
 
 fn parse_spans(log: &str) -> Vec<Span> {
@@ -71,6 +73,7 @@ fn parse_spans(log: &str) -> Vec<Span> {
                 name: field("Name")?,
                 opcode: attr("opcode"),
                 api: attr("api"),
+                system: attr("messaging.system"),
             })
         })
         .collect()
@@ -134,6 +137,7 @@ async fn a_produce_is_one_trace_across_broker_and_range_servers() {
         let joined = spans
             .iter()
             .filter(|s| s.name == "kafka.request" && s.api.as_deref() == Some("Produce"))
+            .filter(|s| s.system.as_deref() == Some("kafka"))
             .any(|produce| {
                 let appends = by_trace[produce.trace.as_str()]
                     .iter()

@@ -265,24 +265,38 @@ pub fn handle(
         body,
     } = request;
     let cid = header.correlation_id;
-    broker
-        .metrics
-        .requests
-        .get_or_create(&vec![("api".to_string(), format!("{api_key:?}"))])
-        .inc();
-    // One span per request; with OTLP export on, the range servers' spans of a produce join it.
+    let api = vec![("api".to_string(), format!("{api_key:?}"))];
+    broker.metrics.requests.get_or_create(&api).inc();
+    let latency = broker.metrics.request_seconds.get_or_create(&api).clone();
+    let started = std::time::Instant::now();
+    // One span per request; with OTLP export on, the range servers' spans of a produce join
+    // it. Named and labelled after OpenTelemetry's messaging conventions.
+    let operation = match api_key {
+        ApiKey::Produce => "send",
+        ApiKey::Fetch => "receive",
+        _ => "",
+    };
     let span = tracing::debug_span!(
         "kafka.request",
+        "messaging.system" = "kafka",
+        "messaging.operation.name" = ?api_key,
+        "messaging.operation.type" = operation,
+        "messaging.client.id" = header.client_id.as_deref().unwrap_or(""),
         api = ?api_key,
         version,
         correlation_id = cid,
-        client = header.client_id.as_deref().unwrap_or(""),
     );
     let entered = span.enter();
     let reply = Reply::new(api_key, version, cid, &body);
     let pending = dispatch(broker, reply, header, body);
     drop(entered);
-    pending.instrument(span).boxed_local()
+    pending
+        .map(move |result| {
+            latency.observe(started.elapsed().as_secs_f64());
+            result
+        })
+        .instrument(span)
+        .boxed_local()
 }
 
 /// The wire code of an error that may not be there: 0 when there is none.
