@@ -44,6 +44,13 @@ async fn the_status_page_shows_the_cluster_and_a_failure_live() {
         .filter_map(|p| p["leader"].as_u64())
         .collect();
     assert_eq!(leaders.len(), 6, "{topic}");
+    // Each partition's data stream: its open range, on three range servers.
+    for p in topic["partitions"].as_array().expect("partitions") {
+        let ranges = p["ranges"].as_array().expect("ranges");
+        let last = ranges.last().expect("a range");
+        assert!(last["end"].is_null(), "{p}");
+        assert_eq!(last["servers"].as_array().map(Vec::len), Some(3), "{p}");
+    }
     let (code, page) = integration::http_get(&cluster.pd.http_addr, "/").expect("GET /");
     assert_eq!(code, 200);
     assert!(

@@ -97,6 +97,22 @@ pub struct PartitionView {
     /// Range servers of the data stream's open range.
     pub open_range_servers: Vec<u64>,
     pub data_stream: u64,
+    /// The data stream's last [`RANGES_SHOWN`] ranges, oldest first.
+    pub ranges: Vec<RangeView>,
+    /// Objects holding part of the data stream.
+    pub objects: usize,
+}
+
+/// Most ranges of a stream the status lists (the newest).
+pub const RANGES_SHOWN: usize = 3;
+
+#[derive(Serialize)]
+pub struct RangeView {
+    pub index: u32,
+    pub start: u64,
+    /// None while open.
+    pub end: Option<u64>,
+    pub servers: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -160,18 +176,30 @@ pub fn status(service: &PdService, links: &[(String, String)]) -> Status {
                     continue;
                 }
                 shown += 1;
+                let (mut ranges, mut objects) = (Vec::new(), 0);
                 let (records, in_objects, open) = match st.stream(p.data_stream) {
                     Ok(s) => {
+                        let skip = s.ranges.len().saturating_sub(RANGES_SHOWN);
+                        ranges = s.ranges[skip..]
+                            .iter()
+                            .map(|r| RangeView {
+                                index: r.index,
+                                start: r.start,
+                                end: r.end,
+                                servers: r.servers.clone(),
+                            })
+                            .collect();
+                        objects = st.objects.slices.get(&s.id).map_or(0, Vec::len);
                         let end = stream_end(s.ranges.last().map(|r| r.to_info()), service);
                         let start = s.start_offset;
-                        let objects = st.offloaded_end(s).saturating_sub(start);
+                        let offloaded = st.offloaded_end(s).saturating_sub(start);
                         let open = s
                             .ranges
                             .last()
                             .filter(|r| r.end.is_none())
                             .map(|r| r.servers.clone())
                             .unwrap_or_default();
-                        (end.saturating_sub(start), objects, open)
+                        (end.saturating_sub(start), offloaded, open)
                     }
                     Err(_) => (0, 0, Vec::new()),
                 };
@@ -190,6 +218,8 @@ pub fn status(service: &PdService, links: &[(String, String)]) -> Status {
                     in_objects: in_objects.min(records),
                     open_range_servers: open,
                     data_stream: p.data_stream,
+                    ranges,
+                    objects,
                 });
             }
             topics.push(TopicView {
