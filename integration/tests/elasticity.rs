@@ -40,6 +40,38 @@ fn broker_index(cluster: &Cluster, addr: &str, brokers: usize) -> usize {
         .unwrap_or_else(|| panic!("no broker at {addr}"))
 }
 
+/// Moves `topic`/`p` (led by `from`) to the next broker after `from` in `ids` (sorted) with
+/// AlterPartitionReassignments, then waits (30 s at most) until the new owner serves it;
+/// answers the new leader.
+fn move_to_next(
+    cluster: &Cluster,
+    c: &mut RawClient,
+    topic: &str,
+    p: usize,
+    from: i32,
+    ids: &[i32],
+) -> i32 {
+    let to = ids[(ids.iter().position(|b| *b == from).unwrap_or(0) + 1) % ids.len()];
+    let (top, code, why) = reassign(c, 0, topic, p as i32, Some(vec![to]), false);
+    if (top, code) != (0, 0) {
+        fail(
+            cluster,
+            format!("move of {topic}/{p} to {to} refused: {top} {code} {why}"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !in_flight(c, Some((topic, p as i32))).is_empty() {
+        if Instant::now() > deadline {
+            fail(
+                cluster,
+                format!("move of {topic}/{p} to {to} still in flight after 30 s"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    to
+}
+
 /// An idempotent librdkafka producer on its own thread sending `n` records ("record i") round
 /// robin over `partitions`, pausing `pause` after every 500; answers its delivery reports.
 fn spawn_idempotent_producer(
@@ -319,27 +351,7 @@ async fn planned_moves_under_idempotent_produce_store_every_record_once() {
     let mut c = RawClient::negotiated(bs.split(',').next().unwrap_or_default());
     for m in 0..moves {
         let p = m % partitions as usize;
-        // The next broker after the current leader, in id order.
-        let to = ids[(ids.iter().position(|b| *b == at[p]).unwrap_or(0) + 1) % ids.len()];
-        let (top, code, why) = reassign(&mut c, 0, topic, p as i32, Some(vec![to]), false);
-        if (top, code) != (0, 0) {
-            fail(
-                &cluster,
-                format!("move {m} of {topic}/{p} to {to} refused: {top} {code} {why}"),
-            );
-        }
-        at[p] = to;
-        // Wait until the new owner serves before the next move of any partition.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !in_flight(&mut c, Some((topic, p as i32))).is_empty() {
-            if Instant::now() > deadline {
-                fail(
-                    &cluster,
-                    format!("move {m} of {topic}/{p} still in flight after 30 s"),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        at[p] = move_to_next(&cluster, &mut c, topic, p, at[p], &ids);
         std::thread::sleep(Duration::from_millis(100));
     }
     let deliveries = producing.join().expect("producer thread");
@@ -1223,23 +1235,8 @@ async fn planned_moves_under_plain_produce_store_nothing_twice() {
     let mut moves = 0;
     while !producing.is_finished() && moves < 60 {
         let p = moves % partitions as usize;
-        let to = ids[(ids.iter().position(|b| *b == at[p]).unwrap_or(0) + 1) % ids.len()];
-        let (top, code, why) = reassign(&mut c, 0, topic, p as i32, Some(vec![to]), false);
-        if (top, code) != (0, 0) {
-            fail(
-                &cluster,
-                format!("move {moves} refused: {top} {code} {why}"),
-            );
-        }
-        at[p] = to;
+        at[p] = move_to_next(&cluster, &mut c, topic, p, at[p], &ids);
         moves += 1;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !in_flight(&mut c, Some((topic, p as i32))).is_empty() {
-            if Instant::now() > deadline {
-                fail(&cluster, format!("move {moves} still in flight after 30 s"));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
     let deliveries = producing.join().expect("producer thread");
     assert!(moves >= 10, "only {moves} moves while producing: send more");

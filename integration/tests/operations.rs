@@ -164,24 +164,7 @@ async fn scripts_cluster_commands_report_what_they_did() {
         .to_path_buf();
     let data = tempfile::tempdir().expect("data dir");
     let base = free_port_base();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(root.join("scripts/cluster"))
-            .args(args)
-            .arg("--data")
-            .arg(data.path())
-            .env("STRATA_BIN_DIR", integration::bin_dir())
-            .env("STRATA_PORT_BASE", base.to_string())
-            .output()
-            .expect("run scripts/cluster");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let run = |args: &[&str]| cluster_script(&root, data.path(), base, args);
     let (code, out) = run(&["up", "--brokers", "0", "--range-servers", "1"]);
     assert_eq!(code, Some(0), "up --brokers 0:\n{out}");
     let pid: i32 = std::fs::read_to_string(data.path().join("range-server-1/pid"))
@@ -203,6 +186,32 @@ async fn scripts_cluster_commands_report_what_they_did() {
     assert_eq!(code, Some(0), "status with everything up:\n{out}");
     let (code, out) = run(&["down"]);
     assert_eq!(code, Some(0), "down:\n{out}");
+}
+
+/// Runs `scripts/cluster ARGS --data DATA` with the release binaries and `base` ports;
+/// answers its exit code and its output (stdout, then stderr).
+fn cluster_script(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    base: u16,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let out = std::process::Command::new(root.join("scripts/cluster"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env("STRATA_BIN_DIR", integration::bin_dir())
+        .env("STRATA_PORT_BASE", base.to_string())
+        .output()
+        .expect("run scripts/cluster");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// A port base for `scripts/cluster` whose PD and first range-server ports are free now.
@@ -564,24 +573,7 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
         .to_path_buf();
     let data = tempfile::tempdir().expect("data dir");
     let base = free_port_base();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(root.join("scripts/cluster"))
-            .args(args)
-            .arg("--data")
-            .arg(data.path())
-            .env("STRATA_BIN_DIR", integration::bin_dir())
-            .env("STRATA_PORT_BASE", base.to_string())
-            .output()
-            .expect("run scripts/cluster");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let run = |args: &[&str]| cluster_script(&root, data.path(), base, args);
     let (code, out) = run(&["up", "--observability", "--brokers", "1"]);
     assert_eq!(code, Some(0), "up --observability:\n{out}");
     let out_up = out.clone();
