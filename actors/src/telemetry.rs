@@ -21,7 +21,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// What is exported when `STRATA_TRACE_FILTER` is not set: info everywhere plus the
 /// per-request spans (RPC server, Kafka request), which are debug-level so that they cost
 /// nothing when no exporter is configured.
-pub const DEFAULT_TRACE_FILTER: &str = "info,actors::rpc::server=debug,broker::handlers=debug";
+pub const DEFAULT_TRACE_FILTER: &str =
+    "info,actors::rpc::server=debug,broker::handlers=debug,broker::partition=debug,range_server::range=debug,stream_client::reader=debug";
 
 /// Keeps the exporter alive; flushes buffered spans when dropped.
 pub struct TelemetryGuard {
@@ -39,7 +40,10 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber. Call once, first thing in `main`; keep the guard.
-pub fn init(service_name: &str) -> TelemetryGuard {
+/// `instance` names this process among those of its service (`service.instance.id`: its
+/// listen address, or the pid when it listens on port 0), so a trace shows which range
+/// server or broker did what.
+pub fn init(service_name: &str, instance: &str) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
@@ -73,6 +77,10 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         .with_resource(
             Resource::builder()
                 .with_service_name(service_name.to_string())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.instance.id",
+                    instance_id(instance),
+                ))
                 .build(),
         )
         .build();
@@ -89,6 +97,15 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     tracing::info!(endpoint, "exporting traces through OTLP");
     TelemetryGuard {
         provider: Some(provider),
+    }
+}
+
+/// `instance`, unless it ends in port 0 (not known yet): then `pid-N`.
+fn instance_id(instance: &str) -> String {
+    if instance.is_empty() || instance.ends_with(":0") {
+        format!("pid-{}", std::process::id())
+    } else {
+        instance.to_string()
     }
 }
 

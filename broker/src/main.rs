@@ -99,7 +99,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let _telemetry = actors::telemetry::init("strata-broker");
+    let _telemetry = actors::telemetry::init("strata-broker", &args.listen);
     let config = broker::Config {
         pd: args.pd,
         listen: args.listen,

@@ -1,7 +1,15 @@
-//! Broker metrics, served on `/metrics`.
+//! Broker metrics, served on `/metrics`: Kafka requests by API, traffic in total and per
+//! partition this broker owns, connections, and the committed offsets of the groups it
+//! coordinates (lag is the partition's high watermark minus the committed offset, computed in
+//! PromQL: see docs/observability.md).
+//!
+//! Per-partition and per-group series are bounded: a partition's series exist while this
+//! broker owns it (the partition actor removes them when it goes), a coordinator exports at
+//! most [`MAX_GROUP_OFFSET_SERIES`] committed offsets and removes them when it stops.
 
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -10,6 +18,73 @@ use prometheus_client::registry::Registry;
 
 /// A histogram per label set, each made with the same buckets.
 pub type Histograms = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+/// The most committed-offset series one group coordinator exports.
+pub const MAX_GROUP_OFFSET_SERIES: usize = 10_000;
+
+/// One topic-partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// One group's committed offset of one topic-partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupOffsetLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// The series of the partitions this broker owns.
+#[derive(Clone, Default)]
+pub struct PartitionMetrics {
+    pub produced_bytes: Family<PartitionLabels, Counter>,
+    pub produced_records: Family<PartitionLabels, Counter>,
+    pub fetched_bytes: Family<PartitionLabels, Counter>,
+    pub high_watermark: Family<PartitionLabels, Gauge>,
+    pub log_start_offset: Family<PartitionLabels, Gauge>,
+}
+
+impl PartitionMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "partition_produced_bytes",
+            "Record batch bytes appended, per partition this broker owns",
+            self.produced_bytes.clone(),
+        );
+        registry.register(
+            "partition_produced_records",
+            "Records appended, per partition this broker owns",
+            self.produced_records.clone(),
+        );
+        registry.register(
+            "partition_fetched_bytes",
+            "Record batch bytes served to fetches, per partition this broker owns",
+            self.fetched_bytes.clone(),
+        );
+        registry.register(
+            "partition_high_watermark",
+            "The next offset a produce gets (everything below is confirmed), per partition this broker owns",
+            self.high_watermark.clone(),
+        );
+        registry.register(
+            "partition_log_start_offset",
+            "The first offset still readable, per partition this broker owns",
+            self.log_start_offset.clone(),
+        );
+    }
+
+    /// Drops every series of `labels` (the partition left this broker).
+    pub fn forget(&self, labels: &PartitionLabels) {
+        self.produced_bytes.remove(labels);
+        self.produced_records.remove(labels);
+        self.fetched_bytes.remove(labels);
+        self.high_watermark.remove(labels);
+        self.log_start_offset.remove(labels);
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,6 +100,9 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub groups_refused: Counter,
     pub producers_expired: Counter,
+    pub partition: PartitionMetrics,
+    /// Committed offsets of the groups this broker coordinates.
+    pub group_committed_offset: Family<GroupOffsetLabels, Gauge>,
 }
 
 impl Metrics {
@@ -88,6 +166,14 @@ impl Metrics {
             "Idempotent producers forgotten by a partition after --producer-id-expiration-ms idle",
             producers_expired.clone(),
         );
+        let partition = PartitionMetrics::default();
+        partition.register(&mut registry);
+        let group_committed_offset = Family::<GroupOffsetLabels, Gauge>::default();
+        registry.register(
+            "consumer_group_committed_offset",
+            "Committed offset of each group this broker coordinates, per topic-partition",
+            group_committed_offset.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -100,6 +186,8 @@ impl Metrics {
             connections_refused,
             groups_refused,
             producers_expired,
+            partition,
+            group_committed_offset,
         }
     }
 }

@@ -70,6 +70,9 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
             config.object_cache_bytes,
         )?);
     }
+    if let Ok(mut registry) = metrics.registry.lock() {
+        streams.metrics().register(&mut registry);
+    }
     let loads = std::sync::Arc::new(crate::loads::Loads::default());
     let broker: SharedBroker = Rc::new(Broker {
         node_id,

@@ -227,6 +227,9 @@ fn free_port_base() -> u16 {
             base + 1101,
             base + 2090,
             base + 2092,
+            base - 4000,
+            base - 2683,
+            base - 2682,
         ]
         .iter()
         .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
@@ -559,10 +562,12 @@ async fn idle_producers_are_forgotten_after_the_configured_expiry() {
     assert_eq!(values, expected, "every record stored once, in order");
 }
 
-/// `scripts/cluster up --observability` starts Prometheus beside the cluster: it prints the
-/// URLs, Prometheus scrapes every process (found through file service discovery, so a broker
-/// added later is scraped too), every Strata console dashboard renders, and `down` stops
-/// Prometheus with the rest.
+/// `scripts/cluster up --observability` starts Prometheus and the otelite tracing UI beside
+/// the cluster: it prints the URLs, Prometheus scrapes every process (found through file
+/// service discovery, so a broker added later is scraped too), every Strata console dashboard
+/// renders, every expression of the Grafana dashboard returns data, a produce through kcat is
+/// one trace in otelite holding the broker's request and each range server's append, and
+/// `down` stops Prometheus and otelite with the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     require_command("prometheus", "apt-get install prometheus");
@@ -574,7 +579,15 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     let data = tempfile::tempdir().expect("data dir");
     let base = free_port_base();
     let run = |args: &[&str]| cluster_script(&root, data.path(), base, args);
-    let (code, out) = run(&["up", "--observability", "--brokers", "1"]);
+    // Offloads every second or two, so the object-store panels have requests to show.
+    let (code, out) = run(&[
+        "up",
+        "--observability",
+        "--brokers",
+        "1",
+        "--range-server-args",
+        "--offload-max-age-ms 1000",
+    ]);
     assert_eq!(code, Some(0), "up --observability:\n{out}");
     let out_up = out.clone();
     let url = |name: &str| {
@@ -583,7 +596,12 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
             .map(|rest| rest.to_string())
             .unwrap_or_else(|| panic!("no `{name}: URL` line in:\n{out}"))
     };
+    require_command("kcat", "apt-get install kcat");
     let prometheus = url("prometheus");
+    let traces = url("traces");
+    let traces_addr = traces.split('/').next().expect("address").to_string();
+    let (code, _) = integration::http_get(&traces_addr, "/").expect("tracing UI");
+    assert_eq!(code, 200, "the tracing UI serves its page");
     let prom_addr = prometheus.split('/').next().expect("address").to_string();
     let dashboards = url("dashboards");
     let status = url("status");
@@ -664,16 +682,20 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     let bootstrap = out_line(&out_up, "Kafka bootstrap: ");
     ok_or_panic(kafka::create_topic(&bootstrap, "graphs", 2, &[]).await);
     let producer = kafka::producer(&bootstrap, &[("acks", "all")]);
-    for i in 0..500usize {
-        kafka::send(
-            &producer,
-            rdkafka::producer::BaseRecord::with_opaque_to("graphs", Box::new(i))
-                .partition((i % 2) as i32)
-                .payload(&b"some bytes to graph"[..]),
-        );
-    }
-    let sent = kafka::flush(&producer, Duration::from_secs(30));
-    assert!(sent.iter().all(|d| d.error.is_none()), "produce failed");
+    // `n` records over both partitions of "graphs"; whether each was acknowledged.
+    let produce = |n: usize| -> bool {
+        for i in 0..n {
+            kafka::send(
+                &producer,
+                rdkafka::producer::BaseRecord::with_opaque_to("graphs", Box::new(i))
+                    .partition((i % 2) as i32)
+                    .payload(&b"some bytes to graph"[..]),
+            );
+        }
+        let sent = kafka::flush(&producer, Duration::from_secs(30));
+        sent.iter().all(|d| d.error.is_none())
+    };
+    assert!(produce(500), "produce failed");
     let _ = ok_or_panic(kafka::read_partition(
         &bootstrap,
         "graphs",
@@ -682,6 +704,18 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
         250,
         Duration::from_secs(30),
     ));
+    // A group commits an offset behind the end of partition 0 (the lag panels need one).
+    {
+        use rdkafka::consumer::{CommitMode, Consumer};
+        let consumer = kafka::consumer(&bootstrap, &[("group.id", "dashboards")]);
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        offsets
+            .add_partition_offset("graphs", 0, rdkafka::Offset::Offset(100))
+            .expect("offset");
+        consumer
+            .commit(&offsets, CommitMode::Sync)
+            .expect("commit an offset");
+    }
     let pd_rpc = std::fs::read_to_string(data.path().join("pd/rpc.addr")).expect("pd address");
     let broker_2 = std::fs::read_to_string(data.path().join("broker-2/node_id")).expect("id");
     let moved = std::process::Command::new(integration::bin_dir().join("strata-ctl"))
@@ -711,6 +745,8 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut waiting = exprs.clone();
     loop {
+        // Traffic goes on, as in a live cluster (the per-partition series are the owners').
+        let _ = produce(20);
         waiting.retain(|expr| !returns_data(&prom_addr, expr));
         if waiting.is_empty() {
             break;
@@ -723,12 +759,105 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     }
     eprintln!("all {} dashboard expressions return data", exprs.len());
 
+    // One produce through kcat, then its trace in otelite's API.
+    let mut kcat = std::process::Command::new("kcat")
+        .args([
+            "-P", "-b", &bootstrap, "-t", "graphs", "-p", "1", "-k", "kcat-key",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kcat");
+    {
+        use std::io::Write;
+        let mut stdin = kcat.stdin.take().expect("kcat stdin");
+        stdin.write_all(b"traced by kcat\n").expect("write to kcat");
+    }
+    assert!(kcat.wait().expect("kcat").success(), "kcat produce failed");
+    let trace = wait_for_produce_trace(&traces_addr, 3);
+    eprintln!("trace of the kcat produce: {trace}");
+
     let (code, out) = run(&["down"]);
     assert_eq!(code, Some(0), "down:\n{out}");
-    assert!(
-        std::net::TcpStream::connect(&prom_addr).is_err(),
-        "Prometheus still listens after down"
-    );
+    for (what, addr) in [("Prometheus", &prom_addr), ("otelite", &traces_addr)] {
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{what} still listens after down"
+        );
+    }
+}
+
+/// Waits (60 s at most) until otelite at `addr` holds a trace whose root is a broker's
+/// Produce request from kcat (client id `rdkafka`) and which holds an `Append` span and a
+/// `wal.append` span from each of `range_servers` range servers; returns its id.
+fn wait_for_produce_trace(addr: &str, range_servers: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        // otelite caches a listing per query for a while: a new end time each time.
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let listing = format!(
+            "/api/traces?service=strata-broker&search=Produce&limit=1000&end_time={}",
+            now_ns + 60_000_000_000
+        );
+        let listed: serde_json::Value = integration::http_get(addr, &listing)
+            .filter(|(code, _)| *code == 200)
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or_default();
+        let ids: Vec<String> = listed["traces"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids {
+            let Some((200, body)) = integration::http_get(addr, &format!("/api/traces/{id}"))
+            else {
+                continue;
+            };
+            let detail: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let spans = detail["spans"].as_array().cloned().unwrap_or_default();
+            let attr =
+                |s: &serde_json::Value, k: &str| s["attributes"][k].as_str().map(str::to_string);
+            let resource = |s: &serde_json::Value, k: &str| {
+                s["resource"]["attributes"][k].as_str().map(str::to_string)
+            };
+            let from_kcat = spans.iter().any(|s| {
+                s["name"] == "Produce"
+                    && resource(s, "service.name").as_deref() == Some("strata-broker")
+                    && attr(s, "messaging.system").as_deref() == Some("kafka")
+                    && attr(s, "messaging.client.id").as_deref() == Some("rdkafka")
+                    && attr(s, "api").as_deref() == Some("Produce")
+            });
+            let servers_with = |name: &str| {
+                let mut servers: Vec<String> = spans
+                    .iter()
+                    .filter(|s| s["name"] == name)
+                    .filter(|s| {
+                        resource(s, "service.name").as_deref() == Some("strata-range-server")
+                    })
+                    .filter_map(|s| resource(s, "service.instance.id"))
+                    .collect();
+                servers.sort();
+                servers.dedup();
+                servers.len()
+            };
+            let (appends, wal) = (servers_with("Append"), servers_with("wal.append"));
+            last = format!("trace {id}: from kcat {from_kcat}, Append on {appends} range servers, wal.append on {wal}");
+            if from_kcat && appends >= range_servers && wal >= range_servers {
+                return id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Produce trace from kcat with every range server's append in otelite after 60 s; last looked at: {last}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// The text after `prefix` on the line of `out` that starts with it.

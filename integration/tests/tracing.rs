@@ -136,12 +136,12 @@ async fn a_produce_is_one_trace_across_broker_and_range_servers() {
         }
         let joined = spans
             .iter()
-            .filter(|s| s.name == "kafka.request" && s.api.as_deref() == Some("Produce"))
+            .filter(|s| s.name == "Produce" && s.api.as_deref() == Some("Produce"))
             .filter(|s| s.system.as_deref() == Some("kafka"))
             .any(|produce| {
                 let appends = by_trace[produce.trace.as_str()]
                     .iter()
-                    .filter(|s| s.name == "rpc.server" && s.opcode.as_deref() == Some("100"))
+                    .filter(|s| s.name == "Append" && s.opcode.as_deref() == Some("100"))
                     .count();
                 appends >= 2
             });

@@ -102,6 +102,7 @@ fn parse_peer(s: &str) -> Result<(u64, String), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let telemetry = actors::telemetry::init("strata-pd", &args.listen);
     let config = placement_driver::Config {
         listen: args.listen,
         http_listen: args.http_listen,
@@ -128,7 +129,6 @@ fn main() -> ExitCode {
             sweep_every: Duration::from_millis(args.orphan_sweep_interval_ms),
         },
     };
-    let telemetry = actors::telemetry::init("strata-pd");
     let result = actix_rt::System::new().block_on(placement_driver::run(config));
     drop(telemetry);
     match result {

@@ -202,6 +202,7 @@ struct Gauges {
     objects: Gauge,
     object_bytes: Gauge,
     objects_doomed: Gauge,
+    log_entries: Gauge,
 }
 
 fn register_metrics(registry: &mut Registry) -> Gauges {
@@ -217,6 +218,7 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
         objects: Gauge::default(),
         object_bytes: Gauge::default(),
         objects_doomed: Gauge::default(),
+        log_entries: Gauge::default(),
     };
     let metrics = [
         ("pd_streams", "Streams not deleted", &g.streams),
@@ -258,6 +260,11 @@ fn register_metrics(registry: &mut Registry) -> Gauges {
             "Objects no stream needs, waiting to be deleted",
             &g.objects_doomed,
         ),
+        (
+            "pd_raft_log_entries",
+            "Raft log entries kept (not yet purged after a snapshot)",
+            &g.log_entries,
+        ),
     ];
     for (name, help, gauge) in metrics {
         registry.register(name, help, gauge.clone());
@@ -273,6 +280,7 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
     let log_store = LogStore::open(&raft_dir)?;
     let recovered_last = log_store.last_index();
     let state_machine = StateMachineStore::open(&raft_dir, watch.clone())?;
+    let apply_metrics = state_machine.clone();
     let shared = state_machine.shared();
     let raft = Raft::new(
         config.node_id,
@@ -363,6 +371,8 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
     let gauges = register_metrics(&mut registry);
     service.moves.register(&mut registry);
     service.writes.register(&mut registry);
+    apply_metrics.register(&mut registry);
+    drop(apply_metrics);
     let registry = Arc::new(Mutex::new(registry));
     {
         let service = service.clone();
@@ -384,6 +394,11 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
                     .last_applied
                     .set(m.last_applied.map_or(0, |l| l.index) as i64);
                 gauges.leader.set(i64::from(m.current_leader == Some(m.id)));
+                let last_log = m.last_log_index.unwrap_or(0);
+                let purged = m.purged.map_or(0, |l| l.index);
+                gauges
+                    .log_entries
+                    .set(last_log.saturating_sub(purged) as i64);
                 gauges.objects.set(c.objects as i64);
                 gauges.object_bytes.set(c.object_bytes as i64);
                 gauges.objects_doomed.set(c.objects_doomed as i64);
@@ -400,6 +415,9 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
     if let Some(url) = &config.object_store {
         let objects = stream_client::Objects::open(url, 0)
             .map_err(|e| PdError::Config(format!("object store: {e}")))?;
+        if let Ok(mut registry) = registry.lock() {
+            objects.metrics().register(&mut registry);
+        }
         tokio::spawn(crate::collector::run(
             service.clone(),
             objects,

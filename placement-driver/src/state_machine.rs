@@ -21,6 +21,10 @@ use crate::state::{ApplyResult, PdState, Response};
 use crate::watch::WatchHub;
 use crate::{BasicNode, Entry, LogId, NodeId, TypeConfig};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
 const SNAPSHOT_FILE: &str = "snapshot";
 
 /// What handlers read: the applied state and how far it got.
@@ -54,9 +58,27 @@ pub struct StateMachineStore {
     shared: SharedState,
     watch: Arc<WatchHub>,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Seconds per applied batch of entries (lock, apply, publish).
+    apply_seconds: Histogram,
+    /// Entries applied.
+    applied_entries: Counter,
 }
 
 impl StateMachineStore {
+    /// Registers the apply metrics (`pd_raft_apply_seconds`, `pd_raft_applied_entries`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pd_raft_apply_seconds",
+            "Seconds to apply one batch of committed Raft entries to PD's state",
+            self.apply_seconds.clone(),
+        );
+        registry.register(
+            "pd_raft_applied_entries",
+            "Raft entries applied to PD's state",
+            self.applied_entries.clone(),
+        );
+    }
+
     /// Opens the state machine in `dir`, loading the last snapshot if there is one.
     pub fn open(dir: &Path, watch: Arc<WatchHub>) -> Result<Self, DiskError> {
         std::fs::create_dir_all(dir).map_err(DiskError::io(format!("create {}", dir.display())))?;
@@ -77,6 +99,8 @@ impl StateMachineStore {
             shared: Arc::new(RwLock::new(shared)),
             watch,
             current: Arc::new(Mutex::new(current)),
+            apply_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            applied_entries: Counter::default(),
         })
     }
 
@@ -155,6 +179,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut results = Vec::new();
         let mut g = self
             .shared
@@ -174,6 +199,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.watch.publish(index, events);
             results.push(result);
         }
+        drop(g);
+        self.applied_entries.inc_by(results.len() as u64);
+        self.apply_seconds.observe(started.elapsed().as_secs_f64());
         Ok(results)
     }
 

@@ -15,6 +15,7 @@ macro_rules! rpc {
         $(
             impl $crate::Rpc for $req {
                 const OPCODE: $crate::Opcode = $crate::Opcode($code);
+                const NAME: &'static str = stringify!($req);
                 type Response = $resp;
             }
         )*
@@ -38,6 +39,8 @@ pub use frame::{Frame, FrameCodec, Header, Opcode};
 /// A request type and the response it gets. The opcode names the request on the wire.
 pub trait Rpc: Message + Send + 'static {
     const OPCODE: Opcode;
+    /// The request's name (its type's), for logs and trace spans.
+    const NAME: &'static str;
     type Response: Message + Send + 'static;
 }
 

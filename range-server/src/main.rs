@@ -66,7 +66,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let _telemetry = actors::telemetry::init("strata-range-server");
+    let _telemetry = actors::telemetry::init("strata-range-server", &args.listen);
     let config = Config {
         pd: args.pd,
         listen: args.listen,

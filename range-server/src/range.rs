@@ -350,6 +350,8 @@ impl RangeState {
 pub struct Request<R: Rpc> {
     pub req: R,
     pub reply: Reply<R::Response>,
+    /// The span of the RPC that asked (the actor's own spans are its children).
+    pub span: tracing::Span,
 }
 
 impl<R: Rpc> Message for Request<R> {
@@ -371,7 +373,11 @@ where
     RangeActor: Handler<Request<R>>,
 {
     let (reply, rx) = oneshot::channel();
-    addr.do_send(Request { req, reply });
+    addr.do_send(Request {
+        req,
+        reply,
+        span: tracing::Span::current(),
+    });
     rx
 }
 
@@ -396,6 +402,8 @@ enum PendingKind {
         crc: u32,
         payload: Bytes,
         reply: Reply<AppendResponse>,
+        /// Open until the append is answered (durable or failed).
+        _span: tracing::Span,
     },
     Seal {
         reply: Reply<SealResponse>,
@@ -513,6 +521,7 @@ impl RangeActor {
                         crc,
                         payload,
                         reply,
+                        _span,
                     },
                     Ok(loc),
                 ) => {
@@ -566,7 +575,7 @@ impl Handler<AppendMsg> for RangeActor {
     type Result = ();
 
     fn handle(&mut self, msg: AppendMsg, ctx: &mut Context<Self>) {
-        let AppendMsg { req, reply } = msg;
+        let AppendMsg { req, reply, span } = msg;
         if let Some(why) = self.wal.failure() {
             self.metrics.append_errors.inc();
             let _ = reply.send(Err(WalError::Failed(why).into()));
@@ -589,12 +598,27 @@ impl Handler<AppendMsg> for RangeActor {
             let _ = reply.send(Err(e));
             return;
         }
+        // From here to the answer: the WAL write and its fsync (closed when dropped). Only
+        // as part of a traced request: alone it would be a trace of its own.
+        let span = if span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                parent: &span,
+                "wal.append",
+                stream = req.stream_id,
+                range = req.index,
+                offset = req.offset,
+                bytes = req.payload.len()
+            )
+        };
         let kind = PendingKind::Append {
             offset: req.offset,
             count: req.count,
             crc: req.crc,
             payload: req.payload.clone(),
             reply,
+            _span: span,
         };
         // The accepted append is the WAL record, as received.
         let record = WalRecord::Data(req);
@@ -617,7 +641,7 @@ impl Handler<SealMsg> for RangeActor {
     type Result = ();
 
     fn handle(&mut self, msg: SealMsg, ctx: &mut Context<Self>) {
-        let SealMsg { req, reply } = msg;
+        let SealMsg { req, reply, .. } = msg;
         match self.state.seal(req.epoch, req.end) {
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -715,7 +739,7 @@ impl Handler<FetchMsg> for RangeActor {
     type Result = ();
 
     fn handle(&mut self, msg: FetchMsg, _ctx: &mut Context<Self>) {
-        let FetchMsg { req, reply } = msg;
+        let FetchMsg { req, reply, .. } = msg;
         let plan = match self.state.plan_fetch(&req) {
             Ok(plan) => plan,
             Err(e) => {

@@ -158,6 +158,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
+    if let Some(objects) = &objects {
+        objects.metrics().register(&mut registry);
+    }
     let health_wal = wal.clone();
     let registered = node_id.clone();
     let http_addr = actors::http::serve_http(

@@ -7,6 +7,7 @@
 //! ([`Nodes`]) in `nodes.rs`. The client caches stream descriptors and range-server
 //! addresses; it keeps no data and runs no server.
 
+pub mod metrics;
 mod nodes;
 pub mod objects;
 mod pd;
@@ -24,6 +25,8 @@ use protocol::pd::{
 use protocol::range_rpc::Seal;
 use protocol::{ErrorCode, Rpc, RpcError};
 
+use metrics::SealReason;
+pub use metrics::{ObjectMetrics, StreamMetrics};
 pub use nodes::Nodes;
 pub use objects::Objects;
 pub use pd::PdClient;
@@ -55,6 +58,7 @@ pub struct StreamClient {
     config: ClientConfig,
     /// Where offloaded data is read from; without it, only range servers are asked.
     objects: Option<Objects>,
+    metrics: StreamMetrics,
 }
 
 impl StreamClient {
@@ -72,13 +76,20 @@ impl StreamClient {
             streams: Arc::new(Mutex::new(HashMap::new())),
             config,
             objects: None,
+            metrics: StreamMetrics::default(),
         }
     }
 
-    /// Reads offloaded offsets from `objects` (the cluster's object store).
+    /// Reads offloaded offsets from `objects` (the cluster's object store), counting its
+    /// requests in this client's metrics.
     pub fn with_objects(mut self, objects: Objects) -> Self {
-        self.objects = Some(objects);
+        self.objects = Some(objects.with_metrics(self.metrics.objects.clone()));
         self
+    }
+
+    /// This client's metrics (and its object store's), for the process to register.
+    pub fn metrics(&self) -> &StreamMetrics {
+        &self.metrics
     }
 
     pub fn objects(&self) -> Option<&Objects> {
@@ -133,6 +144,7 @@ impl StreamClient {
                 )
                 .await?;
                 self.seal_range(range, epoch, end, &[]).await?;
+                self.metrics.sealed(SealReason::Takeover);
                 writer::repair_sealed_tail(self, range, epoch, end, &answered).await;
                 tracing::info!(
                     stream = stream_id,

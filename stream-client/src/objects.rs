@@ -32,6 +32,8 @@ use protocol::model::{ObjectSlice, StreamId};
 use protocol::object::{self, IndexEntry, ObjectBatch, FOOTER_LEN};
 use protocol::{ErrorCode, RpcError};
 
+use crate::metrics::{ObjectMetrics, ObjectOp};
+
 /// Bytes of an object's end read at once to find its footer (and usually its index).
 const TAIL_READ: u64 = 64 * 1024;
 /// Indexes kept in memory.
@@ -48,6 +50,8 @@ pub struct Objects {
     cache: Arc<Cache>,
     /// The directory of a `file://` store (its uploads are fsynced here).
     local_dir: Option<PathBuf>,
+    /// Every request to the store is counted here.
+    metrics: ObjectMetrics,
 }
 
 impl std::fmt::Debug for Objects {
@@ -113,7 +117,39 @@ impl Objects {
             url: url.to_string(),
             cache: Arc::new(Cache::new(cache_bytes)),
             local_dir,
+            metrics: ObjectMetrics::default(),
         })
+    }
+
+    /// Counts this store's requests in `metrics` (a stream client's, to share its registry).
+    pub fn with_metrics(mut self, metrics: ObjectMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The store's request metrics, for the process to register.
+    pub fn metrics(&self) -> &ObjectMetrics {
+        &self.metrics
+    }
+
+    /// Counts one request (`bytes` moved when it succeeded) and passes its result on.
+    fn counted<T>(
+        &self,
+        op: ObjectOp,
+        started: std::time::Instant,
+        result: Result<T, object_store::Error>,
+        bytes: impl Fn(&T) -> usize,
+    ) -> Result<T, object_store::Error> {
+        let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(value) => self.metrics.request(op, true, seconds, bytes(value)),
+            // A delete of what is already gone is what the caller wanted.
+            Err(object_store::Error::NotFound { .. }) if op == ObjectOp::Delete => {
+                self.metrics.request(op, true, seconds, 0)
+            }
+            Err(_) => self.metrics.request(op, false, seconds, 0),
+        }
+        result
     }
 
     pub fn url(&self) -> &str {
@@ -139,9 +175,13 @@ impl Objects {
     /// Uploads object `id` whole.
     pub async fn put(&self, id: u64, bytes: Bytes) -> Result<(), RpcError> {
         let what = format!("upload object {id}");
-        self.store
+        let len = bytes.len();
+        let started = std::time::Instant::now();
+        let put = self
+            .store
             .put(&self.key(id), PutPayload::from_bytes(bytes))
-            .await
+            .await;
+        self.counted(ObjectOp::Put, started, put, |_| len)
             .map_err(|e| store_error(&what, e))?;
         if let Some(dir) = &self.local_dir {
             // The store wrote a staging file and renamed it: make both the bytes and the
@@ -161,7 +201,9 @@ impl Objects {
 
     /// Deletes object `id`; one that is not there counts as deleted.
     pub async fn delete(&self, id: u64) -> Result<(), RpcError> {
-        match self.store.delete(&self.key(id)).await {
+        let started = std::time::Instant::now();
+        let deleted = self.store.delete(&self.key(id)).await;
+        match self.counted(ObjectOp::Delete, started, deleted, |_| 0) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 self.cache.forget(id);
                 Ok(())
@@ -173,11 +215,10 @@ impl Objects {
     /// Every object in the store with its age.
     pub async fn list(&self) -> Result<Vec<(u64, Duration)>, RpcError> {
         let now = SystemTime::now();
+        let started = std::time::Instant::now();
+        let listed = self.store.list(Some(&self.dir())).try_collect().await;
         let metas: Vec<_> = self
-            .store
-            .list(Some(&self.dir()))
-            .try_collect()
-            .await
+            .counted(ObjectOp::List, started, listed, |_| 0)
             .map_err(|e| store_error("list objects", e))?;
         Ok(metas
             .into_iter()
@@ -192,18 +233,19 @@ impl Objects {
     /// Reads a whole object (compaction reads its sources this way).
     pub async fn get(&self, id: u64) -> Result<Bytes, RpcError> {
         let what = format!("read object {id}");
-        let got = self
-            .store
-            .get(&self.key(id))
-            .await
-            .map_err(|e| store_error(&what, e))?;
-        got.bytes().await.map_err(|e| store_error(&what, e))
+        let started = std::time::Instant::now();
+        let got = match self.store.get(&self.key(id)).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        self.counted(ObjectOp::Get, started, got, Bytes::len)
+            .map_err(|e| store_error(&what, e))
     }
 
     async fn get_range(&self, id: u64, range: Range<u64>) -> Result<Bytes, RpcError> {
-        self.store
-            .get_range(&self.key(id), range.clone())
-            .await
+        let started = std::time::Instant::now();
+        let got = self.store.get_range(&self.key(id), range.clone()).await;
+        self.counted(ObjectOp::GetRange, started, got, Bytes::len)
             .map_err(|e| store_error(&format!("read object {id} at {range:?}"), e))
     }
 

@@ -8,6 +8,7 @@
 use protocol::model::{NodeId, RangeInfo, StreamId};
 use protocol::range_rpc::{Batch, Fetch, FetchResponse};
 use protocol::{ErrorCode, RpcError};
+use tracing::Instrument;
 
 use crate::StreamClient;
 
@@ -55,6 +56,26 @@ impl StreamClient {
         offset: u64,
         max_bytes: u32,
     ) -> Result<ReadResult, RpcError> {
+        // A span per read, saying where the data came from (`source`: object or range).
+        let span = tracing::debug_span!(
+            "stream.read",
+            stream = stream_id,
+            offset,
+            source = tracing::field::Empty,
+            object = tracing::field::Empty,
+            range = tracing::field::Empty
+        );
+        self.read_from_anywhere(stream_id, offset, max_bytes)
+            .instrument(span)
+            .await
+    }
+
+    async fn read_from_anywhere(
+        &self,
+        stream_id: StreamId,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<ReadResult, RpcError> {
         let mut info = self.cached(stream_id).await?;
         let mut refreshed = false;
         loop {
@@ -72,7 +93,12 @@ impl StreamClient {
                     .read(slice, stream_id, offset, u64::from(max_bytes))
                     .await
                 {
-                    Ok(batches) => return Ok(ReadResult::from_objects(batches)),
+                    Ok(batches) => {
+                        let span = tracing::Span::current();
+                        span.record("source", "object");
+                        span.record("object", slice.object_id);
+                        return Ok(ReadResult::from_objects(batches));
+                    }
                     Err(e) if !refreshed => {
                         tracing::debug!(
                             stream = stream_id,
@@ -114,7 +140,12 @@ impl StreamClient {
                     info = self.describe(stream_id).await?;
                     refreshed = true;
                 }
-                RangeRead::Batches(result) => return Ok(result),
+                RangeRead::Batches(result) => {
+                    let span = tracing::Span::current();
+                    span.record("source", "range");
+                    span.record("range", range.index);
+                    return Ok(result);
+                }
                 RangeRead::SealedBefore if !refreshed => {
                     info = self.describe(stream_id).await?;
                     refreshed = true;

@@ -29,6 +29,7 @@ use protocol::{ErrorCode, RpcError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::metrics::SealReason;
 use crate::StreamClient;
 
 /// How long a replica that failed is kept out of new ranges of this writer.
@@ -125,6 +126,7 @@ impl StreamWriter {
             payload,
             done,
             span: tracing::Span::current(),
+            started: Instant::now(),
         }));
         Box::pin(async move {
             if sent.is_err() {
@@ -163,6 +165,8 @@ struct PendingAppend {
     done: oneshot::Sender<Result<u64, RpcError>>,
     /// The caller's span: the replica requests carry its trace context.
     span: tracing::Span,
+    /// When `append` was called (the append latency metric).
+    started: Instant,
 }
 
 impl PendingAppend {
@@ -514,6 +518,9 @@ impl WriterTask {
         while self.pending.front().is_some_and(|p| p.end() <= candidate) {
             if let Some(done) = self.pending.pop_front() {
                 self.settled(&done);
+                self.client
+                    .metrics()
+                    .appended(done.payload.len(), done.started.elapsed().as_secs_f64());
                 let _ = done.done.send(Ok(done.offset));
             }
         }
@@ -567,6 +574,7 @@ impl WriterTask {
         } else {
             for pending in pending {
                 self.settled(&pending);
+                self.client.metrics().append_failed();
                 let _ = pending.done.send(Err(err.clone()));
             }
         }
@@ -593,6 +601,8 @@ impl WriterTask {
             self.fail(e);
             return;
         }
+        self.client.metrics().sealed(SealReason::Switch);
+        self.client.metrics().switched_range();
         let exclude: Vec<NodeId> = self.failed.iter().map(|(n, _)| *n).collect();
         let range = match self
             .client
@@ -664,6 +674,7 @@ impl WriterTask {
         self.client
             .seal_range(&self.range, self.epoch, end, &[])
             .await?;
+        self.client.metrics().sealed(SealReason::Close);
         self.client.invalidate(self.stream_id);
         Ok(end)
     }

@@ -28,7 +28,8 @@ type Handler =
 /// handler's synchronous part, before the `async` block.
 #[derive(Default)]
 pub struct Router {
-    routes: HashMap<u16, Handler>,
+    /// By opcode: the request's name and its handler.
+    routes: HashMap<u16, (&'static str, Handler)>,
 }
 
 impl Router {
@@ -51,8 +52,13 @@ impl Router {
                 Err(e) => async move { Err(e) }.boxed_local(),
             },
         );
-        self.routes.insert(R::OPCODE.0, boxed);
+        self.routes.insert(R::OPCODE.0, (R::NAME, boxed));
         self
+    }
+
+    /// The name of the request `opcode` routes to, if any.
+    pub fn name(&self, opcode: u16) -> Option<&'static str> {
+        self.routes.get(&opcode).map(|(name, _)| *name)
     }
 
     /// Runs the handler for `opcode`, giving an `UnknownOpcode` error when there is none.
@@ -63,7 +69,7 @@ impl Router {
     ) -> LocalBoxFuture<'static, Result<Vec<u8>, RpcError>> {
         let opcode = ctx.header.opcode.0;
         match self.routes.get(&opcode) {
-            Some(handler) => handler(body, ctx),
+            Some((_, handler)) => handler(body, ctx),
             None => async move {
                 Err(RpcError::new(
                     ErrorCode::UnknownOpcode,

@@ -194,7 +194,30 @@ impl StreamHandler<Result<Frame, FrameError>> for Connection {
             self.close(ctx);
             return;
         }
-        let span = tracing::debug_span!("rpc.server", opcode = header.opcode.0, peer = %self.peer);
+        // Named after the request (`otel.name`), with OpenTelemetry's RPC attributes. A
+        // request that is part of a trace (a Kafka request's appends, PD calls) is a debug
+        // span, exported by default; one that is not (heartbeats, watches) only at trace
+        // level, so that periodic chatter does not bury the requests in the tracing UI.
+        let method = self.router.name(header.opcode.0).unwrap_or("unknown");
+        macro_rules! rpc_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "rpc.server",
+                    otel.name = method,
+                    otel.kind = "server",
+                    rpc.system = "strata",
+                    rpc.method = method,
+                    opcode = header.opcode.0,
+                    peer = %self.peer
+                )
+            };
+        }
+        let span = if header.trace_context.is_empty() {
+            rpc_span!(tracing::Level::TRACE)
+        } else {
+            rpc_span!(tracing::Level::DEBUG)
+        };
         crate::telemetry::set_parent(&span, &header.trace_context);
         let request_ctx = RequestContext {
             peer: self.peer,

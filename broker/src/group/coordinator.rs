@@ -15,12 +15,14 @@
 //! starts it again if PD still assigns the partition here.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use protocol::RpcError;
 use tokio::sync::oneshot;
 
@@ -32,6 +34,7 @@ use super::state::{
 };
 use super::GroupConfig;
 use crate::context::{Broker, SharedBroker};
+use crate::metrics::{GroupOffsetLabels, MAX_GROUP_OFFSET_SERIES};
 use crate::now_ms;
 use crate::owner::{request, Opened, OwnedState, OwnerHandle, Status, StreamOwner};
 
@@ -41,6 +44,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
 /// Largest stream batch a coordinator writes (records are packed up to this).
 const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How often the committed offsets are published as metrics.
+const PUBLISH_OFFSETS: Duration = Duration::from_secs(2);
 
 /// The coordinator actor of one `__consumer_offsets` partition.
 pub type GroupCoordinator = StreamOwner<Coordinator>;
@@ -51,6 +56,9 @@ pub struct Coordinator {
     groups: Groups,
     /// Data records written since the last snapshot (drives the next one).
     records_since_snapshot: usize,
+    /// The committed-offset series this coordinator exports (removed when it stops).
+    exported: HashSet<GroupOffsetLabels>,
+    committed_metric: Family<GroupOffsetLabels, Gauge>,
 }
 
 impl OwnedState for Coordinator {
@@ -72,6 +80,8 @@ impl OwnedState for Coordinator {
             config: broker.config.groups.clone(),
             groups: Groups::new(broker.config.groups.clone()),
             records_since_snapshot: 0,
+            exported: HashSet::new(),
+            committed_metric: broker.metrics.group_committed_offset.clone(),
         }
     }
 
@@ -135,6 +145,8 @@ impl OwnedState for Coordinator {
             config: broker.config.groups.clone(),
             groups,
             records_since_snapshot: replayed,
+            exported: HashSet::new(),
+            committed_metric: broker.metrics.group_committed_offset.clone(),
         })
     }
 
@@ -143,12 +155,42 @@ impl OwnedState for Coordinator {
         let every = owner.broker.config.groups.offsets_retention_check;
         ctx.run_interval(every, |act, ctx| act.expire(ctx));
         ctx.run_interval(SNAPSHOT_CHECK, |act, ctx| act.maybe_snapshot(ctx));
+        ctx.run_interval(PUBLISH_OFFSETS, |act, _| {
+            if act.is_active() {
+                act.state.publish_offsets();
+            }
+        });
     }
 
     /// Dropping the groups drops every waiting answer (the handlers turn that into
     /// NOT_COORDINATOR).
     fn on_stopped(&mut self) {
         self.groups = Groups::new(self.config.clone());
+        self.publish_offsets();
+    }
+}
+
+impl Coordinator {
+    /// Sets the committed-offset series to the groups' offsets now (at most
+    /// [`MAX_GROUP_OFFSET_SERIES`]) and removes those no longer committed.
+    fn publish_offsets(&mut self) {
+        let mut now = HashSet::new();
+        for (group, tp, offset) in self.groups.committed_offsets() {
+            if now.len() >= MAX_GROUP_OFFSET_SERIES {
+                break;
+            }
+            let labels = GroupOffsetLabels {
+                group: group.to_string(),
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            };
+            self.committed_metric.get_or_create(&labels).set(offset);
+            now.insert(labels);
+        }
+        for gone in self.exported.difference(&now) {
+            self.committed_metric.remove(gone);
+        }
+        self.exported = now;
     }
 }
 

@@ -77,6 +77,19 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
                     let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
                     if let Ok(index) = u32::try_from(p.partition_index) {
                         broker.loads.fetched(name, index, bytes);
+                        // Only partitions owned here get series (they go when it leaves).
+                        if bytes > 0 && broker.partition(name, index).is_some() {
+                            let labels = crate::metrics::PartitionLabels {
+                                topic: name.to_string(),
+                                partition: index,
+                            };
+                            broker
+                                .metrics
+                                .partition
+                                .fetched_bytes
+                                .get_or_create(&labels)
+                                .inc_by(bytes);
+                        }
                     }
                 }
             }

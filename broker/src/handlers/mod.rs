@@ -278,6 +278,8 @@ pub fn handle(
     };
     let span = tracing::debug_span!(
         "kafka.request",
+        otel.name = ?api_key,
+        otel.kind = "server",
         "messaging.system" = "kafka",
         "messaging.operation.name" = ?api_key,
         "messaging.operation.type" = operation,

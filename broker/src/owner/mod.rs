@@ -127,6 +127,10 @@ pub trait OwnedState: Sized + Unpin + 'static {
 
     /// The owner stopped (failed or told to): drop waiting work so its askers hear of it.
     fn on_stopped(&mut self);
+
+    /// The owner's actor has ended and no other owner of `key` runs on this broker: drop
+    /// what is kept for the key outside the actor (its metric series).
+    fn on_gone(_broker: &Broker, _key: &Self::Key) {}
 }
 
 /// The actor owning one partition's data and meta streams.
@@ -414,6 +418,9 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
         let running = &self.broker.owners_running;
         running.set(running.get().saturating_sub(1));
         self.state.on_stopped();
+        if !S::table(&self.broker).borrow().contains_key(&self.key) {
+            S::on_gone(&self.broker, &self.key);
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use protocol::RpcError;
 use tokio::sync::oneshot;
 
 use crate::context::{Broker, SharedBroker};
+use crate::metrics::PartitionLabels;
 use crate::owner::{request, Confirmation, Opened, OwnedState, OwnerHandle, StreamOwner};
 use crate::topic_config::TopicConfig;
 use state::{EpochHistory, Producers, TailCache, TimeIndex};
@@ -152,7 +153,11 @@ impl OwnedState for Partition {
             topic = %owner.key.0, partition = owner.key.1, leader_epoch = epoch,
             log_start = owner.state.log_start, high_watermark = hw, "partition open"
         );
-        ctx.run_interval(META_FLUSH_INTERVAL, |act, ctx| act.flush_meta(ctx));
+        owner.publish_offsets();
+        ctx.run_interval(META_FLUSH_INTERVAL, |act, ctx| {
+            act.flush_meta(ctx);
+            act.publish_offsets();
+        });
         let every = owner.broker.config.retention_check;
         ctx.run_interval(every, |act, ctx| act.enforce_retention(ctx));
     }
@@ -164,9 +169,42 @@ impl OwnedState for Partition {
     fn on_stopped(&mut self) {
         self.waiters.clear();
     }
+
+    fn on_gone(broker: &Broker, key: &Self::Key) {
+        broker.metrics.partition.forget(&PartitionLabels {
+            topic: key.0.clone(),
+            partition: key.1,
+        });
+    }
 }
 
 impl PartitionActor {
+    /// This partition's labels on the per-partition metrics.
+    fn metric_labels(&self) -> PartitionLabels {
+        PartitionLabels {
+            topic: self.key.0.clone(),
+            partition: self.key.1,
+        }
+    }
+
+    /// Sets the high-watermark and log-start gauges (every [`META_FLUSH_INTERVAL`]).
+    fn publish_offsets(&self) {
+        if !self.is_active() {
+            return;
+        }
+        let labels = self.metric_labels();
+        let metrics = &self.broker.metrics.partition;
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        metrics
+            .high_watermark
+            .get_or_create(&labels)
+            .set(gauge(self.state.hw));
+        metrics
+            .log_start_offset
+            .get_or_create(&labels)
+            .set(gauge(self.state.log_start));
+    }
+
     fn config(&self) -> Option<TopicConfig> {
         self.broker
             .snapshot()

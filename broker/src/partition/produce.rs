@@ -140,10 +140,25 @@ impl PartitionActor {
             return Err(ResponseError::NotEnoughReplicas);
         }
         let base_offset = data.next_offset();
-        let _entered = span.enter();
+        // This partition's part of the request: the stream appends (and so the range
+        // servers' spans) are its children.
+        let records_total: u64 = batches.iter().map(|(h, _)| u64::from(h.count())).sum();
+        let send = tracing::debug_span!(
+            parent: span,
+            "send",
+            otel.name = %format!("send {}", self.key.0),
+            "messaging.system" = "kafka",
+            "messaging.operation.type" = "send",
+            "messaging.destination.name" = %self.key.0,
+            "messaging.destination.partition.id" = self.key.1,
+            "messaging.batch.message_count" = records_total,
+            "messaging.kafka.offset" = base_offset,
+        );
+        let _entered = send.enter();
         let mut appends = Vec::with_capacity(batches.len());
         let mut end = base_offset;
         let mut stored_bytes = 0u64;
+        let mut records = 0u64;
         let state = &mut self.state;
         let now = crate::now_ms();
         for (header, bytes) in &batches {
@@ -161,6 +176,7 @@ impl PartitionActor {
                 .produced_bytes
                 .inc_by(stored.len() as u64);
             self.broker.metrics.produced_batches.inc();
+            records = records.saturating_add(u64::from(count));
             stored_bytes += stored.len() as u64;
             state.cache.push(offset, count, stored);
             end = offset + count as u64;
@@ -168,6 +184,16 @@ impl PartitionActor {
         self.broker
             .loads
             .produced(&self.key.0, self.key.1, stored_bytes);
+        let labels = self.metric_labels();
+        let metrics = &self.broker.metrics.partition;
+        metrics
+            .produced_bytes
+            .get_or_create(&labels)
+            .inc_by(stored_bytes);
+        metrics
+            .produced_records
+            .get_or_create(&labels)
+            .inc_by(records);
         let confirmed = confirm_all(appends);
         let produced = Produced {
             base_offset,

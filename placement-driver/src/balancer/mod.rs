@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use protocol::pd::Event;
+use tracing::Instrument;
 
 use crate::service::{leaders_of, PdService};
 use crate::state::{Command, Kind, PdState, Response};
@@ -425,7 +426,21 @@ pub async fn run(
         let changes: Vec<Change> = decisions.iter().map(|(c, _)| c.clone()).collect();
         let count = changes.len();
         let for_load = decisions.iter().filter(|(_, r)| *r == Reason::Load).count();
-        match service.write(Command::AssignPartitions { changes }).await {
+        // A trace of its own in the tracing UI: the balancer's decision, committed.
+        let span = tracing::info_span!(
+            "balancer.assign",
+            changes = count,
+            for_load,
+            moves = ?decisions
+                .iter()
+                .map(|((t, p, to), r)| format!("{t}-{p} to {to} ({})", r.as_str()))
+                .collect::<Vec<_>>()
+        );
+        let written = service
+            .write(Command::AssignPartitions { changes })
+            .instrument(span)
+            .await;
+        match written {
             Ok(Response::Assigned(topics)) => {
                 tracing::info!(changes = count, for_load, ?topics, "partitions assigned");
                 pacer.changed(Instant::now(), for_load);

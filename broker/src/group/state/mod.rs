@@ -91,6 +91,16 @@ impl Groups {
         self.groups.is_empty()
     }
 
+    /// Every committed offset: (group, topic-partition, offset).
+    pub fn committed_offsets(&self) -> impl Iterator<Item = (&str, &TopicPartition, i64)> {
+        self.groups.iter().flat_map(|(id, group)| {
+            group
+                .offsets
+                .iter()
+                .map(move |(tp, value)| (id.as_str(), tp, value.offset))
+        })
+    }
+
     /// Writes queued since the last call, in the order they must be appended.
     pub fn take_writes(&mut self) -> Vec<Write> {
         std::mem::take(&mut self.writes)
