@@ -22,7 +22,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// per-request spans (RPC server, Kafka request), which are debug-level so that they cost
 /// nothing when no exporter is configured.
 pub const DEFAULT_TRACE_FILTER: &str =
-    "info,actors::rpc::server=debug,broker::handlers=debug,broker::partition=debug,range_server::range=debug,stream_client::reader=debug";
+    "info,actors::rpc::server=debug,broker=debug,range_server::range=debug,stream_client=debug";
 
 /// Keeps the exporter alive; flushes buffered spans when dropped.
 pub struct TelemetryGuard {

@@ -42,6 +42,8 @@ pub struct Scan {
     /// Bytes asked of the stream per read.
     chunk_bytes: u32,
     buffered: VecDeque<StoredBatch>,
+    /// Batches handed over from the tail cache not yet traced (see [`Scan::take_bytes`]).
+    from_cache: usize,
 }
 
 impl Scan {
@@ -60,12 +62,14 @@ impl Scan {
             end,
             chunk_bytes: chunk_bytes.clamp(1, MAX_READ_BYTES) as u32,
             buffered: VecDeque::new(),
+            from_cache: 0,
         }
     }
 
     /// Serves `batches` (consecutive, the first holding the scan's start) before reading the
     /// stream after them.
     pub fn with_cached(mut self, batches: Vec<StoredBatch>) -> Self {
+        self.from_cache = batches.len();
         self.buffered.extend(batches);
         self
     }
@@ -106,6 +110,12 @@ impl Scan {
     /// any is readable). A read failure after some batches ends the read early with what it
     /// has; a failure before any is returned.
     pub async fn take_bytes(&mut self, max_bytes: usize) -> Result<Vec<Bytes>, RpcError> {
+        if self.from_cache > 0 {
+            // In the request's trace: what came from the tail cache (reads of the stream
+            // past it are `stream.read` spans).
+            let _ = tracing::debug_span!("tail_cache.read", batches = self.from_cache).entered();
+            self.from_cache = 0;
+        }
         let mut parts: Vec<Bytes> = Vec::new();
         let mut size = 0usize;
         while parts.is_empty() || size < max_bytes {

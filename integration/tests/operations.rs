@@ -773,8 +773,23 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
         stdin.write_all(b"traced by kcat\n").expect("write to kcat");
     }
     assert!(kcat.wait().expect("kcat").success(), "kcat produce failed");
-    let trace = wait_for_produce_trace(&traces_addr, 3);
+    let trace = wait_for_trace(
+        &traces_addr,
+        "service=strata-broker&search=Produce",
+        |spans| is_kcat_produce(spans, 3),
+    );
     eprintln!("trace of the kcat produce: {trace}");
+    // A partition's open (after the move) is a trace holding PD's side of it, and a fetch of
+    // what the tail cache holds says so.
+    let open = wait_for_trace(&traces_addr, "service=strata-broker&search=open", |spans| {
+        has_span(spans, "OpenStream", "strata-pd")
+    });
+    let fetch = wait_for_trace(
+        &traces_addr,
+        "service=strata-broker&search=Fetch",
+        |spans| has_span(spans, "tail_cache.read", "strata-broker"),
+    );
+    eprintln!("trace of a partition's open: {open}, of a fetch from the tail cache: {fetch}");
 
     let (code, out) = run(&["down"]);
     assert_eq!(code, Some(0), "down:\n{out}");
@@ -786,77 +801,114 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     }
 }
 
-/// Waits (60 s at most) until otelite at `addr` holds a trace whose root is a broker's
-/// Produce request from kcat (client id `rdkafka`) and which holds an `Append` span and a
-/// `wal.append` span from each of `range_servers` range servers; returns its id.
-fn wait_for_produce_trace(addr: &str, range_servers: usize) -> String {
+/// The spans of every trace otelite at `addr` lists for `query` (`service=...&search=...`).
+fn otelite_traces(addr: &str, query: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    // otelite caches a listing per query for a while: a new end time each time.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let listing = format!(
+        "/api/traces?{query}&limit=1000&end_time={}",
+        now_ns + 60_000_000_000
+    );
+    let listed: serde_json::Value = integration::http_get(addr, &listing)
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+        .unwrap_or_default();
+    let ids: Vec<String> = listed["traces"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.into_iter()
+        .filter_map(|id| {
+            let (code, body) = integration::http_get(addr, &format!("/api/traces/{id}"))?;
+            let detail: serde_json::Value =
+                serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+            Some((id, detail["spans"].as_array().cloned().unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn span_attr(span: &serde_json::Value, key: &str) -> Option<String> {
+    span["attributes"][key].as_str().map(str::to_string)
+}
+
+fn span_resource(span: &serde_json::Value, key: &str) -> Option<String> {
+    span["resource"]["attributes"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Waits (60 s at most) until otelite at `addr` holds a trace of `query` for which `check`
+/// says `Ok`; `Err` says what the trace lacks. Returns the trace id.
+fn wait_for_trace(
+    addr: &str,
+    query: &str,
+    check: impl Fn(&[serde_json::Value]) -> Result<(), String>,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
+    let mut last = String::from("no trace listed");
     loop {
-        // otelite caches a listing per query for a while: a new end time each time.
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let listing = format!(
-            "/api/traces?service=strata-broker&search=Produce&limit=1000&end_time={}",
-            now_ns + 60_000_000_000
-        );
-        let listed: serde_json::Value = integration::http_get(addr, &listing)
-            .filter(|(code, _)| *code == 200)
-            .and_then(|(_, body)| serde_json::from_str(&body).ok())
-            .unwrap_or_default();
-        let ids: Vec<String> = listed["traces"]
-            .as_array()
-            .map(|ts| {
-                ts.iter()
-                    .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in ids {
-            let Some((200, body)) = integration::http_get(addr, &format!("/api/traces/{id}"))
-            else {
-                continue;
-            };
-            let detail: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let spans = detail["spans"].as_array().cloned().unwrap_or_default();
-            let attr =
-                |s: &serde_json::Value, k: &str| s["attributes"][k].as_str().map(str::to_string);
-            let resource = |s: &serde_json::Value, k: &str| {
-                s["resource"]["attributes"][k].as_str().map(str::to_string)
-            };
-            let from_kcat = spans.iter().any(|s| {
-                s["name"] == "Produce"
-                    && resource(s, "service.name").as_deref() == Some("strata-broker")
-                    && attr(s, "messaging.system").as_deref() == Some("kafka")
-                    && attr(s, "messaging.client.id").as_deref() == Some("rdkafka")
-                    && attr(s, "api").as_deref() == Some("Produce")
-            });
-            let servers_with = |name: &str| {
-                let mut servers: Vec<String> = spans
-                    .iter()
-                    .filter(|s| s["name"] == name)
-                    .filter(|s| {
-                        resource(s, "service.name").as_deref() == Some("strata-range-server")
-                    })
-                    .filter_map(|s| resource(s, "service.instance.id"))
-                    .collect();
-                servers.sort();
-                servers.dedup();
-                servers.len()
-            };
-            let (appends, wal) = (servers_with("Append"), servers_with("wal.append"));
-            last = format!("trace {id}: from kcat {from_kcat}, Append on {appends} range servers, wal.append on {wal}");
-            if from_kcat && appends >= range_servers && wal >= range_servers {
-                return id;
+        for (id, spans) in otelite_traces(addr, query) {
+            match check(&spans) {
+                Ok(()) => return id,
+                Err(lacks) => last = format!("trace {id}: {lacks}"),
             }
         }
         assert!(
             Instant::now() < deadline,
-            "no Produce trace from kcat with every range server's append in otelite after 60 s; last looked at: {last}"
+            "no trace of {query} as wanted in otelite after 60 s; last looked at: {last}"
         );
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A trace whose root is a broker's Produce request from kcat (client id `rdkafka`) holding
+/// an `Append` and a `wal.append` span from each of `range_servers` range servers.
+fn is_kcat_produce(spans: &[serde_json::Value], range_servers: usize) -> Result<(), String> {
+    let from_kcat = spans.iter().any(|s| {
+        s["name"] == "Produce"
+            && span_resource(s, "service.name").as_deref() == Some("strata-broker")
+            && span_attr(s, "messaging.system").as_deref() == Some("kafka")
+            && span_attr(s, "messaging.client.id").as_deref() == Some("rdkafka")
+            && span_attr(s, "api").as_deref() == Some("Produce")
+    });
+    let servers_with = |name: &str| {
+        let mut servers: Vec<String> = spans
+            .iter()
+            .filter(|s| s["name"] == name)
+            .filter(|s| span_resource(s, "service.name").as_deref() == Some("strata-range-server"))
+            .filter_map(|s| span_resource(s, "service.instance.id"))
+            .collect();
+        servers.sort();
+        servers.dedup();
+        servers.len()
+    };
+    let (appends, wal) = (servers_with("Append"), servers_with("wal.append"));
+    if from_kcat && appends >= range_servers && wal >= range_servers {
+        Ok(())
+    } else {
+        Err(format!(
+            "from kcat {from_kcat}, Append on {appends} range servers, wal.append on {wal}"
+        ))
+    }
+}
+
+/// A trace holding a span named `name` from `service`.
+fn has_span(spans: &[serde_json::Value], name: &str, service: &str) -> Result<(), String> {
+    let found = spans
+        .iter()
+        .any(|s| s["name"] == name && span_resource(s, "service.name").as_deref() == Some(service));
+    if found {
+        Ok(())
+    } else {
+        let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+        Err(format!("no {name} from {service} among {names:?}"))
     }
 }
 

@@ -585,6 +585,19 @@ impl WriterTask {
     /// Seals the open range at the confirmed offset and continues in a new range that avoids
     /// `failed_node`, re-sending every unconfirmed append.
     async fn switch_range(&mut self, failed_node: NodeId) {
+        // A trace of its own: PD's seal and new range are its children.
+        let span = tracing::debug_span!(
+            "stream.switch_range",
+            stream = self.stream_id,
+            range = self.range.index,
+            leaving = failed_node
+        );
+        self.switch_range_in_span(failed_node)
+            .instrument(span)
+            .await
+    }
+
+    async fn switch_range_in_span(&mut self, failed_node: NodeId) {
         self.generation += 1;
         self.replicas.clear();
         let now = Instant::now();

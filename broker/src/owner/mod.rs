@@ -28,6 +28,7 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use protocol::RpcError;
 use stream_client::{AppendFuture, StreamClient, StreamWriter};
+use tracing::Instrument;
 
 use crate::context::{Broker, SharedBroker};
 use crate::read::Scan;
@@ -381,7 +382,19 @@ impl<S: OwnedState> Actor for StreamOwner<S> {
         let running = &self.broker.owners_running;
         running.set(running.get() + 1);
         let started = Instant::now();
+        // A trace of its own: PD's side of opening the streams (sealing the previous owner's
+        // ranges, new ranges) and the replay reads are its children.
+        let (topic, partition) = S::kafka_partition(&self.key);
+        let span = tracing::debug_span!(
+            "owner.open",
+            otel.name = %format!("open {topic}-{partition}"),
+            kind = S::KIND,
+            "messaging.destination.name" = %topic,
+            "messaging.destination.partition.id" = partition,
+            leader_epoch = self.assignment.leader_epoch,
+        );
         let loading = open_and_load::<S>(self.broker.clone(), self.key.clone(), self.assignment)
+            .instrument(span)
             .into_actor(self)
             .map(move |result, act, ctx| {
                 if act.status == Status::Stopped {
