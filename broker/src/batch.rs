@@ -152,6 +152,25 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     })
 }
 
+/// Records in `bytes`, a run of stored batches (a fetch response's records), from their
+/// headers; a batch cut short at the end (a fetch may end inside one) is not counted, nor is
+/// anything after a header that does not parse.
+pub fn record_count(bytes: &[u8]) -> u64 {
+    let mut at = 0usize;
+    let mut records = 0u64;
+    while let Some(rest) = bytes.get(at..) {
+        let Ok(header) = parse_header(rest) else {
+            break;
+        };
+        if header.length > rest.len() {
+            break;
+        }
+        records += u64::try_from(header.records_count).unwrap_or(0);
+        at += header.length;
+    }
+    records
+}
+
 /// Splits a produce payload into its batches, checking each one's framing, magic, counts and
 /// CRC, and its size against `max_batch_bytes`.
 pub fn split_and_validate(
@@ -433,6 +452,19 @@ mod tests {
         )
         .unwrap();
         buf.freeze()
+    }
+
+    #[test]
+    fn record_count_walks_whole_batches_only() {
+        let mut two = BytesMut::new();
+        two.extend_from_slice(&encoded(5, Compression::None));
+        two.extend_from_slice(&encoded(3, Compression::None));
+        let two = two.freeze();
+        assert_eq!(record_count(&two), 8);
+        // A fetch may end inside a batch: that one is not counted.
+        assert_eq!(record_count(&two[..two.len() - 1]), 5);
+        assert_eq!(record_count(&two[..10]), 0);
+        assert_eq!(record_count(&[]), 0);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct PartitionMetrics {
     pub produced_bytes: Family<PartitionLabels, Counter>,
     pub produced_records: Family<PartitionLabels, Counter>,
     pub fetched_bytes: Family<PartitionLabels, Counter>,
+    pub fetched_records: Family<PartitionLabels, Counter>,
     pub high_watermark: Family<PartitionLabels, Gauge>,
     pub log_start_offset: Family<PartitionLabels, Gauge>,
 }
@@ -65,6 +66,11 @@ impl PartitionMetrics {
             self.fetched_bytes.clone(),
         );
         registry.register(
+            "partition_fetched_records",
+            "Records served to fetches, per partition this broker owns",
+            self.fetched_records.clone(),
+        );
+        registry.register(
             "partition_high_watermark",
             "The next offset a produce gets (everything below is confirmed), per partition this broker owns",
             self.high_watermark.clone(),
@@ -81,6 +87,7 @@ impl PartitionMetrics {
         self.produced_bytes.remove(labels);
         self.produced_records.remove(labels);
         self.fetched_bytes.remove(labels);
+        self.fetched_records.remove(labels);
         self.high_watermark.remove(labels);
         self.log_start_offset.remove(labels);
     }

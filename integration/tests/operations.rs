@@ -747,6 +747,14 @@ async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     loop {
         // Traffic goes on, as in a live cluster (the per-partition series are the owners').
         let _ = produce(20);
+        let _ = kafka::read_partition(
+            &bootstrap,
+            "graphs",
+            1,
+            rdkafka::Offset::Beginning,
+            10,
+            Duration::from_secs(10),
+        );
         waiting.retain(|expr| !returns_data(&prom_addr, expr));
         if waiting.is_empty() {
             break;

@@ -74,7 +74,8 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
                     continue;
                 };
                 for p in &t.partitions {
-                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                    let records = p.records.as_deref().unwrap_or_default();
+                    let bytes = records.len() as u64;
                     if let Ok(index) = u32::try_from(p.partition_index) {
                         broker.loads.fetched(name, index, bytes);
                         // Only partitions owned here get series (they go when it leaves).
@@ -83,12 +84,12 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
                                 topic: name.to_string(),
                                 partition: index,
                             };
-                            broker
-                                .metrics
-                                .partition
-                                .fetched_bytes
+                            let metrics = &broker.metrics.partition;
+                            metrics.fetched_bytes.get_or_create(&labels).inc_by(bytes);
+                            metrics
+                                .fetched_records
                                 .get_or_create(&labels)
-                                .inc_by(bytes);
+                                .inc_by(crate::batch::record_count(records));
                         }
                     }
                 }
