@@ -82,6 +82,18 @@ impl PartitionMetrics {
         );
     }
 
+    /// A produce stored `bytes` in `records` records in the partition of `labels`.
+    pub fn produced(&self, labels: &PartitionLabels, bytes: u64, records: u64) {
+        self.produced_bytes.get_or_create(labels).inc_by(bytes);
+        self.produced_records.get_or_create(labels).inc_by(records);
+    }
+
+    /// A fetch response carried `bytes` in `records` records of the partition of `labels`.
+    pub fn fetched(&self, labels: &PartitionLabels, bytes: u64, records: u64) {
+        self.fetched_bytes.get_or_create(labels).inc_by(bytes);
+        self.fetched_records.get_or_create(labels).inc_by(records);
+    }
+
     /// Drops every series of `labels` (the partition left this broker).
     pub fn forget(&self, labels: &PartitionLabels) {
         self.produced_bytes.remove(labels);

@@ -158,10 +158,7 @@ async fn connections_over_the_limit_are_closed_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_cluster_commands_report_what_they_did() {
     let _serial = serial().await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf();
+    let root = repo_root();
     let data = tempfile::tempdir().expect("data dir");
     let base = free_port_base();
     let run = |args: &[&str]| cluster_script(&root, data.path(), base, args);
@@ -186,6 +183,14 @@ async fn scripts_cluster_commands_report_what_they_did() {
     assert_eq!(code, Some(0), "status with everything up:\n{out}");
     let (code, out) = run(&["down"]);
     assert_eq!(code, Some(0), "down:\n{out}");
+}
+
+/// The checkout this test binary was built from.
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// Runs `scripts/cluster ARGS --data DATA` with the release binaries and `base` ports;
@@ -572,10 +577,7 @@ async fn idle_producers_are_forgotten_after_the_configured_expiry() {
 async fn observability_scrapes_every_process_and_serves_the_dashboards() {
     require_command("prometheus", "apt-get install prometheus");
     let _serial = serial().await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf();
+    let root = repo_root();
     let data = tempfile::tempdir().expect("data dir");
     let base = free_port_base();
     let run = |args: &[&str]| cluster_script(&root, data.path(), base, args);

@@ -372,7 +372,6 @@ pub async fn start(config: Config) -> Result<Running, PdError> {
     service.moves.register(&mut registry);
     service.writes.register(&mut registry);
     apply_metrics.register(&mut registry);
-    drop(apply_metrics);
     let registry = Arc::new(Mutex::new(registry));
     {
         let service = service.clone();

@@ -68,32 +68,7 @@ pub async fn handle(broker: &SharedBroker, request: FetchRequest, version: i16) 
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             broker.metrics.fetched_bytes.inc_by(total as u64);
-            // Per partition, what is returned (`topics` follows `wanted`).
-            for (w, t) in wanted.iter().zip(&topics) {
-                let Some(name) = w.topic.as_deref() else {
-                    continue;
-                };
-                for p in &t.partitions {
-                    let records = p.records.as_deref().unwrap_or_default();
-                    let bytes = records.len() as u64;
-                    if let Ok(index) = u32::try_from(p.partition_index) {
-                        broker.loads.fetched(name, index, bytes);
-                        // Only partitions owned here get series (they go when it leaves).
-                        if bytes > 0 && broker.partition(name, index).is_some() {
-                            let labels = crate::metrics::PartitionLabels {
-                                topic: name.to_string(),
-                                partition: index,
-                            };
-                            let metrics = &broker.metrics.partition;
-                            metrics.fetched_bytes.get_or_create(&labels).inc_by(bytes);
-                            metrics
-                                .fetched_records
-                                .get_or_create(&labels)
-                                .inc_by(crate::batch::record_count(records));
-                        }
-                    }
-                }
-            }
+            count_served(broker, &wanted, &topics);
             let mut response = FetchResponse::default().with_responses(topics);
             if version >= 7 {
                 response = response.with_session_id(0);
@@ -142,6 +117,33 @@ impl PartitionRead {
             high_watermark: -1,
             log_start: -1,
             batches: Vec::new(),
+        }
+    }
+}
+
+/// Counts what a response returns per partition (`topics` follows `wanted`): the load
+/// reported to PD, and the per-partition series of partitions owned here (they go when the
+/// partition leaves).
+fn count_served(broker: &SharedBroker, wanted: &[Wanted], topics: &[FetchableTopicResponse]) {
+    for (w, t) in wanted.iter().zip(topics) {
+        let Some(name) = w.topic.as_deref() else {
+            continue;
+        };
+        for p in &t.partitions {
+            let Ok(index) = u32::try_from(p.partition_index) else {
+                continue;
+            };
+            let records = p.records.as_deref().unwrap_or_default();
+            let bytes = records.len() as u64;
+            broker.loads.fetched(name, index, bytes);
+            if bytes > 0 && broker.partition(name, index).is_some() {
+                let labels = crate::metrics::PartitionLabels {
+                    topic: name.to_string(),
+                    partition: index,
+                };
+                let count = crate::batch::record_count(records);
+                broker.metrics.partition.fetched(&labels, bytes, count);
+            }
         }
     }
 }

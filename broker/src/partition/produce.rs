@@ -184,16 +184,10 @@ impl PartitionActor {
         self.broker
             .loads
             .produced(&self.key.0, self.key.1, stored_bytes);
-        let labels = self.metric_labels();
-        let metrics = &self.broker.metrics.partition;
-        metrics
-            .produced_bytes
-            .get_or_create(&labels)
-            .inc_by(stored_bytes);
-        metrics
-            .produced_records
-            .get_or_create(&labels)
-            .inc_by(records);
+        self.broker
+            .metrics
+            .partition
+            .produced(&self.metric_labels(), stored_bytes, records);
         let confirmed = confirm_all(appends);
         let produced = Produced {
             base_offset,
